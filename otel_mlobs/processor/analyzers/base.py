@@ -1,0 +1,95 @@
+"""The analyzer contract.
+
+An analyzer is one small online estimator over one routing key, shaped like a river estimator:
+parameters are public attributes set in ``__init__`` and validated there, learned state is
+private, ``update(record)`` consumes one record and returns nothing, ``metrics()`` reports, and
+``snapshot()`` / ``restore()`` make it durable and movable between processor shards.
+
+Memory is bounded by construction (reservoirs, sketches, fixed panes): an analyzer must never
+grow with the length of the stream. ``update`` runs on the processor's single worker thread;
+an analyzer that needs heavy work (fitting a model) does it lazily inside ``update`` at a bounded
+cadence, or in ``refresh()``, which the processor calls off the receiving path.
+"""
+
+from __future__ import annotations
+
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from otel_mlobs.processor.records import Key, Record
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative histogram value: ``buckets`` are (upper bound, cumulative count), +Inf last."""
+
+    buckets: tuple[tuple[float, float], ...]
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One sample an analyzer reports. The exporter groups samples into metric families.
+
+    ``name`` is the full Prometheus name (``mlobs_...``); counters are named with ``_total``.
+    Labels must be bounded (pipeline, component, model, column, method, ...): never ids or raw
+    feature values.
+    """
+
+    name: str
+    kind: MetricKind
+    help: str
+    labels: Mapping[str, str]
+    value: float | Histogram
+    unit: str = ""
+
+
+class Analyzer(ABC):
+    """Base class of every processor analyzer.
+
+    Subclasses set ``accepts`` to the record types they want; the router only calls ``update``
+    with those. ``name`` identifies the analyzer in snapshots and in the API.
+    """
+
+    name: ClassVar[str]
+    accepts: ClassVar[tuple[type, ...]]
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+
+    @abstractmethod
+    def update(self, record: Record) -> None:
+        """Consume one record of an accepted type."""
+
+    @abstractmethod
+    def metrics(self) -> Iterable[Metric]:
+        """Current samples. Called at scrape time under the processor's state lock: keep it cheap."""
+
+    def refresh(self) -> None:  # noqa: B027 - optional hook
+        """Optional heavier periodic work (refitting), called by the processor's worker."""
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        """JSON-able state for the API. Default: nothing beyond the key."""
+        return {"analyzer": self.name, **self.key.labels()}
+
+    def snapshot(self) -> bytes:
+        """Serialize learned state. Default: pickle of the instance dict (override if large)."""
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        """Inverse of :meth:`snapshot`, on a freshly constructed instance with the same key."""
+        self.__dict__.update(pickle.loads(blob))  # noqa: S301 - our own snapshots only
+
+    def labels(self, **extra: str) -> dict[str, str]:
+        """The key's labels plus ``extra``."""
+        out = self.key.labels()
+        out.update(extra)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r})"
