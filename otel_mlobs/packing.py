@@ -59,3 +59,22 @@ def unpack(buf: bytes) -> np.ndarray:
             f"buffer of {len(payload)} bytes is not a multiple of itemsize {dtype.itemsize}"
         )
     return np.frombuffer(payload, dtype=dtype)
+
+
+def label_strings(values: np.ndarray | Sequence) -> np.ndarray:
+    """Canonical string form of class labels, so predictions and feedback compare equal.
+
+    ``True``/``1``/``1.0``/``"1"`` all become ``"1"``: a model that predicts booleans and a
+    feedback job that writes integers still join. Vectorized; returns a ``<U`` array.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        return arr.astype(np.int8).astype(str)
+    if arr.dtype.kind == "f":
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if whole.all():
+            return arr.astype(np.int64).astype(str)
+        return arr.astype(str)
+    if arr.dtype.kind == "S":
+        return np.char.decode(arr, "utf-8", errors="replace")
+    return arr.astype(str)
