@@ -75,7 +75,7 @@ SUMMARY_QUANTILE_LEVELS: Final = "mlobs.summary.quantile_levels"  # double[] (sh
 SUMMARY_QUANTILES: Final = "mlobs.summary.quantiles"  # packed <f8, shape (columns, levels)
 SUMMARY_SKETCHES: Final = "mlobs.summary.sketches"  # bytes[]: KLL doubles sketch, b"" if none
 SUMMARY_DISTINCT: Final = "mlobs.summary.distinct"  # double[]: distinct-value estimate
-SUMMARY_TOP_VALUES: Final = "mlobs.summary.top_values"  # string[]: JSON {"value": count}, "" if none
+SUMMARY_TOP_VALUES: Final = "mlobs.summary.top_values"  # string[]: JSON {value: count} or ""
 
 KIND_NUMERIC: Final = "numeric"
 KIND_CATEGORICAL: Final = "categorical"
@@ -99,6 +99,8 @@ CHECK_PASSED: Final = "mlobs.check.passed"  # bool
 CHECK_MESSAGE: Final = "mlobs.check.message"  # string, "" when passed
 
 # --- event: mlobs.predictions (on spans of role "predictions") ---------------------------------
+# A "reference" set is a labelled batch, typically the validation split logged by the training
+# component: the label-free accuracy estimators learn from it. It carries true labels inline.
 EVENT_PREDICTIONS: Final = "mlobs.predictions"
 PRED_IDS: Final = "mlobs.predictions.ids"  # packed <U/|S array or string[]
 PRED_TIMESTAMPS: Final = "mlobs.predictions.timestamps"  # packed <f8, s since epoch
@@ -107,6 +109,12 @@ PRED_CLASSES: Final = "mlobs.predictions.classes"  # string[]: k class names whe
 PRED_LABELS: Final = "mlobs.predictions.labels"  # packed array of predicted labels
 PRED_FEATURE_NAMES: Final = "mlobs.predictions.feature_names"  # string[]
 PRED_FEATURES: Final = "mlobs.predictions.features"  # bytes[]: one packed array per feature
+PRED_SET: Final = "mlobs.predictions.set"  # string: "live" (default) | "reference"
+PRED_TRUE_LABELS: Final = "mlobs.predictions.true_labels"  # packed: known labels ("reference")
+
+PRED_SET_LIVE: Final = "live"
+PRED_SET_REFERENCE: Final = "reference"
+PRED_SETS: Final = (PRED_SET_LIVE, PRED_SET_REFERENCE)
 
 # --- event: mlobs.feedback (on spans of role "feedback") ---------------------------------------
 EVENT_FEEDBACK: Final = "mlobs.feedback"

@@ -114,6 +114,8 @@ class PredictionBatch:
     classes: tuple[str, ...]
     labels: np.ndarray | None  # predicted labels, as str array
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: bool = False  # a labelled reference set (validation split), not live traffic
+    true_labels: np.ndarray | None = None  # str array; set for reference batches
 
     def __len__(self) -> int:
         return len(self.ids)

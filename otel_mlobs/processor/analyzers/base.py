@@ -62,13 +62,22 @@ class Analyzer(ABC):
     def __init__(self, key: Key) -> None:
         self.key = key
 
+    @classmethod
+    def key_for(cls, record: Record) -> Key:
+        """The key this analyzer class groups ``record`` under. Default: the record's own key.
+
+        Model-level analyzers drop the component so that predictions (logged inside an
+        inference run) and feedback (logged elsewhere) meet in one instance.
+        """
+        return record.key
+
     @abstractmethod
     def update(self, record: Record) -> None:
         """Consume one record of an accepted type."""
 
     @abstractmethod
     def metrics(self) -> Iterable[Metric]:
-        """Current samples. Called at scrape time under the processor's state lock: keep it cheap."""
+        """Current samples, called at scrape time under the state lock: keep it cheap."""
 
     def refresh(self) -> None:  # noqa: B027 - optional hook
         """Optional heavier periodic work (refitting), called by the processor's worker."""
