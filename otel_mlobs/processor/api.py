@@ -1,0 +1,143 @@
+"""The read-only HTTP side: Prometheus ``/metrics``, ``/healthz`` and a small JSON query API.
+
+==============================================  =============================================
+``GET /metrics``                                Prometheus text (or OpenMetrics if asked)
+``GET /healthz``                                200 ``ok`` while the receivers are up, else 503
+``GET /api/v1/status``                          counters, queue, known keys per analyzer
+``GET /api/v1/analyzers``                       registered analyzers and their keys
+``GET /api/v1/analyzers/{name}?pipeline=&...``  that analyzer's ``query()`` for one key
+==============================================  =============================================
+
+``/api/v1/analyzers/{name}`` takes ``pipeline``, ``component`` and ``model`` to name the key
+(empty when omitted) and passes any other query parameter to ``query(**params)``. An unknown
+analyzer or key is a 404 whose JSON lists what is known. Other methods get 405.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from otel_mlobs.processor.records import Key
+from otel_mlobs.processor.router import describe
+
+if TYPE_CHECKING:
+    from otel_mlobs.processor.service import Processor
+
+_KEY_PARAMS = ("pipeline", "component", "model")
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types only: numpy to Python, NaN/inf to null, bytes to base64."""
+    if isinstance(obj, float | np.floating):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, Key):
+        return obj.labels()
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, bytes | bytearray):
+        return base64.b64encode(obj).decode("ascii")
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(asdict(obj))
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [jsonable(v) for v in obj]
+    return str(obj)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(jsonable(data)), content_type="application/json"
+    )
+
+
+class ApiServer:
+    """Handlers over a running :class:`~otel_mlobs.processor.service.Processor`."""
+
+    def __init__(self, processor: Processor) -> None:
+        self._p = processor
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/api/v1/status", self.status)
+        app.router.add_get("/api/v1/analyzers", self.analyzers)
+        app.router.add_get("/api/v1/analyzers/{name}", self.analyzer)
+        return app
+
+    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` on the executor: it takes the state lock, which the worker may hold."""
+        return await asyncio.get_running_loop().run_in_executor(self._p.executor, fn, *args)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = await self._off_loop(encoder, self._p.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if self._p.healthy:
+            return web.Response(text="ok")
+        return web.Response(status=503, text="not ready")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(await self._off_loop(self._p.status))
+
+    async def analyzers(self, request: web.Request) -> web.Response:
+        keys = await self._off_loop(self._locked_keys)
+        listing = describe(self._p.router.analyzers)
+        for entry in listing:
+            entry["keys"] = keys[entry["name"]]
+        return json_response({"analyzers": listing})
+
+    def _locked_keys(self) -> dict[str, list[Key]]:
+        with self._p.lock:
+            return self._p.router.keys()
+
+    async def analyzer(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        params = dict(request.query)
+        key = Key(*(params.pop(p, "") for p in _KEY_PARAMS))
+        return await self._off_loop(self._query, name, key, params)
+
+    def _query(self, name: str, key: Key, params: dict[str, str]) -> web.Response:
+        router = self._p.router
+        with self._p.lock:
+            if router.analyzer_class(name) is None:
+                known = sorted(router.keys())
+                return json_response(
+                    {"error": f"unknown analyzer {name!r}", "known_analyzers": known}, 404
+                )
+            instance = router.get(name, key)
+            if instance is None:
+                return json_response(
+                    {
+                        "error": f"analyzer {name!r} has no state for {key.labels()}",
+                        "known_keys": router.keys()[name],
+                    },
+                    404,
+                )
+            try:
+                result = instance.query(**params)
+            except (TypeError, ValueError) as exc:
+                return json_response({"error": f"bad query for {name!r}: {exc}"}, 400)
+            return json_response(result)

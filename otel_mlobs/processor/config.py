@@ -1,0 +1,58 @@
+"""Processor settings, validated once: a bad value fails at start-up, naming the setting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from otel_mlobs.processor.analyzers.base import Analyzer
+
+DEFAULT_GRPC_PORT = 4317
+DEFAULT_HTTP_PORT = 4318
+DEFAULT_METRICS_PORT = 9464
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP spec's recommended minimum to accept
+DEFAULT_QUEUE_SIZE = 1000  # export requests waiting for the worker, like the Collector's queue
+
+
+@dataclass
+class ProcessorConfig:
+    """Everything :class:`~otel_mlobs.processor.service.Processor` needs to run.
+
+    Port 0 binds a free port; the bound ports are on ``Processor.ports`` after ``start()``.
+    ``queue_size`` counts export requests (one gRPC call or HTTP POST each) waiting for the
+    worker; a request larger than the whole queue is still admitted when the queue is empty.
+    ``analyzers`` defaults to :data:`otel_mlobs.processor.analyzers.DEFAULT_ANALYZERS`.
+    """
+
+    host: str = "127.0.0.1"
+    grpc_port: int = DEFAULT_GRPC_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    grpc_workers: int = 4
+    http_workers: int = 2
+    retry_after_s: float = 1.0
+    refresh_interval_s: float = 5.0
+    analyzers: list[type[Analyzer]] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("grpc_port", "http_port", "metrics_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"Invalid {name!r}: {port!r}; expected an integer in 0..65535")
+        for name in ("max_request_bytes", "queue_size", "grpc_workers", "http_workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive integer")
+        for name in ("retry_after_s", "refresh_interval_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive number")
+        if not self.host:
+            raise ValueError("Invalid 'host': empty")
+        if self.analyzers is not None:
+            bad = [
+                a for a in self.analyzers if not (isinstance(a, type) and issubclass(a, Analyzer))
+            ]
+            if bad:
+                raise ValueError(f"Invalid 'analyzers': {bad!r} are not Analyzer subclasses")

@@ -1,0 +1,134 @@
+"""The bounded hand-off between the receivers and the one worker that owns analyzer state.
+
+Receivers decode on their own threads and ``offer`` the records of one export request as one
+batch; a full queue refuses the batch at once (the receiver answers "retry later") instead of
+blocking a receiving thread or growing without bound. The single worker applies batches to the
+router under the state lock, so analyzers never see concurrent updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from otel_mlobs.processor.records import Record
+from otel_mlobs.processor.router import Router
+from otel_mlobs.processor.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Batch:
+    """The records of one export request, stamped when the request arrived."""
+
+    records: list[Record]
+    received_at: float = field(default_factory=time.monotonic)
+
+
+class IngestQueue:
+    """A FIFO of batches, bounded in batches (export requests), that knows when work is done."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"Invalid 'capacity': {capacity}; expected >= 1")
+        self.capacity = capacity
+        self._items: deque[Batch] = deque()
+        self._busy = 0  # batches taken but not yet done
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def records(self) -> int:
+        """Records waiting (not counting a batch being applied)."""
+        with self._cond:
+            return sum(len(b.records) for b in self._items)
+
+    def offer(self, batch: Batch) -> bool:
+        """Enqueue without blocking; False when the queue is full or closed."""
+        with self._cond:
+            if self._closed or len(self._items) >= self.capacity:
+                return False
+            self._items.append(batch)
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> Batch | None:
+        """The next batch, or None after ``timeout`` s or once closed and drained.
+
+        The caller must call :meth:`done` after handling a returned batch.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                return None
+            if not self._items:
+                return None
+            self._busy += 1
+            return self._items.popleft()
+
+    def done(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse new batches; ``take`` still drains what is queued."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is queued or being applied; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
+
+
+class Worker(threading.Thread):
+    """Applies queued batches to the router and runs the analyzers' periodic refresh."""
+
+    def __init__(
+        self,
+        queue: IngestQueue,
+        router: Router,
+        lock: threading.Lock,
+        stats: Stats,
+        refresh_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="mlobs-ingest-worker", daemon=True)
+        self._queue = queue
+        self._router = router
+        self._lock = lock
+        self._stats = stats
+        self._refresh_interval = refresh_interval_s
+        self._clock = clock
+        self._next_refresh = clock() + refresh_interval_s
+
+    def run(self) -> None:
+        while True:
+            batch = self._queue.take(timeout=min(self._refresh_interval, 0.5))
+            if batch is not None:
+                try:
+                    with self._lock:
+                        for record in batch.records:
+                            self._router.dispatch(record)
+                    self._stats.applied(batch.records, self._clock() - batch.received_at)
+                finally:
+                    self._queue.done()
+            elif self._queue.closed:
+                return
+            if self._clock() >= self._next_refresh:
+                with self._lock:
+                    self._router.refresh()
+                self._next_refresh = self._clock() + self._refresh_interval
