@@ -1,0 +1,236 @@
+"""Summarizing throughput: the SDK vs a bare pandas pass vs whylogs, on the same frame.
+
+The frame: ``--rows`` rows (default 1,000,000) x 20 columns, 15 float64 columns with 5% NaN and 5
+string categoricals with 6 levels each, generated deterministically (see ``_common.make_raw``).
+
+What each side computes, per column:
+
+* bare pandas pass -- floats: count, mean, std, min, max, 7 quantiles (exact);
+  categoricals: ``value_counts`` (exact). No sketches, no distinct count for floats.
+* SDK ``summarize_frame`` -- floats: count, nulls, mean, std, min, max, 7 quantiles, a
+  serialized KLL sketch and an HLL distinct estimate; categoricals: count, nulls, top values
+  with counts and an HLL distinct estimate; plus a bounded uniform row sample.
+* whylogs ``why.log(df)`` (default schema) -- floats: counts (n, null, NaN, inf), type counts,
+  KLL distribution (k=1024: mean, stddev, min, max, quantiles) and HLL cardinality;
+  strings: counts, type counts, HLL cardinality and a frequent-items sketch.
+
+whylogs needs numpy<2, so it runs in its own venv (``benchmarks/.venvs/whylogs``, built on first
+use) and reads the frame from ``.npy`` files; it reports the digest of what it loaded, which must
+match ours.
+
+Targets: SDK rows/s >= 10x whylogs' rows/s; SDK time <= 2x the bare pandas pass.
+
+    python benchmarks/summarize.py                 # full size, all peers
+    python benchmarks/summarize.py --rows 100000 --skip-peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+WHYLOGS_REQUIREMENTS = ("whylogs==1.6.4", "numpy<2", "pandas<2.3")
+TARGET_VS_WHYLOGS = 10.0
+TARGET_VS_PANDAS = 2.0
+
+
+def pandas_pass(df, float_cols: list[str], cat_cols: list[str]) -> dict[str, Any]:
+    """The hand-written baseline a data scientist would type: describe-like stats + value_counts."""
+    num = df[float_cols]
+    out = {
+        "count": num.count(),
+        "mean": num.mean(),
+        "std": num.std(ddof=0),
+        "min": num.min(),
+        "max": num.max(),
+        "quantiles": num.quantile(list(QUANTILES)),
+    }
+    out["value_counts"] = {c: df[c].value_counts(dropna=False) for c in cat_cols}
+    return out
+
+
+def load_sdk_summarizer() -> Callable[[Any], Any]:
+    """The SDK's pure summarizing function, called as the SDK calls it for ``log_input``."""
+    from otel_mlobs.sdk.summarize import summarize_frame
+
+    return lambda df: summarize_frame(df)
+
+
+def sdk_content(summary: Any) -> dict[str, Any]:
+    """What the SDK's summary actually holds per column kind, read from its output."""
+    content: dict[str, Any] = {}
+    for i, kind in enumerate(summary.kinds):
+        stats = ["count", "nulls"]
+        if not math.isnan(summary.mean[i]):
+            stats += ["mean", "std", "min", "max"]
+        if not np.isnan(summary.quantiles[i]).all():
+            stats.append(f"quantiles[{summary.quantiles.shape[1]}]")
+        if summary.sketches[i]:
+            stats.append("kll_sketch")
+        stats.append("distinct")
+        if summary.top_values[i]:
+            stats.append(f"top_values[{len(summary.top_values[i])}]")
+        content.setdefault(kind, stats)
+    content["sample"] = f"{summary.sample_size} rows x {len(summary.sample_columns)} columns"
+    return content
+
+
+def run_whylogs(raw: C.RawFrame, repeats: int, warmup: int) -> dict[str, Any]:
+    python = C.ensure_venv("whylogs", WHYLOGS_REQUIREMENTS)
+    with tempfile.TemporaryDirectory(prefix="mlobs-bench-") as tmp:
+        C.save_raw(raw, Path(tmp))
+        result = C.run_peer(
+            python,
+            "whylogs_summarize.py",
+            [tmp, "--repeats", str(repeats), "--warmup", str(warmup)],
+            timeout=3600,
+        )
+    expected = C.content_digest(raw)
+    if result.get("digest") != expected:
+        raise C.PeerError(f"whylogs saw different data: {result.get('digest')} != {expected}")
+    return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows in the frame")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats (best is reported)")
+    ap.add_argument("--peer-repeats", type=int, default=3, help="timed repeats for whylogs")
+    ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument("--skip-peers", action="store_true", help="do not run whylogs")
+    ap.add_argument("--out-dir", type=Path, default=C.RESULTS_DIR)
+    args = ap.parse_args(argv)
+    if args.rows < 10:
+        ap.error("--rows must be at least 10")
+    if args.repeats < 1 or args.peer_repeats < 1:
+        ap.error("repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    raw = C.make_raw(args.rows, args.seed)
+    df = C.to_pandas(raw)
+    rows = len(df)
+    results: dict[str, Any] = {}
+
+    t = C.time_call(lambda: pandas_pass(df, raw.float_names, raw.cat_names), repeats=args.repeats)
+    results["pandas"] = {**t.as_dict(), "rows_per_s": rows / t.best}
+    print(f"[bench] pandas  best {t.best:.3f}s", file=sys.stderr)
+
+    summarize = load_sdk_summarizer()
+    t = C.time_call(lambda: summarize(df), repeats=args.repeats)
+    results["sdk"] = {
+        **t.as_dict(),
+        "rows_per_s": rows / t.best,
+        "content": sdk_content(summarize(df)),
+    }
+    print(f"[bench] sdk     best {t.best:.3f}s", file=sys.stderr)
+
+    if not args.skip_peers:
+        wl = run_whylogs(raw, args.peer_repeats, warmup=1)
+        results["whylogs"] = {
+            "best_s": wl["best_s"],
+            "repeats_s": wl["repeats_s"],
+            "rows_per_s": rows / wl["best_s"],
+            "content": wl["metrics_per_column"],
+            "config": wl["config"],
+            "versions": wl["versions"],
+        }
+        print(f"[bench] whylogs best {wl['best_s']:.3f}s", file=sys.stderr)
+
+    ratios: dict[str, Any] = {
+        "sdk_time_over_pandas": results["sdk"]["best_s"] / results["pandas"]["best_s"],
+        "target_sdk_time_over_pandas_max": TARGET_VS_PANDAS,
+    }
+    ratios["meets_pandas_target"] = ratios["sdk_time_over_pandas"] <= TARGET_VS_PANDAS
+    if "whylogs" in results:
+        ratios["sdk_rows_per_s_over_whylogs"] = (
+            results["sdk"]["rows_per_s"] / results["whylogs"]["rows_per_s"]
+        )
+        ratios["target_sdk_over_whylogs_min"] = TARGET_VS_WHYLOGS
+        ratios["meets_whylogs_target"] = ratios["sdk_rows_per_s_over_whylogs"] >= TARGET_VS_WHYLOGS
+
+    payload = {
+        "benchmark": "summarize",
+        "command": C.command_line(),
+        "data": {
+            "rows": rows,
+            "float_columns": len(raw.float_names),
+            "categorical_columns": len(raw.cat_names),
+            "categorical_levels": C.N_LEVELS,
+            "float_null_rate": C.NULL_RATE,
+            "seed": args.seed,
+            "digest": C.content_digest(raw),
+        },
+        "timing": "best of N after 1 warm-up, time.perf_counter, single process",
+        "results": results,
+        "ratios": ratios,
+        "machine": C.machine_info(),
+    }
+    C.write_results("summarize", payload, render_markdown(payload), args.out_dir)
+    return payload
+
+
+def render_markdown(p: dict[str, Any]) -> str:
+    res, rat, m, d = p["results"], p["ratios"], p["machine"], p["data"]
+    labels = {
+        "sdk": "otel-mlobs `summarize_frame`",
+        "pandas": "bare pandas pass",
+        "whylogs": "whylogs `why.log`",
+    }
+    rows = []
+    for key in ("sdk", "pandas", "whylogs"):
+        if key in res:
+            r = res[key]
+            vs_sdk = r["rows_per_s"] / res["sdk"]["rows_per_s"]
+            rows.append([labels[key], r["best_s"], f"{r['rows_per_s']:,.0f}", f"{vs_sdk:.3g}x"])
+    out = [
+        "# Summarizing throughput",
+        "",
+        f"{d['rows']:,} rows x {d['float_columns'] + d['categorical_columns']} columns "
+        f"({d['float_columns']} floats with {d['float_null_rate']:.0%} NaN, "
+        f"{d['categorical_columns']} string categoricals with {d['categorical_levels']} levels).",
+        "",
+        C.md_table(["tool", "best time (s)", "rows/s", "rows/s relative to SDK"], rows),
+        "",
+        f"- SDK time / pandas time: **{rat['sdk_time_over_pandas']:.2f}** "
+        f"(target <= {rat['target_sdk_time_over_pandas_max']:g}: "
+        f"{'met' if rat['meets_pandas_target'] else 'NOT met'})",
+    ]
+    if "sdk_rows_per_s_over_whylogs" in rat:
+        out.append(
+            f"- SDK rows/s / whylogs rows/s: **{rat['sdk_rows_per_s_over_whylogs']:.1f}x** "
+            f"(target >= {rat['target_sdk_over_whylogs_min']:g}x: "
+            f"{'met' if rat['meets_whylogs_target'] else 'NOT met'})"
+        )
+    out += [
+        "",
+        "What each computes: pandas -- count, mean, std, min, max, 7 exact quantiles for floats, "
+        "`value_counts` for categoricals. SDK -- the same plus nulls, a KLL sketch and an HLL "
+        "distinct estimate per float column, top values + HLL per categorical, and a row sample. "
+        "whylogs -- counts, types, KLL distribution and HLL per float column; counts, types, "
+        "HLL and frequent items per string column.",
+        "",
+        f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}, "
+        f"numpy {m['numpy']}, pandas {m['pandas']}.",
+        "",
+        f"Command: `{p['command']}`",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
