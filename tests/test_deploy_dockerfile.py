@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +124,12 @@ def health_server() -> Iterator[tuple[http.server.HTTPServer, type[_Health]]]:
     server.server_close()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def healthcheck_argv() -> list[str]:
     args = only("HEALTHCHECK")
     options, _, command = args.partition("CMD ")
@@ -149,10 +157,39 @@ def test_healthcheck_fails_when_healthz_reports_unhealthy(health_server) -> None
 
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert run_healthcheck(port) != 0
+    assert run_healthcheck(free_port()) != 0
+
+
+def test_image_command_serves_the_healthcheck_and_stops_on_sigterm() -> None:
+    """The CMD, run from this checkout, passes the image's HEALTHCHECK and exits cleanly on
+    SIGTERM (what `docker stop` sends). Loopback instead of 0.0.0.0, free ports instead of
+    the defaults: the test must not collide with anything on the machine."""
+    argv = exec_form(only("CMD"))
+    executable = Path(sys.executable).parent / argv[0]
+    assert executable.exists(), f"{argv[0]} is not installed in this environment"
+    port = free_port()
+    args = [a if a != "0.0.0.0" else "127.0.0.1" for a in argv[1:]]
+    args += ["--grpc-port", "0", "--http-port", "0", "--metrics-port", str(port)]
+    proc = subprocess.Popen(
+        [str(executable), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no /healthz within 30 s"
+                time.sleep(0.2)
+        assert run_healthcheck(port) == 0
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # --- .dockerignore ------------------------------------------------------------------------------
