@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from otel_mlobs.processor.analyzers.base import Analyzer
 from otel_mlobs.processor.analyzers.columns import ColumnsAnalyzer
+from otel_mlobs.processor.analyzers.detect import ModelAccuracyAnalyzer
 from otel_mlobs.processor.analyzers.runs import RunsAnalyzer
 from otel_mlobs.processor.analyzers.traffic import TrafficAnalyzer
 
@@ -16,6 +17,14 @@ DEFAULT_ANALYZERS: list[type[Analyzer]] = [
     RunsAnalyzer,
     ColumnsAnalyzer,
     TrafficAnalyzer,
+    ModelAccuracyAnalyzer,
 ]
 
-__all__ = ["DEFAULT_ANALYZERS", "Analyzer", "ColumnsAnalyzer", "RunsAnalyzer", "TrafficAnalyzer"]
+__all__ = [
+    "DEFAULT_ANALYZERS",
+    "Analyzer",
+    "ColumnsAnalyzer",
+    "ModelAccuracyAnalyzer",
+    "RunsAnalyzer",
+    "TrafficAnalyzer",
+]

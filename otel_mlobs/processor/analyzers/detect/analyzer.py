@@ -182,7 +182,7 @@ class ModelAccuracyAnalyzer(Analyzer):
         self._classes.observe(codes)
         keys = hash_ids(np.asarray(b.ids)[rows])
         ts = ts[rows]
-        bucket, est, stats = self._estimate(b, rows)
+        bucket, est, stats = self._estimate(b, labels, rows)
         for ring in self._rings:
             ring.add_live(ts, bucket, stats)
         self._predictions += rows.size
@@ -241,7 +241,7 @@ class ModelAccuracyAnalyzer(Analyzer):
         self._delays.add(j.feedback_ts - j.pred_ts)
 
     # ---- estimation --------------------------------------------------------------------------
-    def _estimate(self, b: PredictionBatch, rows: np.ndarray):
+    def _estimate(self, b: PredictionBatch, labels: np.ndarray, rows: np.ndarray):
         """Bucket, blended estimate and live pane stats of each live row."""
         n = rows.size
         stats = np.zeros((n, L.N_LIVE))
@@ -249,7 +249,7 @@ class ModelAccuracyAnalyzer(Analyzer):
         model = self._model
         if model is None:
             return np.full(n, self._noest, dtype=np.int64), np.full(n, np.nan), stats
-        local, e_iw, e_cal, e = model.assign(b, rows)
+        local, e_iw, e_cal, e = model.assign(b, labels, rows)
         bucket = local.astype(np.int64) + self._bucket_offset()
         stats[:, L.L_NEST] = 1.0
         stats[:, L.L_S] = e
