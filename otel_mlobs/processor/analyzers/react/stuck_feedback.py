@@ -1,0 +1,496 @@
+"""Where is feedback stuck? Predictions overdue for a label, described by a few predicates.
+
+When one neighbourhood's labels stop arriving, accuracy estimates quietly lean on the rest of the
+city. This analyzer keeps a bounded, hashed uniform sample of predictions with their bucketing
+features, watches them become *overdue* (no feedback ``overdue_after_s`` after the prediction, by
+event time) and *resolved* (feedback arrives, late or not), and describes the overdue set by
+predicates over single features and feature pairs (``pickup_zone = East Village ∧
+payment_type = cash``), each with its coverage (share of overdue predictions it matches) and lift
+(how much more often it holds among overdue predictions than among all of them).
+
+Both directions are incremental: a prediction turning overdue adds its predicates to per-single
+and per-pair count tables, feedback arriving late removes them again. The sample is a hash
+threshold (bottom-k) sample: an id is kept when its 64-bit hash is below ``tau``, so feedback for
+a sampled prediction is found by the same hash and nothing else needs remembering. When the
+sample fills up, ``tau`` is lowered and the items above it leave, keeping the sample uniform.
+This is the stream version of subgroup discovery's coverage/lift quality measures (Lavrač et al.,
+"Subgroup Discovery with CN2-SD", JMLR 2004).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any, ClassVar
+
+import numpy as np
+
+from otel_mlobs.processor.analyzers.base import Analyzer, Metric
+from otel_mlobs.processor.records import FeedbackBatch, Key, PredictionBatch, Record
+
+DAY_S = 86_400.0
+_MAX_HASH = np.uint64(0xFFFFFFFFFFFFFFFF)
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+EMPTY, PENDING, OVERDUE, RESOLVED = 0, 1, 2, 3
+MISSING_CODE = 0  # reserved value code: feature absent from a batch or value null
+
+
+def hash_ids(ids: np.ndarray) -> np.ndarray:
+    """Stable 64-bit hashes of string ids (FNV-1a over code points, splitmix64 finish).
+
+    Vectorized over rows (the loop runs over character positions), independent of the numpy
+    string width, so a prediction id and its feedback id hash alike wherever they come from.
+    """
+    a = np.asarray(ids)
+    if a.dtype.kind != "U":
+        a = a.astype(str)
+    n = len(a)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    width = max(a.dtype.itemsize // 4, 1)
+    codes = np.ascontiguousarray(a).view(np.uint32).reshape(n, width).astype(np.uint64)
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    for j in range(width):
+        c = codes[:, j]
+        h = np.where(c != 0, (h ^ c) * _FNV_PRIME, h)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+class _Encoder:
+    """Turns one bucketing feature into small integer codes: categories or quantile bins."""
+
+    def __init__(self, values: np.ndarray, max_values: int, bins: int) -> None:
+        self.max_values = max_values
+        v = np.asarray(values)
+        self.numeric = v.dtype.kind == "f" or (
+            v.dtype.kind in "iu" and len(np.unique(v)) > max_values
+        )
+        self.vocab: dict[str, int] = {}
+        self.edges = np.zeros(0)
+        if self.numeric:
+            finite = v[np.isfinite(v.astype(np.float64))].astype(np.float64)
+            if len(finite):
+                qs = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
+                self.edges = np.unique(qs)
+
+    @property
+    def other_code(self) -> int:
+        return self.max_values + 1
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values)
+        if self.numeric:
+            x = v.astype(np.float64)
+            codes = np.searchsorted(self.edges, x, side="right") + 1
+            return np.where(np.isfinite(x), codes, MISSING_CODE).astype(np.int16)
+        s = v.astype(str) if v.dtype.kind != "U" else v
+        uniq, inv = np.unique(s, return_inverse=True)
+        table = np.empty(len(uniq), dtype=np.int16)
+        for i, u in enumerate(uniq):  # loop over distinct values, not rows
+            code = self.vocab.get(u)
+            if code is None:
+                if u in ("", "nan", "None"):
+                    code = MISSING_CODE
+                elif len(self.vocab) < self.max_values:
+                    code = self.vocab[u] = len(self.vocab) + 1
+                else:
+                    code = self.other_code
+            table[i] = code
+        return table[inv.reshape(-1)]
+
+    def describe(self, code: int) -> tuple[str, str]:
+        """(operator, value) of a predicate on this feature."""
+        if code == MISSING_CODE:
+            return "is", "missing"
+        if code == self.other_code:
+            return "in", "(other values)"
+        if self.numeric:
+            lo = "-inf" if code == 1 else f"{self.edges[code - 2]:.4g}"
+            hi = "inf" if code - 1 >= len(self.edges) else f"{self.edges[code - 1]:.4g}"
+            return "in", f"[{lo}, {hi})"
+        for k, c in self.vocab.items():
+            if c == code:
+                return "=", k
+        return "=", f"#{code}"
+
+
+class StuckFeedbackAnalyzer(Analyzer):
+    """Predicates describing the predictions whose feedback is overdue, per model.
+
+    Parameters
+    ----------
+    capacity : predictions kept in the hashed sample.
+    window_s : predictions older than this (event time) leave the sample and the counts.
+    overdue_after_s : a prediction without feedback this long is overdue. ``None`` learns it:
+        ``delay_factor`` × the ``delay_quantile`` of observed feedback delays, at least
+        ``min_overdue_s``; ``default_overdue_s`` until ``min_delays`` delays were seen.
+    max_features, max_values, numeric_bins : bounds of the bucketing features' encoding.
+    top_k, min_count, min_lift : how many patterns to report, and what makes one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from otel_mlobs.processor.records import FeedbackBatch, Key, PredictionBatch
+    >>> a = StuckFeedbackAnalyzer(Key("taxi", "", "tip"), overdue_after_s=60.0)
+    >>> ids, zone = np.arange(100).astype(str), np.array(["A", "B"] * 50)
+    >>> a.update(PredictionBatch(Key("taxi", "serve", "tip"), "1", ids, np.zeros(100), None,
+    ...                          (), None, {"zone": zone}))
+    >>> a.update(FeedbackBatch(Key("taxi", "", "tip"), ids[zone == "A"], ids[:50], np.ones(50)))
+    >>> a.advance(120.0)
+    >>> [(p["pattern"], p["coverage"], p["lift"]) for p in a.patterns()]
+    [('zone = B', 1.0, 2.0)]
+    """
+
+    name: ClassVar[str] = "stuck_feedback"
+    accepts: ClassVar[tuple[type, ...]] = (PredictionBatch, FeedbackBatch)
+
+    def __init__(
+        self,
+        key: Key,
+        capacity: int = 20_000,
+        window_s: float = 7 * DAY_S,
+        overdue_after_s: float | None = None,
+        default_overdue_s: float = DAY_S,
+        min_overdue_s: float = 3_600.0,
+        delay_quantile: float = 0.95,
+        delay_factor: float = 2.0,
+        min_delays: int = 50,
+        max_features: int = 8,
+        max_values: int = 32,
+        numeric_bins: int = 4,
+        top_k: int = 5,
+        min_count: int = 5,
+        min_lift: float = 1.5,
+    ) -> None:
+        super().__init__(key)
+        if capacity < 16:
+            raise ValueError("Invalid 'capacity': must be at least 16")
+        if window_s <= 0 or default_overdue_s <= 0 or min_overdue_s <= 0:
+            raise ValueError("window_s, default_overdue_s and min_overdue_s must be positive")
+        if overdue_after_s is not None and overdue_after_s <= 0:
+            raise ValueError("Invalid 'overdue_after_s': must be positive or None")
+        if not 0 < delay_quantile < 1 or delay_factor <= 0:
+            raise ValueError("delay_quantile must be in (0, 1) and delay_factor positive")
+        if min(max_features, max_values, numeric_bins, top_k, min_count) < 1 or min_lift < 1:
+            raise ValueError("bounds must be at least 1 and min_lift at least 1")
+        self.capacity = capacity
+        self.window_s = window_s
+        self.overdue_after_s = overdue_after_s
+        self.default_overdue_s = default_overdue_s
+        self.min_overdue_s = min_overdue_s
+        self.delay_quantile = delay_quantile
+        self.delay_factor = delay_factor
+        self.min_delays = min_delays
+        self.max_features = max_features
+        self.max_values = max_values
+        self.numeric_bins = numeric_bins
+        self.top_k = top_k
+        self.min_count = min_count
+        self.min_lift = min_lift
+        self._reset()
+
+    def _reset(self) -> None:
+        n = self.capacity
+        self._hash = np.zeros(n, dtype=np.uint64)
+        self._ts = np.zeros(n)
+        self._state = np.zeros(n, dtype=np.int8)
+        self._codes = np.zeros((n, self.max_features), dtype=np.int16)
+        self._order = np.zeros(0, dtype=np.int64)  # live slots sorted by hash, for lookups
+        self._tau = _MAX_HASH
+        self._features: list[str] = []
+        self._enc: list[_Encoder] = []
+        self._pairs: list[tuple[int, int]] = []
+        v = self.max_values + 2
+        self._pop1 = np.zeros((self.max_features, v), dtype=np.int64)
+        self._od1 = np.zeros_like(self._pop1)
+        npairs = self.max_features * (self.max_features - 1) // 2
+        self._pop2 = np.zeros((npairs, v, v), dtype=np.int64)
+        self._od2 = np.zeros_like(self._pop2)
+        self._delays = np.full(1024, np.nan)
+        self._delay_pos = 0
+        self._delays_seen = 0
+        self._now = -np.inf
+        self._predictions_total = 0
+        self._feedback_matched_total = 0
+        self._late_total = 0
+        self._cache: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def key_for(cls, record: Record) -> Key:
+        return Key(record.key.pipeline, "", record.key.model)
+
+    # --- properties -----------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return float(self._now)
+
+    @property
+    def overdue_after(self) -> float:
+        """Seconds without feedback after which a prediction counts as overdue."""
+        if self.overdue_after_s is not None:
+            return self.overdue_after_s
+        if self._delays_seen < self.min_delays:
+            return self.default_overdue_s
+        q = float(np.nanquantile(self._delays, self.delay_quantile))
+        return max(self.min_overdue_s, self.delay_factor * q)
+
+    @property
+    def sample_rate(self) -> float:
+        return float(self._tau) / float(_MAX_HASH)
+
+    @property
+    def sampled(self) -> int:
+        return int((self._state != EMPTY).sum())
+
+    @property
+    def overdue(self) -> int:
+        return int((self._state == OVERDUE).sum())
+
+    # --- count tables ---------------------------------------------------------------------------
+    def _count(self, slots: np.ndarray, sign: int, overdue: bool) -> None:
+        if len(slots) == 0 or not self._features:
+            return
+        f = len(self._features)
+        codes = self._codes[slots, :f].astype(np.int64)
+        one, two = (self._od1, self._od2) if overdue else (self._pop1, self._pop2)
+        fi = np.broadcast_to(np.arange(f), codes.shape)
+        np.add.at(one, (fi.ravel(), codes.ravel()), sign)
+        for p, (i, j) in enumerate(self._pairs):
+            np.add.at(two[p], (codes[:, i], codes[:, j]), sign)
+        self._cache = None
+
+    def _set_state(self, slots: np.ndarray, new: int) -> None:
+        """Move ``slots`` to state ``new``, keeping both count tables in step."""
+        if len(slots) == 0:
+            return
+        old = self._state[slots]
+        was_od = slots[old == OVERDUE]
+        if new != OVERDUE:
+            self._count(was_od, -1, True)
+        else:
+            self._count(slots[old != OVERDUE], +1, True)
+        if new == EMPTY:
+            self._count(slots[old != EMPTY], -1, False)
+        self._state[slots] = new
+        self._cache = None
+
+    # --- ingest ---------------------------------------------------------------------------------
+    def update(self, record: Record) -> None:
+        if isinstance(record, PredictionBatch):
+            if not record.reference:
+                self._add_predictions(record)
+        elif isinstance(record, FeedbackBatch):
+            self._add_feedback(record)
+
+    def _ensure_features(self, features: dict[str, np.ndarray]) -> None:
+        if self._features or not features:
+            return
+        self._features = sorted(features)[: self.max_features]
+        self._enc = [_Encoder(features[n], self.max_values, self.numeric_bins)
+                     for n in self._features]
+        self._pairs = list(combinations(range(len(self._features)), 2))
+
+    def _add_predictions(self, rec: PredictionBatch) -> None:
+        n = len(rec)
+        if n == 0:
+            return
+        self._predictions_total += n
+        self._ensure_features(rec.features)
+        h = hash_ids(rec.ids)
+        _, first = np.unique(h, return_index=True)
+        keep = np.zeros(n, dtype=bool)
+        keep[first] = True
+        keep &= h < self._tau
+        keep &= ~self._lookup(h)[1]
+        rows = np.flatnonzero(keep)
+        if len(rows) == 0:
+            self.advance(float(np.max(rec.timestamps)))
+            return
+        free = np.flatnonzero(self._state == EMPTY)
+        if len(free) < len(rows):
+            rows = self._make_room(h, rows)
+            free = np.flatnonzero(self._state == EMPTY)
+        slots = free[: len(rows)]
+        self._hash[slots] = h[rows]
+        self._ts[slots] = np.asarray(rec.timestamps, dtype=np.float64)[rows]
+        codes = np.zeros((len(rows), self.max_features), dtype=np.int16)
+        for i, (name, enc) in enumerate(zip(self._features, self._enc, strict=True)):
+            col = rec.features.get(name)
+            if col is not None and len(col) == n:
+                codes[:, i] = enc.encode(np.asarray(col)[rows])
+        self._codes[slots] = codes
+        self._state[slots] = PENDING
+        self._count(slots, +1, False)
+        self._reindex()
+        self.advance(float(np.max(rec.timestamps)))
+
+    def _make_room(self, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Lower ``tau`` so that sample plus newcomers fit; evict and filter accordingly."""
+        live = np.flatnonzero(self._state != EMPTY)
+        allh = np.concatenate([self._hash[live], h[rows]])
+        target = int(self.capacity * 0.9)
+        if len(allh) > target:
+            self._tau = np.partition(allh, target)[target]
+        out = live[self._hash[live] >= self._tau]
+        self._set_state(out, EMPTY)
+        return rows[h[rows] < self._tau]
+
+    def _reindex(self) -> None:
+        live = np.flatnonzero(self._state != EMPTY)
+        self._order = live[np.argsort(self._hash[live], kind="stable")]
+
+    def _lookup(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(slot, found) for each hash."""
+        keys = self._hash[self._order]
+        pos = np.searchsorted(keys, h)
+        pos_c = np.minimum(pos, max(len(keys) - 1, 0))
+        found = (pos < len(keys)) & (keys[pos_c] == h) if len(keys) else np.zeros(len(h), bool)
+        slots = self._order[pos_c] if len(keys) else np.zeros(len(h), dtype=np.int64)
+        if len(keys):
+            found &= self._state[slots] != EMPTY
+        return slots, found
+
+    def _add_feedback(self, rec: FeedbackBatch) -> None:
+        if len(rec) == 0:
+            return
+        h = hash_ids(rec.ids)
+        slots, found = self._lookup(h)
+        ts = np.asarray(rec.timestamps, dtype=np.float64)
+        slots, ts = slots[found], ts[found]
+        live = self._state[slots]
+        fresh = (live == PENDING) | (live == OVERDUE)
+        slots, ts = slots[fresh], ts[fresh]
+        self._feedback_matched_total += len(slots)
+        self._late_total += int((self._state[slots] == OVERDUE).sum())
+        delays = np.maximum(ts - self._ts[slots], 0.0)
+        delays = delays[-len(self._delays):]  # a ring of recent delays, bounded
+        ring = (self._delay_pos + np.arange(len(delays))) % len(self._delays)
+        self._delays[ring] = delays
+        self._delay_pos = int((self._delay_pos + len(delays)) % len(self._delays))
+        self._delays_seen += len(delays)
+        self._set_state(slots, RESOLVED)
+        self.advance(float(np.max(rec.timestamps)))
+
+    def advance(self, now: float) -> None:
+        """Move event time forward: expire old predictions, mark newly overdue ones.
+
+        Recomputes every live item's state against the current threshold, so a learned
+        threshold that moves turns items back to pending as well as forward to overdue.
+        """
+        if now > self._now:
+            self._now = now
+        live = self._state != EMPTY
+        expired = np.flatnonzero(live & (self._ts < self._now - self.window_s))
+        if len(expired):
+            self._set_state(expired, EMPTY)
+            self._reindex()
+        open_ = (self._state == PENDING) | (self._state == OVERDUE)
+        due = self._ts + self.overdue_after <= self._now
+        self._set_state(np.flatnonzero(open_ & due & (self._state == PENDING)), OVERDUE)
+        self._set_state(np.flatnonzero(open_ & ~due & (self._state == OVERDUE)), PENDING)
+
+    # --- patterns -------------------------------------------------------------------------------
+    def _predicates(self, parts: list[tuple[int, int]]) -> list[dict[str, str]]:
+        out = []
+        for f, code in parts:
+            op, value = self._enc[f].describe(code)
+            out.append({"feature": self._features[f], "op": op, "value": value})
+        return out
+
+    def patterns(self) -> list[dict[str, Any]]:
+        """Top-k predicates over the overdue predictions, by coverage × log2(lift)."""
+        if self._cache is not None:
+            return self._cache
+        total_od = int((self._state == OVERDUE).sum())
+        total = int((self._state != EMPTY).sum())
+        cands: list[tuple[float, float, float, int, list[tuple[int, int]]]] = []
+        if total_od and total and self._features:
+            f = len(self._features)
+            tables = [(self._od1[i], self._pop1[i], [(i,)]) for i in range(f)]
+            tables += [(self._od2[p], self._pop2[p], [(i, j)])
+                       for p, (i, j) in enumerate(self._pairs)]
+            for od, pop, (feats,) in tables:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cov = od / total_od
+                    lift = cov / (pop / total)
+                ok = (od >= self.min_count) & (lift >= self.min_lift)
+                for idx in zip(*np.nonzero(ok), strict=True):
+                    c, li = float(cov[idx]), float(lift[idx])
+                    parts = list(zip(feats, (int(x) for x in idx), strict=True))
+                    cands.append((c * np.log2(li), c, li, int(od[idx]), parts))
+        cands.sort(key=lambda x: (-x[0], -x[1], str(x[4])))
+        chosen: list[tuple[float, float, float, int, list[tuple[int, int]]]] = []
+        for cand in cands:
+            if len(chosen) >= self.top_k:
+                break
+            if any(self._redundant(cand, prev) for prev in chosen):
+                continue
+            chosen.append(cand)
+        out = []
+        for rank, (_, cov, lift, od, parts) in enumerate(chosen, start=1):
+            preds = self._predicates(parts)
+            text = " ∧ ".join(f"{p['feature']} {p['op']} {p['value']}" for p in preds)
+            out.append({"rank": rank, "pattern": text, "predicates": preds,
+                        "coverage": cov, "lift": lift, "overdue_sampled": od})
+        self._cache = out
+        return out
+
+    @staticmethod
+    def _redundant(cand: tuple, prev: tuple) -> bool:
+        """A refinement or generalization of a chosen pattern that says nothing new."""
+        a, b = set(cand[4]), set(prev[4])
+        if a < b:  # cand is more general: redundant unless it covers clearly more
+            return cand[1] <= 1.1 * prev[1]
+        if b < a:  # cand refines prev: redundant unless its lift is clearly higher
+            return cand[2] < 1.5 * prev[2]
+        return False
+
+    # --- contract -------------------------------------------------------------------------------
+    def metrics(self) -> list[Metric]:
+        lab = self.labels()
+        out = [
+            Metric("mlobs_stuck_feedback_sampled", "gauge",
+                   "Predictions in the stuck-feedback sample (within the window)", lab,
+                   float(self.sampled)),
+            Metric("mlobs_stuck_feedback_overdue_sampled", "gauge",
+                   "Sampled predictions overdue for feedback", lab, float(self.overdue)),
+            Metric("mlobs_stuck_feedback_sample_rate_ratio", "gauge",
+                   "Share of prediction ids the hashed sample keeps", lab, self.sample_rate),
+            Metric("mlobs_stuck_feedback_overdue_after_seconds", "gauge",
+                   "Feedback delay after which a prediction counts as overdue", lab,
+                   float(self.overdue_after), unit="seconds"),
+            Metric("mlobs_stuck_feedback_late_total", "counter",
+                   "Sampled predictions whose feedback arrived after they were overdue", lab,
+                   float(self._late_total)),
+        ]
+        for p in self.patterns():
+            pl = self.labels(rank=str(p["rank"]), pattern=p["pattern"])
+            out.append(Metric("mlobs_stuck_feedback_pattern_coverage", "gauge",
+                              "Share of overdue predictions the pattern matches (top-k)", pl,
+                              p["coverage"]))
+            out.append(Metric("mlobs_stuck_feedback_pattern_lift", "gauge",
+                              "How much likelier the pattern is among overdue predictions "
+                              "than among all (top-k)", pl, p["lift"]))
+        return out
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        out = super().query()
+        rate = self.sample_rate
+        out.update(
+            now=None if not np.isfinite(self._now) else self.now,
+            overdue_after_s=self.overdue_after,
+            sample_rate=rate,
+            sampled=self.sampled,
+            overdue_sampled=self.overdue,
+            overdue_estimated=self.overdue / rate if rate > 0 else None,
+            late_feedback_sampled=self._late_total,
+            features=list(self._features),
+            patterns=self.patterns(),
+        )
+        return out
