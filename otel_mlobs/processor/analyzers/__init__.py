@@ -10,6 +10,7 @@ from __future__ import annotations
 from otel_mlobs.processor.analyzers.base import Analyzer
 from otel_mlobs.processor.analyzers.columns import ColumnsAnalyzer
 from otel_mlobs.processor.analyzers.detect import ModelAccuracyAnalyzer
+from otel_mlobs.processor.analyzers.react import RootCauseAnalyzer, StuckFeedbackAnalyzer
 from otel_mlobs.processor.analyzers.runs import RunsAnalyzer
 from otel_mlobs.processor.analyzers.traffic import TrafficAnalyzer
 
@@ -18,6 +19,8 @@ DEFAULT_ANALYZERS: list[type[Analyzer]] = [
     ColumnsAnalyzer,
     TrafficAnalyzer,
     ModelAccuracyAnalyzer,
+    RootCauseAnalyzer,
+    StuckFeedbackAnalyzer,
 ]
 
 __all__ = [
@@ -25,6 +28,8 @@ __all__ = [
     "Analyzer",
     "ColumnsAnalyzer",
     "ModelAccuracyAnalyzer",
+    "RootCauseAnalyzer",
     "RunsAnalyzer",
+    "StuckFeedbackAnalyzer",
     "TrafficAnalyzer",
 ]
