@@ -122,6 +122,12 @@ FB_IDS: Final = "mlobs.feedback.ids"  # packed or string[]
 FB_LABELS: Final = "mlobs.feedback.labels"  # packed array of true labels
 FB_TIMESTAMPS: Final = "mlobs.feedback.timestamps"  # packed <f8: when the label became known
 
+# --- event: mlobs.kpi (a business KPI value, attributed to the model named on its span) --------
+EVENT_KPI: Final = "mlobs.kpi"
+KPI_NAME: Final = "mlobs.kpi.name"  # string, e.g. "revenue_per_trip" (few distinct names)
+KPI_VALUE: Final = "mlobs.kpi.value"  # double
+KPI_TIME: Final = "mlobs.kpi.time"  # double, s since epoch: the event time the value describes
+
 # --- limits the SDK respects so OTel's defaults never truncate a run --------------------------
 MAX_EVENTS_PER_SPAN: Final = 100  # OTel default limit is 128; keep headroom for user events
 MAX_COLUMNS_PER_EVENT: Final = 64  # attributes are arrays, so this bounds event size, not count

@@ -134,4 +134,22 @@ class FeedbackBatch:
         return len(self.ids)
 
 
-Record = RunRecord | SummaryRecord | SampleRecord | CheckRecord | PredictionBatch | FeedbackBatch
+@dataclass(slots=True)
+class KpiRecord:
+    """A business KPI value (an ``mlobs.kpi`` event), attributed to ``key.model``."""
+
+    key: Key
+    name: str
+    value: float
+    event_time: float  # s since epoch
+
+
+Record = (
+    RunRecord
+    | SummaryRecord
+    | SampleRecord
+    | CheckRecord
+    | PredictionBatch
+    | FeedbackBatch
+    | KpiRecord
+)

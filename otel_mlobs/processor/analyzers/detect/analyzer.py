@@ -8,7 +8,8 @@ One instance per (pipeline, model): :meth:`key_for` drops the component so that 
 * learns from labelled reference batches a label-free estimator (:mod:`.estimate`) and applies it
   to every live prediction;
 * combines both, bucket by bucket, where only some labels arrived (:mod:`.combined`);
-* tracks feedback delay and the predictions now overdue (:mod:`.delays`).
+* tracks feedback delay and the predictions now overdue (:mod:`.delays`);
+* correlates business KPIs (``mlobs.kpi`` events) with accuracy pane by pane (:mod:`.kpi`).
 
 Usage::
 
@@ -36,9 +37,16 @@ from otel_mlobs.processor.analyzers.detect.join import (
     Joined,
     PredictionJoin,
 )
+from otel_mlobs.processor.analyzers.detect.kpi import KPI_WINDOWS, KpiTracker, correlation
 from otel_mlobs.processor.analyzers.detect.labels import ClassTable
 from otel_mlobs.processor.analyzers.detect.panes import PaneRing
-from otel_mlobs.processor.records import FeedbackBatch, Key, PredictionBatch, Record
+from otel_mlobs.processor.records import (
+    FeedbackBatch,
+    Key,
+    KpiRecord,
+    PredictionBatch,
+    Record,
+)
 
 
 class ModelAccuracyAnalyzer(Analyzer):
@@ -62,7 +70,7 @@ class ModelAccuracyAnalyzer(Analyzer):
     """
 
     name: ClassVar[str] = "model_accuracy"
-    accepts: ClassVar[tuple[type, ...]] = (PredictionBatch, FeedbackBatch)
+    accepts: ClassVar[tuple[type, ...]] = (PredictionBatch, FeedbackBatch, KpiRecord)
 
     def __init__(
         self,
@@ -103,6 +111,7 @@ class ModelAccuracyAnalyzer(Analyzer):
         ]
         self._classes = ClassTable()
         self._delays = DelayTracker()
+        self._kpi = KpiTracker(history_days)
         self._reference = ReferenceSet(max_rows=reference_rows)
         self._model: AccuracyModel | None = None
         self._generation = 0
@@ -113,6 +122,7 @@ class ModelAccuracyAnalyzer(Analyzer):
         self._correct = 0
         self._rejected = 0  # prediction rows with a bad timestamp
         self._cache: dict[str, WindowFigures] | None = None
+        self._kpi_cache: dict[str, dict[str, tuple[float | None, int]]] | None = None
 
     @classmethod
     def key_for(cls, record: Record) -> Key:
@@ -129,9 +139,12 @@ class ModelAccuracyAnalyzer(Analyzer):
                 self._update_predictions(record)
         elif isinstance(record, FeedbackBatch):
             self._update_feedback(record)
+        elif isinstance(record, KpiRecord):
+            self._kpi.add(record.name, float(record.value), float(record.event_time))
         else:
             raise TypeError(f"{self.name} does not accept {type(record).__name__}")
         self._cache = None
+        self._kpi_cache = None
 
     def _predicted_labels(self, b: PredictionBatch) -> np.ndarray:
         if b.labels is not None:
@@ -291,6 +304,7 @@ class ModelAccuracyAnalyzer(Analyzer):
         """Fit the estimator off the receiving path if a new reference is waiting."""
         self._maybe_fit()
         self._cache = None
+        self._kpi_cache = None
 
     # ---- results -----------------------------------------------------------------------------
     @property
@@ -333,12 +347,54 @@ class ModelAccuracyAnalyzer(Analyzer):
             out.append({"day_start": pane * ring.width_s, **f.as_dict()})
         return out
 
+    def _pane_accuracy(self, ring_i: int, panes: np.ndarray) -> np.ndarray:
+        """Combined accuracy of each pane (realized where no estimate exists), NaN if neither."""
+        ring = self._rings[ring_i]
+        out = np.full(panes.shape[0], np.nan)
+        for i, pane in enumerate(panes.tolist()):
+            tables = ring.get(pane)
+            if tables is None:
+                continue
+            f = self._figures(*tables)
+            best = f.combined or f.realized
+            if best is not None:
+                out[i] = best.value
+        return out
+
+    def kpi_correlations(self) -> dict[str, dict[str, tuple[float | None, int]]]:
+        """Per KPI and window: (Pearson correlation of pane KPI mean and accuracy, panes used)."""
+        if self._kpi_cache is not None:
+            return self._kpi_cache
+        out: dict[str, dict[str, tuple[float | None, int]]] = {}
+        if self._kpi.names and np.isfinite(self._now):
+            for window, (kpi_ring, n_panes) in KPI_WINDOWS.items():
+                ring_i = 1 if kpi_ring == 0 else L.DAILY_RING
+                ring = self._rings[ring_i]
+                end = int(ring.pane_of(np.array([self._now]))[0])
+                panes = np.arange(end - n_panes + 1, end + 1)
+                acc = self._pane_accuracy(ring_i, panes)
+                for name in self._kpi.names:
+                    kpi = self._kpi.means(name, kpi_ring, panes)
+                    out.setdefault(name, {})[window] = correlation(kpi, acc)
+        self._kpi_cache = out
+        return out
+
     def metrics(self) -> Iterable[Metric]:
         """Counters, windowed gauges and the join's health."""
         yield from self._join_metrics()
         for name in L.WINDOWS:
             yield from self._window_metrics(name, self.window(name))
         yield from self._delay_metrics()
+        for kpi, windows in self.kpi_correlations().items():
+            for window, (r, n) in windows.items():
+                yield self._m("mlobs_model_kpi_correlation_panes", "gauge",
+                              "Panes with both a KPI value and an accuracy figure.", float(n),
+                              kpi=kpi, window=window)  # fmt: skip
+                if r is not None:
+                    yield self._m("mlobs_model_kpi_accuracy_correlation", "gauge",
+                                  "Pearson correlation of a business KPI with accuracy across "
+                                  "event-time panes (hours for 7d, days for 30d).", r,
+                                  kpi=kpi, window=window)  # fmt: skip
 
     def _m(self, name: str, kind: str, help: str, value: float, **labels: str) -> Metric:
         return Metric(name, kind, help, self.labels(**labels), value)  # type: ignore[arg-type]
@@ -434,6 +490,11 @@ class ModelAccuracyAnalyzer(Analyzer):
             self._model.describe() if self._model is not None
             else {"available": False, "reason": self._reference.reason}
         )  # fmt: skip
+        out["kpi"] = {
+            kpi: {w: {"correlation": r, "panes": n} for w, (r, n) in windows.items()}
+            for kpi, windows in self.kpi_correlations().items()
+        }
+        out["kpi_rejected"] = self._kpi.rejected
         if params.get("daily"):
             out["daily"] = self.daily()
         return out

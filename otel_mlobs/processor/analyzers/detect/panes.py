@@ -95,6 +95,13 @@ class PaneRing:
         sel = (self._pane <= end_pane) & (self._pane > end_pane - n_panes)
         return self.live[sel].sum(axis=0), self.joined[sel].sum(axis=0)
 
+    def get(self, pane: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(live, joined)`` of one pane, or None when the ring does not hold it."""
+        slot = pane % self.n_slots
+        if self._pane[slot] != pane:
+            return None
+        return self.live[slot], self.joined[slot]
+
     def panes(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """Every filled pane, oldest first: ``(pane number, live, joined)``."""
         filled = np.flatnonzero(self._pane > np.iinfo(np.int64).min)
