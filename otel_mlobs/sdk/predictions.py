@@ -1,0 +1,265 @@
+"""Prediction, reference and feedback batches: the rows the processor joins to measure a model.
+
+``log_predictions`` sends what a model said (ids, scores and/or labels, timestamps, a few features
+for bucketing); ``log_reference`` sends a labelled batch (typically the validation split) that the
+label-free accuracy estimators learn from; ``log_feedback`` sends true labels whenever they arrive,
+joined to predictions by id. Each call emits spans of role ``predictions`` or ``feedback`` whose
+events carry packed arrays of at most :data:`~otel_mlobs.semconv.MAX_ROWS_PER_EVENT` rows (fewer
+when rows are wide), at most :data:`~otel_mlobs.semconv.MAX_EVENTS_PER_BATCH_SPAN` events and
+about 3 MiB per span, so a batch of any size arrives whole.
+
+Labels are canonical strings (:func:`otel_mlobs.packing.label_strings`), so ``True``, ``1`` and
+``"1"`` join. Inside a run, pipeline and component default to the run's and timestamps to the
+run's event time; outside, to the configured pipeline and the current time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from opentelemetry import trace
+
+from otel_mlobs import semconv
+from otel_mlobs.packing import label_strings, pack
+from otel_mlobs.sdk import _emit
+from otel_mlobs.sdk._tabular import as_table
+from otel_mlobs.sdk.run import current_run, to_event_time
+from otel_mlobs.sdk.setup import get_tracer, pipeline_name
+from otel_mlobs.sdk.summarize import _prepare
+
+
+def log_predictions(model: str, ids: Any, scores: Any = None, labels: Any = None, *,
+                    features: Any = None, timestamps: Any = None,
+                    classes: Sequence[Any] | None = None, model_version: str | None = None,
+                    pipeline: str | None = None, component: str | None = None) -> None:
+    """Send one batch of live predictions of ``model``.
+
+    ``scores`` is 1-D (positive-class probability) or 2-D ``(n, k)`` with ``classes`` naming the
+    k columns (default ``"0"``..``"k-1"``); ``labels`` are the predicted labels; ``features`` is a
+    dict of arrays or a DataFrame holding the few columns used for bucketing. Every array must
+    have one entry per id (:class:`ValueError` names the one that does not).
+    """
+    _log_batch(model, ids, scores, labels, features=features, timestamps=timestamps,
+               classes=classes, model_version=model_version, pipeline=pipeline,
+               component=component, true_labels=None)
+
+
+def log_reference(model: str, ids: Any, true_labels: Any, scores: Any = None, labels: Any = None,
+                  *, features: Any = None, timestamps: Any = None,
+                  classes: Sequence[Any] | None = None, model_version: str | None = None,
+                  pipeline: str | None = None, component: str | None = None) -> None:
+    """Send a labelled reference batch (``mlobs.predictions.set = "reference"``), typically the
+    validation split scored by the model, with its true labels."""
+    if true_labels is None:
+        raise ValueError("a reference batch needs true_labels")
+    _log_batch(model, ids, scores, labels, features=features, timestamps=timestamps,
+               classes=classes, model_version=model_version, pipeline=pipeline,
+               component=component, true_labels=true_labels)
+
+
+def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
+                 pipeline: str | None = None) -> None:
+    """Send true labels for earlier predictions of ``model``, joined by id. ``timestamps`` are
+    when each label became known."""
+    _check_model(model)
+    id_arr = _ids(ids)
+    n = len(id_arr)
+    label_arr = _labels("labels", labels, n)
+    ts = _timestamps(timestamps, n)
+    run = current_run()
+    head = _span_head(semconv.SPAN_ROLE_FEEDBACK, model, pipeline,
+                      run.component if run is not None else None, None)
+    columns = {semconv.FB_IDS: id_arr, semconv.FB_LABELS: label_arr, semconv.FB_TIMESTAMPS: ts}
+    _emit_batch(semconv.EVENT_FEEDBACK, f"feedback {model}", head, columns, {}, n)
+
+
+def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
+               timestamps: Any, classes: Sequence[Any] | None, model_version: str | None,
+               pipeline: str | None, component: str | None, true_labels: Any) -> None:
+    _check_model(model)
+    id_arr = _ids(ids)
+    n = len(id_arr)
+    if scores is None and labels is None:
+        raise ValueError("predictions need scores, labels or both")
+    columns: dict[str, np.ndarray] = {semconv.PRED_IDS: id_arr,
+                                      semconv.PRED_TIMESTAMPS: _timestamps(timestamps, n)}
+    fixed: dict[str, Any] = {semconv.PRED_SET: semconv.PRED_SET_LIVE if true_labels is None
+                             else semconv.PRED_SET_REFERENCE}
+    if scores is not None:
+        score_arr, class_names = _scores(scores, n, classes)
+        columns[semconv.PRED_SCORES] = score_arr
+        if class_names is not None:
+            fixed[semconv.PRED_CLASSES] = class_names
+    elif classes is not None:
+        fixed[semconv.PRED_CLASSES] = [str(c) for c in label_strings(np.asarray(classes))]
+    if labels is not None:
+        columns[semconv.PRED_LABELS] = _labels("labels", labels, n)
+    if true_labels is not None:
+        columns[semconv.PRED_TRUE_LABELS] = _labels("true_labels", true_labels, n)
+    feature_names, feature_arrays = _features(features, n)
+    run = current_run()
+    comp = component if component is not None else (run.component if run is not None else None)
+    head = _span_head(semconv.SPAN_ROLE_PREDICTIONS, model, pipeline, comp, model_version)
+    _emit_batch(semconv.EVENT_PREDICTIONS, f"predictions {model}", head, columns, fixed, n,
+                feature_names, feature_arrays)
+
+
+# --- validation and conversion ----------------------------------------------------------------
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"model must be a non-empty string, got {model!r}")
+
+
+def _ids(ids: Any) -> np.ndarray:
+    arr = _one_d("ids", ids)
+    if arr.dtype.kind == "S":
+        return arr
+    if arr.dtype.kind != "U":
+        arr = arr.astype(str)
+    arr = _tight(arr)
+    if arr.size and int(arr.view(np.uint32).max()) < 128:
+        return arr.astype(f"S{arr.dtype.itemsize // 4}")  # ASCII: 1 byte a character
+    return arr
+
+
+def _tight(arr: np.ndarray) -> np.ndarray:
+    """A ``<U`` array at the width of its longest string (``astype(str)`` of ints gives U21)."""
+    width = int(np.char.str_len(arr).max()) if arr.size else 1
+    return np.ascontiguousarray(arr.astype(f"<U{max(width, 1)}", copy=False))
+
+
+def _one_d(what: str, values: Any, n: int | None = None) -> np.ndarray:
+    if isinstance(values, pd.Series | pd.Index) or type(values).__module__.startswith("polars"):
+        values = values.to_numpy()
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
+    if n is not None and len(arr) != n:
+        raise ValueError(f"{what} has {len(arr)} rows but ids has {n}")
+    return arr
+
+
+def _labels(what: str, values: Any, n: int) -> np.ndarray:
+    arr = _one_d(what, values, n)
+    if arr.dtype.kind == "O":
+        missing = pd.isna(arr)
+        if missing.any():
+            arr = arr.copy()
+            arr[missing] = ""
+    return _tight(label_strings(arr))
+
+
+def _scores(scores: Any, n: int, classes: Sequence[Any] | None
+            ) -> tuple[np.ndarray, list[str] | None]:
+    if isinstance(scores, pd.DataFrame | pd.Series):
+        scores = scores.to_numpy()
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"scores must be 1-D or 2-D (n, k), got shape {arr.shape}")
+    if len(arr) != n:
+        raise ValueError(f"scores has {len(arr)} rows but ids has {n}")
+    names = None if classes is None else [str(c) for c in label_strings(np.asarray(classes))]
+    if arr.ndim == 2:
+        k = arr.shape[1]
+        if names is None:
+            names = [str(i) for i in range(k)]
+        if len(names) != k:
+            raise ValueError(f"scores have {k} columns but classes has {len(names)} names")
+    return arr, names
+
+
+def _timestamps(timestamps: Any, n: int) -> np.ndarray:
+    if timestamps is None:
+        run = current_run()
+        timestamps = run.event_time if run is not None else time.time()
+    if np.ndim(timestamps) == 0:
+        return np.full(n, to_event_time(timestamps), dtype=np.float64)
+    arr = _one_d("timestamps", timestamps, n)
+    if arr.dtype.kind in "Mm" or isinstance(getattr(timestamps, "dtype", None),
+                                             pd.DatetimeTZDtype):
+        return _prepare(timestamps.array if isinstance(timestamps, pd.Series) else arr)[1]
+    if arr.dtype.kind == "O":
+        stamps = pd.to_datetime(pd.Series(arr), utc=True)
+        return _prepare(stamps.array)[1]
+    return arr.astype(np.float64)
+
+
+def _features(features: Any, n: int) -> tuple[list[str], list[np.ndarray]]:
+    if features is None:
+        return [], []
+    table = as_table(features, "feature")
+    if table.rows != n:
+        raise ValueError(f"features have {table.rows} rows but ids has {n}")
+    arrays = []
+    for col in table.columns:
+        kind, values = _prepare(col)
+        if kind == semconv.KIND_CATEGORICAL:
+            codes, uniques = values
+            text = np.array([str(u) for u in uniques] + [""], dtype=str)
+            values = text[codes]  # code -1 (null) picks the trailing ""
+        arrays.append(values)
+    return list(table.names), arrays
+
+
+# --- emission ---------------------------------------------------------------------------------
+
+
+def _span_head(role: str, model: str, pipeline: str | None, component: str | None,
+               model_version: str | None) -> dict[str, Any]:
+    run = current_run()
+    head: dict[str, Any] = {
+        semconv.SCHEMA: semconv.SCHEMA_VERSION, semconv.SPAN_ROLE: role,
+        semconv.PIPELINE: pipeline_name(pipeline or (run.pipeline if run is not None else None)),
+        semconv.MODEL: model,
+    }
+    if component:
+        head[semconv.COMPONENT] = component
+    if model_version:
+        head[semconv.MODEL_VERSION] = str(model_version)
+    return head
+
+
+def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
+                columns: Mapping[str, np.ndarray], fixed: dict[str, Any], n: int,
+                feature_names: Sequence[str] = (), feature_arrays: Sequence[np.ndarray] = ()
+                ) -> None:
+    if n == 0:
+        return
+    tracer = get_tracer()
+
+    def start(index: int) -> trace.Span:
+        # Every span of the batch starts in the caller's context: a child of the active run.
+        _emit.count("spans")
+        return tracer.start_span(span_name, attributes=head)
+
+    first = start(0)
+    if not first.is_recording():
+        first.end()
+        return
+    row_bytes = sum(a.dtype.itemsize * (a.shape[1] if a.ndim == 2 else 1)
+                    for a in columns.values())
+    row_bytes += sum(a.dtype.itemsize for a in feature_arrays)
+    rows_per_event = max(1, min(semconv.MAX_ROWS_PER_EVENT,
+                                _emit.MAX_EVENT_BYTES // max(row_bytes, 1)))
+    sink = _emit.SpanSink(first, start, max_events=semconv.MAX_EVENTS_PER_BATCH_SPAN,
+                          own_first=True)
+    fixed_bytes = _emit.attributes_bytes(fixed) + sum(len(f) + 4 for f in feature_names)
+    try:
+        for lo in range(0, n, rows_per_event):
+            hi = min(lo + rows_per_event, n)
+            attrs: dict[str, Any] = {key: pack(arr[lo:hi].reshape(-1))
+                                     for key, arr in columns.items()}
+            attrs.update(fixed)
+            if feature_names:
+                attrs[semconv.PRED_FEATURE_NAMES] = list(feature_names)
+                attrs[semconv.PRED_FEATURES] = [pack(a[lo:hi]) for a in feature_arrays]
+            sink.add(event_name, attrs, (hi - lo) * row_bytes + fixed_bytes)
+    finally:
+        sink.close()
+    _emit.count("rows_sent", n)
