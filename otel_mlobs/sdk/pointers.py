@@ -53,5 +53,6 @@ def _column_hash(col: Any) -> np.ndarray:
         try:
             return pd.util.hash_array(col)
         except TypeError:  # unhashable objects: hash their text
-            return pd.util.hash_array(col.astype(str).astype(object))
+            text = np.fromiter((str(v) for v in col), dtype=object, count=len(col))
+            return pd.util.hash_array(text)
     return pd.util.hash_pandas_object(pd.Series(col, copy=False), index=False).to_numpy()

@@ -281,7 +281,8 @@ def _factorize(col: Any) -> tuple[np.ndarray, np.ndarray]:
         values = np.asarray(col, dtype=object)
         present = ~pd.isna(values)
         text = np.full(len(values), None, dtype=object)
-        text[present] = values[present].astype(str)
+        text[present] = np.fromiter((str(v) for v in values[present]), dtype=object,
+                                    count=int(present.sum()))  # rare path: Python is fine
         codes, uniques = pd.factorize(text, use_na_sentinel=True)
     return np.asarray(codes), np.asarray(uniques, dtype=object)
 

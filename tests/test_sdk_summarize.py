@@ -1,0 +1,209 @@
+"""summarize_frame: statistics checked against numpy/pandas on random data and edge cases."""
+
+from __future__ import annotations
+
+import json
+
+import datasketches
+import numpy as np
+import pandas as pd
+import pytest
+
+from otel_mlobs.sdk import summarize as sm
+from otel_mlobs.sdk.summarize import summarize_frame
+
+LEVELS = np.array(sm.DEFAULT_QUANTILE_LEVELS)
+
+
+def _noisy(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.normal(10.0, 3.0, size=n)
+    x[rng.random(n) < 0.07] = np.nan
+    x[rng.random(n) < 0.01] = np.inf
+    x[rng.random(n) < 0.01] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numeric_statistics_match_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = _noisy(rng, 20_000)
+    s = summarize_frame(pd.DataFrame({"x": x}), seed=seed).column("x")
+    finite = x[np.isfinite(x)]
+    assert s["kind"] == "numeric"
+    assert s["count"] == np.count_nonzero(~np.isnan(x))  # infinities are values
+    assert s["nulls"] == np.count_nonzero(np.isnan(x))
+    assert s["mean"] == pytest.approx(finite.mean(), rel=1e-12)
+    assert s["std"] == pytest.approx(finite.std(ddof=0), rel=1e-9)
+    assert s["min"] == finite.min() and s["max"] == finite.max()
+    # quantiles come from the KLL sketch: check their rank against the data
+    ranks = np.searchsorted(np.sort(finite), s["quantiles"]) / len(finite)
+    assert np.all(np.abs(ranks - LEVELS) < 0.02), ranks
+    distinct = len(np.unique(x[~np.isnan(x)]))
+    assert s["distinct"] == pytest.approx(distinct, rel=0.01)
+
+
+def test_sketch_is_a_mergeable_kll_of_the_finite_values() -> None:
+    rng = np.random.default_rng(3)
+    a, b = _noisy(rng, 5000), _noisy(rng, 7000)
+    sa = datasketches.kll_doubles_sketch.deserialize(summarize_frame({"x": a}).sketches[0])
+    sb = datasketches.kll_doubles_sketch.deserialize(summarize_frame({"x": b}).sketches[0])
+    assert sa.n == np.isfinite(a).sum()
+    sa.merge(sb)
+    both = np.concatenate([a, b])
+    both = np.sort(both[np.isfinite(both)])
+    assert sa.n == len(both)
+    assert sa.get_min_value() == both[0] and sa.get_max_value() == both[-1]
+    median_rank = np.searchsorted(both, sa.get_quantile(0.5)) / len(both)
+    assert abs(median_rank - 0.5) < 0.02
+
+
+def test_small_columns_have_exact_nearest_rank_quantiles() -> None:
+    x = np.random.default_rng(4).normal(size=50)
+    levels = (0.1, 0.3, 0.5, 0.9)
+    got = summarize_frame({"x": x}, quantile_levels=levels).quantiles[0]
+    xs = np.sort(x)
+    assert got.tolist() == [xs[min(int(q * 50), 49)] for q in levels]
+
+
+def test_integer_boolean_and_datetime_columns() -> None:
+    stamps = pd.to_datetime(["2024-01-01 00:00", "2024-01-01 06:00", None], utc=True)
+    local = stamps.tz_convert("America/New_York")
+    df = pd.DataFrame({
+        "i": [1, 2, 3],
+        "b": [True, False, True],
+        "nb": pd.array([True, None, True], dtype="boolean"),
+        "ni": pd.array([1, None, 5], dtype="Int64"),
+        "t": local,
+        "naive": np.array(["2024-01-01", "2024-01-02", "NaT"], dtype="datetime64[s]"),
+    })
+    s = summarize_frame(df)
+    assert s.kinds == ["numeric", "boolean", "boolean", "numeric", "datetime", "datetime"]
+    assert s.column("i")["mean"] == 2.0 and s.column("i")["distinct"] == 3
+    b = s.column("b")
+    assert b["mean"] == pytest.approx(2 / 3) and b["top_values"] == {"True": 2, "False": 1}
+    assert b["sketch"] == b""
+    assert s.column("nb")["nulls"] == 1 and s.column("nb")["mean"] == 1.0
+    assert s.column("ni")["nulls"] == 1 and s.column("ni")["max"] == 5.0
+    t = s.column("t")  # tz-aware: UTC seconds, whatever the display zone
+    assert t["min"] == pd.Timestamp("2024-01-01", tz="UTC").timestamp()
+    assert t["max"] == t["min"] + 6 * 3600 and t["nulls"] == 1
+    assert s.column("naive")["min"] == pd.Timestamp("2024-01-01", tz="UTC").timestamp()
+
+
+@pytest.mark.parametrize("as_type", ["object", "category", "str"])
+def test_categorical_top_values_and_nulls(as_type: str) -> None:
+    rng = np.random.default_rng(5)
+    values = rng.choice(np.array(["a", "b", "c", "ü", ""], dtype=object), size=5000,
+                        p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    values[rng.random(5000) < 0.1] = None
+    col = pd.Series(values, dtype=as_type) if as_type != "object" else pd.Series(values,
+                                                                                 dtype=object)
+    s = summarize_frame(pd.DataFrame({"c": col})).column("c")
+    expected = pd.Series(values).value_counts(dropna=True)
+    assert s["kind"] == "categorical"
+    assert s["nulls"] == int(pd.isna(values).sum())
+    assert s["count"] == int(expected.sum())
+    assert s["distinct"] == len(expected)
+    assert s["top_values"] == {str(k): int(v) for k, v in expected.items()}
+    assert list(s["top_values"]) == [str(k) for k in expected.index]  # most frequent first
+    assert np.isnan(s["mean"]) and s["sketch"] == b"" and np.isnan(s["quantiles"]).all()
+
+
+def test_top_values_are_bounded_and_unused_categories_ignored() -> None:
+    values = np.repeat(np.arange(50).astype(str), np.arange(50, 0, -1)).astype(object)
+    s = summarize_frame({"c": values}).column("c")
+    assert list(s["top_values"].items()) == [(str(i), 50 - i) for i in range(sm.TOP_VALUES)]
+    cat = pd.Categorical(["x", "x", "y"], categories=["x", "y", "never"])
+    s2 = summarize_frame(pd.DataFrame({"c": cat})).column("c")
+    assert s2["top_values"] == {"x": 2, "y": 1} and s2["distinct"] == 2
+
+
+def test_edge_cases_never_crash() -> None:
+    empty = summarize_frame(pd.DataFrame())
+    assert empty.columns == [] and empty.rows == 0 and empty.sample_columns == []
+    no_rows = summarize_frame(pd.DataFrame({"a": pd.Series([], dtype=float),
+                                            "b": pd.Series([], dtype=object)}))
+    assert no_rows.count.tolist() == [0, 0] and no_rows.sample_size == 0
+    nulls = summarize_frame(pd.DataFrame({"f": [np.nan] * 4, "o": [None] * 4}))
+    assert nulls.nulls.tolist() == [4, 4] and nulls.count.tolist() == [0, 0]
+    assert np.isnan(nulls.mean).all() and nulls.sketches == [b"", b""]
+    infs = summarize_frame({"x": np.array([np.inf, -np.inf, np.nan])}).column("x")
+    assert infs["count"] == 2 and infs["nulls"] == 1 and np.isnan(infs["mean"])
+    assert infs["sketch"] == b"" and infs["distinct"] == 2
+    df = pd.DataFrame([[1.0, "x", 3]], columns=["", "名前 🚕", "dup"])
+    df.insert(3, "dup", [4], allow_duplicates=True)
+    s = summarize_frame(df)
+    assert s.columns == ["", "名前 🚕", "dup", "dup"] and s.max.tolist()[2:] == [3.0, 4.0]
+    mixed = summarize_frame({"m": np.array([[1], "a", None, {"k": 1}], dtype=object)})
+    assert mixed.kinds == ["categorical"] and mixed.count[0] == 3
+    json.loads(mixed.top_values_json()[0])
+
+
+def test_accepted_inputs_and_type_error() -> None:
+    arr = np.arange(12.0).reshape(4, 3)
+    assert summarize_frame(arr).columns == ["0", "1", "2"]
+    assert summarize_frame(arr[:, 1].copy(), name="y").column("y")["mean"] == 5.5
+    rec = np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "i4"), ("b", "f8")])
+    assert summarize_frame(rec).columns == ["a", "b"]
+    assert summarize_frame({"a": [1, 2], "b": ["x", "y"]}).kinds == ["numeric", "categorical"]
+    with pytest.raises(ValueError, match="different lengths"):
+        summarize_frame({"a": [1, 2], "b": [1]})
+    for bad in ([1, 2, 3], "text", 42, {"a": 1}, np.zeros((2, 2, 2))):
+        with pytest.raises(TypeError, match="expected|dict"):
+            summarize_frame(bad)
+
+
+def test_polars_frame() -> None:
+    pl = pytest.importorskip("polars")
+    frame = pl.DataFrame({"x": [1.0, None, 3.0], "c": ["a", "b", None]},
+                         schema_overrides={"c": pl.Categorical})
+    s = summarize_frame(frame)
+    assert s.columns == ["x", "c"] and s.kinds == ["numeric", "categorical"]
+    assert s.column("x")["mean"] == 2.0 and s.column("x")["nulls"] == 1
+    assert s.column("c")["top_values"] == {"a": 1, "b": 1} and s.column("c")["nulls"] == 1
+
+
+def test_sample_is_bounded_uniform_rows_and_omits_sensitive_columns() -> None:
+    n = 10_000
+    a = np.arange(n, dtype=float)
+    df = pd.DataFrame({"a": a, "twice": 2 * a, "name": (a % 7).astype(int).astype(str),
+                       "ssn": a})
+    s = summarize_frame(df, sensitive={"ssn"}, sample_rows=300, seed=7)
+    assert s.sample_columns == ["a", "twice", "name"] and s.sample_size == 300
+    got = dict(zip(s.sample_columns, s.sample_values, strict=True))
+    assert len(np.unique(got["a"])) == 300  # without replacement
+    np.testing.assert_array_equal(got["twice"], 2 * got["a"])  # whole rows, not columns
+    np.testing.assert_array_equal(got["name"], (got["a"] % 7).astype(int).astype(str))
+    assert s.column("ssn")["count"] == n  # still summarized
+    again = summarize_frame(df, sensitive={"ssn"}, sample_rows=300, seed=7)
+    np.testing.assert_array_equal(again.sample_values[0], got["a"])
+    assert summarize_frame(df, sample_rows=0).sample_columns == []
+    small = summarize_frame(df.head(10), sample_rows=512)
+    assert small.sample_size == 10 and small.sample_values[0].tolist() == a[:10].tolist()
+
+
+def test_huge_strings_are_shed_from_the_sample_and_cut_in_top_values() -> None:
+    long = "x" * 5000
+    df = pd.DataFrame({"text": [long, "short"] * 300, "v": np.arange(600.0)})
+    s = summarize_frame(df, seed=0)
+    assert s.sample_columns == ["v"] and s.shed == 1
+    keys = list(s.column("text")["top_values"])
+    assert len(keys[0]) == sm.MAX_TOP_VALUE_CHARS and keys[0].endswith("…")
+    assert s.truncated == 1
+
+
+def test_sketch_rows_bounds_the_sketch_but_keeps_exact_moments() -> None:
+    x = np.random.default_rng(8).normal(size=50_000)
+    s = summarize_frame({"x": x}, sketch_rows=2000, seed=1)
+    sketch = datasketches.kll_doubles_sketch.deserialize(s.sketches[0])
+    assert sketch.n == 2000
+    assert s.mean[0] == pytest.approx(x.mean(), rel=1e-12) and s.count[0] == 50_000
+    ranks = np.searchsorted(np.sort(x), s.quantiles[0]) / len(x)
+    assert np.all(np.abs(ranks - LEVELS) < 0.05)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="quantile levels"):
+        summarize_frame({"x": [1.0]}, quantile_levels=(0.5, 1.5))
+    with pytest.raises(ValueError, match="sample_rows"):
+        summarize_frame({"x": [1.0]}, sample_rows=-1)
