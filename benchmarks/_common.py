@@ -287,3 +287,65 @@ def run_peer(python: Path, script: str, args: Sequence[str], *, timeout: float) 
         return json.loads(lines[-1])
     except json.JSONDecodeError as exc:
         raise PeerError(f"peer output is not JSON: {lines[-1][:200]!r}") from exc
+
+
+# --- a real processor in its own process ----------------------------------------------------------
+
+_PROCESSOR_CHILD = """
+import json, sys
+from otel_mlobs.processor.config import ProcessorConfig
+from otel_mlobs.processor.service import Processor
+
+with Processor(ProcessorConfig(grpc_port=0, http_port=0, metrics_port=0)) as proc:
+    print(json.dumps(proc.status()["ports"]), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "status":
+            proc.wait_idle(timeout=120)
+            print(json.dumps(proc.status(), default=str), flush=True)
+"""
+
+
+class ProcessorProcess:
+    """The otel-mlobs processor on free ports, in a child process.
+
+    A separate process keeps its receiving and analyzing work off the measured process's cores
+    and GIL, as in production, while the SDK still exports over real OTLP.
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self.ports: dict[str, int] = {}
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> ProcessorProcess:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _PROCESSOR_CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self._proc.stdout.readline() if self._proc.stdout else ""
+        if not line:
+            self.__exit__(None, None, None)
+            raise PeerError("processor child exited before reporting its ports")
+        self.ports = json.loads(line)
+        return self
+
+    def status(self) -> dict[str, Any]:
+        """The processor's status once everything it accepted so far is applied."""
+        assert self._proc is not None and self._proc.stdin and self._proc.stdout
+        self._proc.stdin.write("status\n")
+        self._proc.stdin.flush()
+        return json.loads(self._proc.stdout.readline())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None

@@ -1,0 +1,359 @@
+"""The SDK's cost on a model call: 10,000-row ``predict_proba`` bare vs inside an observed run.
+
+The observed call is what the taxi scenario's inference component does::
+
+    with otel_mlobs.observe("inference", ...) as run:
+        run.log_input("features", features)            # the whole feature frame
+        proba = forest.predict_proba(matrix)
+        run.log_output("scores", scores_frame)           # the scores as a frame
+        otel_mlobs.log_predictions(model, ids, scores=..., labels=..., features=few, ...)
+
+Model: the scenario's forest (``RandomForestClassifier(n_estimators=100, max_depth=10,
+min_samples_leaf=5)`` fitted on the scenario's training days, as ``otel_mlobs.scenarios.pipeline``
+fits it), or ``--model standin`` (same estimator on synthetic features) when the scenario is
+unavailable.
+
+Export: by default the SDK exports over OTLP/gRPC to a real otel-mlobs processor started in a
+child process on free ports; ``--exporter memory`` keeps spans in memory instead.
+
+What is measured
+----------------
+* user-thread time: wall time of the call on the caller's thread (``perf_counter``), bare and
+  observed, interleaved repeat by repeat; medians are compared. This is what the caller waits.
+* background cost: after each observed repeat the SDK is flushed (outside the timed section).
+  The process CPU time of the observed call plus the flush, minus the caller's own thread CPU
+  time during the call, is the export work (span encoding and sending). OTel's ``force_flush``
+  exports on the calling thread, so it is counted here, not in the user-thread figure; in
+  steady state the batch processor's worker thread does the same work. The flush wall time
+  also includes the processor's answer (it decodes a request before acknowledging it).
+
+Target: observed median <= 1.02 x bare median.
+
+    python benchmarks/sdk_overhead.py
+    python benchmarks/sdk_overhead.py --rows 2000 --repeats 5 --exporter memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+TARGET_OVERHEAD = 0.02
+MODEL_NAME = "tip_classifier"
+FOREST_PARAMS = {"n_estimators": 100, "max_depth": 10, "min_samples_leaf": 5, "random_state": 0}
+STANDIN_FEATURES = 20
+
+
+@dataclass
+class Workload:
+    """A fitted forest and the rows it scores, described for the results file."""
+
+    forest: Any
+    frame: pd.DataFrame  # what log_input receives
+    matrix: np.ndarray  # what predict_proba receives
+    ids: np.ndarray
+    bucket_features: dict[str, np.ndarray]
+    timestamps: np.ndarray
+    description: str
+
+
+def scenario_workload(rows: int, seed: int) -> Workload:
+    """The taxi scenario's forest, fitted on its training days, scoring later days' features."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from otel_mlobs.scenarios import LABEL, TaxiScenario
+    from otel_mlobs.scenarios.transforms import (
+        BUCKET_FEATURES,
+        build_features,
+        clean_trips,
+        model_matrix,
+    )
+
+    per_day = 5000
+    live_days = -(-rows // (per_day // 2)) + 1  # weekends and holidays shrink some days
+    scenario = TaxiScenario(seed=seed, days=5 + live_days, rows_per_day=per_day, train_days=5)
+    frames = []
+    for day in scenario:
+        clean = clean_trips(day.trips).trips
+        feats = build_features(clean, day.rider_history, day.weather)
+        frames.append(feats.merge(day.feedback[["trip_id", LABEL]], on="trip_id"))
+    train = pd.concat(frames[: scenario.train_days], ignore_index=True)
+    live = pd.concat(frames[scenario.train_days :], ignore_index=True)
+    if len(live) < rows:
+        raise RuntimeError(f"scenario produced {len(live)} live rows, fewer than {rows}")
+    live = live.iloc[:rows].drop(columns=LABEL).reset_index(drop=True)
+    forest = RandomForestClassifier(**FOREST_PARAMS).fit(
+        model_matrix(train), train[LABEL].to_numpy()
+    )
+    stamps = live["tpep_pickup_datetime"].to_numpy(dtype="datetime64[us]")
+    return Workload(
+        forest=forest,
+        frame=live,
+        matrix=model_matrix(live),
+        ids=live["trip_id"].to_numpy(),
+        bucket_features={c: live[c].to_numpy() for c in BUCKET_FEATURES},
+        timestamps=stamps.astype(np.int64) / 1e6,
+        description=(
+            f"taxi scenario forest {FOREST_PARAMS} fitted on {len(train):,} rows of "
+            f"{scenario.train_days} training days; {rows:,} live rows x {live.shape[1]} columns"
+        ),
+    )
+
+
+def standin_workload(rows: int, seed: int) -> Workload:
+    """Synthetic numeric features and a nonlinear label, for when the scenario is unavailable."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(seed)
+    n_train = min(25_000, max(2_000, 5 * rows))  # small runs (the smoke test) fit quickly
+    x = rng.normal(size=(n_train + rows, STANDIN_FEATURES))
+    x[:, 0] = np.abs(x[:, 0]) * 3  # a distance-like feature
+    x[:, 1] = rng.integers(0, 24, size=len(x))  # an hour-like feature
+    logit = x[:, 0] - 0.1 * x[:, 1] + x[:, 2] * x[:, 3] + 0.5 * np.sin(x[:, 4] * 3)
+    y = (logit + rng.normal(size=len(x)) > 0).astype(np.int8)
+    names = [f"x{i:02d}" for i in range(STANDIN_FEATURES)]
+    forest = RandomForestClassifier(**FOREST_PARAMS).fit(x[:n_train], y[:n_train])
+    live = pd.DataFrame(x[n_train:], columns=names)
+    return Workload(
+        forest=forest,
+        frame=live,
+        matrix=x[n_train:],
+        ids=np.array([f"row-{i}" for i in range(rows)], dtype=object),
+        bucket_features={"x00": x[n_train:, 0], "x01": x[n_train:, 1]},
+        timestamps=np.full(rows, 1.7e9),
+        description=(
+            f"stand-in forest {FOREST_PARAMS} on {STANDIN_FEATURES} synthetic features; "
+            f"{rows:,} rows"
+        ),
+    )
+
+
+# --- SDK wiring ---------------------------------------------------------------------------------
+
+
+def configure_sdk(exporter: str, endpoint: str | None) -> tuple[Callable[[], None], Any]:
+    """Configure the SDK once; returns ``(flush, memory_exporter_or_None)``.
+
+    ``memory`` installs a provider with OTel's ``BatchSpanProcessor`` over an in-memory exporter,
+    so the background thread does the same hand-off work without any network encoding.
+    """
+    import otel_mlobs
+
+    memory = None
+    if exporter == "memory":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(memory))
+        otel_mlobs.configure(pipeline="bench", tracer_provider=provider)
+    else:
+        protocol = {"otlp-grpc": "grpc", "otlp-http": "http/protobuf"}[exporter]
+        otel_mlobs.configure(
+            pipeline="bench", service_name="mlobs-bench", endpoint=endpoint, protocol=protocol
+        )
+
+    def flush() -> None:
+        if not otel_mlobs.flush(timeout_s=60):
+            raise RuntimeError("the SDK could not flush its spans within 60 s")
+
+    return flush, memory
+
+
+def observed_call(w: Workload, marks: list[float]) -> np.ndarray:
+    """The instrumented inference, recording a ``perf_counter`` mark after each step."""
+    import otel_mlobs
+
+    t = time.perf_counter
+    marks.append(t())
+    with otel_mlobs.observe("inference", pipeline="bench", stage="inference") as run:
+        run.log_input("features", w.frame)
+        marks.append(t())
+        proba = w.forest.predict_proba(w.matrix)
+        marks.append(t())
+        run.log_output("scores", pd.DataFrame(proba, columns=["p_0", "p_1"]))
+        marks.append(t())
+        scores = proba[:, 1]
+        otel_mlobs.log_predictions(
+            MODEL_NAME,
+            w.ids,
+            scores=scores,
+            labels=(scores >= 0.5).astype(np.int8),
+            features=w.bucket_features,
+            timestamps=w.timestamps,
+            pipeline="bench",
+            component="inference",
+        )
+        marks.append(t())
+    marks.append(t())
+    return proba
+
+
+STEPS = ("log_input", "predict_proba", "log_output", "log_predictions", "span_end")
+
+
+def measure(w: Workload, flush: Callable[[], None], repeats: int, warmup: int) -> dict[str, Any]:
+    """Interleave bare and observed repeats so drift on a shared machine hits both alike."""
+    for _ in range(warmup):
+        w.forest.predict_proba(w.matrix)
+        observed_call(w, [])
+        flush()
+    bare, observed, background, flushes = [], [], [], []
+    steps: dict[str, list[float]] = {s: [] for s in STEPS}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        w.forest.predict_proba(w.matrix)
+        bare.append(time.perf_counter() - t0)
+
+        marks: list[float] = []
+        cpu0, thr0 = time.process_time(), time.thread_time()
+        observed_call(w, marks)
+        thr1 = time.thread_time()
+        observed.append(marks[-1] - marks[0])
+        for name, a, b in zip(STEPS, marks, marks[1:], strict=False):
+            steps[name].append(b - a)
+        f0 = time.perf_counter()
+        flush()
+        flushes.append(time.perf_counter() - f0)
+        # Everything this process spent beyond the caller's own call: the exporter's encoding
+        # and sending, whether OTel ran it on its worker thread or (force_flush) on this one.
+        background.append((time.process_time() - cpu0) - (thr1 - thr0))
+    med_bare, med_obs = statistics.median(bare), statistics.median(observed)
+    sdk_steps = {k: statistics.median(v) for k, v in steps.items() if k != "predict_proba"}
+    return {
+        "bare": {"median_s": med_bare, "repeats_s": bare},
+        "observed": {"median_s": med_obs, "repeats_s": observed},
+        "overhead_ratio": (med_obs - med_bare) / med_bare,
+        "overhead_ms": (med_obs - med_bare) * 1e3,
+        "sdk_steps_median_ms": {k: v * 1e3 for k, v in sdk_steps.items()},
+        "predict_inside_observed_median_ms": statistics.median(steps["predict_proba"]) * 1e3,
+        "background": {
+            "cpu_median_ms": statistics.median(background) * 1e3,
+            "flush_wall_median_ms": statistics.median(flushes) * 1e3,
+        },
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=10_000, help="rows scored per call")
+    ap.add_argument("--repeats", type=int, default=41, help="interleaved timed repeats")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", choices=("scenario", "standin"), default="scenario")
+    ap.add_argument("--exporter", choices=("otlp-grpc", "otlp-http", "memory"), default="otlp-grpc")
+    ap.add_argument("--out-dir", type=Path, default=C.RESULTS_DIR)
+    args = ap.parse_args(argv)
+    if args.rows < 10:
+        ap.error("--rows must be at least 10")
+    if args.repeats < 1 or args.warmup < 0:
+        ap.error("--repeats must be >= 1 and --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    build = scenario_workload if args.model == "scenario" else standin_workload
+    workload = build(args.rows, args.seed)
+    print(f"[bench] {workload.description}", file=sys.stderr)
+
+    export: dict[str, Any] = {"exporter": args.exporter}
+    if args.exporter == "memory":
+        flush, memory = configure_sdk("memory", None)
+        result = measure(workload, flush, args.repeats, args.warmup)
+        export["spans_exported"] = len(memory.get_finished_spans())
+    else:
+        with C.ProcessorProcess() as proc:
+            port = proc.ports["grpc"] if args.exporter == "otlp-grpc" else proc.ports["http"]
+            suffix = "" if args.exporter == "otlp-grpc" else "/v1/traces"
+            endpoint = f"http://127.0.0.1:{port}{suffix}"
+            flush, _ = configure_sdk(args.exporter, endpoint)
+            result = measure(workload, flush, args.repeats, args.warmup)
+            counters = proc.status()["counters"]
+        export.update(
+            {
+                "receiver": "otel-mlobs processor in a child process, free ports",
+                "endpoint": endpoint,
+                "processor_spans_accepted": counters["spans_accepted"],
+                "processor_spans_rejected": counters["spans_rejected"],
+                "processor_sdk_shed": counters["sdk_shed"],
+            }
+        )
+    result["meets_target"] = result["overhead_ratio"] <= TARGET_OVERHEAD
+    payload = {
+        "benchmark": "sdk_overhead",
+        "command": C.command_line(),
+        "workload": workload.description,
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "timing": "user-thread wall time (perf_counter), bare and observed interleaved; medians",
+        "export": export,
+        "target_overhead_ratio_max": TARGET_OVERHEAD,
+        "results": result,
+        "machine": C.machine_info(),
+    }
+    C.write_results("sdk_overhead", payload, render_markdown(payload), args.out_dir)
+    return payload
+
+
+def render_markdown(p: dict[str, Any]) -> str:
+    r = p["results"]
+    steps = r["sdk_steps_median_ms"]
+    rows = [
+        ["bare `predict_proba`", r["bare"]["median_s"] * 1e3],
+        ["observed (same call + logging)", r["observed"]["median_s"] * 1e3],
+        ["overhead", r["overhead_ms"]],
+    ]
+    rows += [[f"&nbsp;&nbsp;{k}", v] for k, v in steps.items()]
+    rows += [
+        ["background export CPU per call", r["background"]["cpu_median_ms"]],
+        ["flush wall time per call", r["background"]["flush_wall_median_ms"]],
+    ]
+    m = p["machine"]
+    ex = p["export"]
+    sink = (
+        "in-memory span exporter"
+        if ex["exporter"] == "memory"
+        else f"{ex['exporter']} to a real otel-mlobs processor (child process), "
+        f"{ex['processor_spans_accepted']} spans accepted"
+    )
+    return "\n".join(
+        [
+            "# SDK overhead on a model call",
+            "",
+            f"{p['workload']}.",
+            "",
+            C.md_table(["user-thread time (median)", "ms"], rows),
+            "",
+            f"Overhead: **{r['overhead_ratio']:.2%}** of the bare call (target <= "
+            f"{p['target_overhead_ratio_max']:.0%}: {'met' if r['meets_target'] else 'NOT met'}).",
+            "",
+            f"Export: {sink}. Medians of {p['repeats']} interleaved repeats after "
+            f"{p['warmup']} warm-ups.",
+            "",
+            f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}, "
+            f"numpy {m['numpy']}, scikit-learn {m['sklearn']}.",
+            "",
+            f"Command: `{p['command']}`",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
