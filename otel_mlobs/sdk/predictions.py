@@ -95,7 +95,7 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
         if class_names is not None:
             fixed[semconv.PRED_CLASSES] = class_names
     elif classes is not None:
-        fixed[semconv.PRED_CLASSES] = [str(c) for c in label_strings(np.asarray(classes))]
+        fixed[semconv.PRED_CLASSES] = _class_names(classes)
     if labels is not None:
         columns[semconv.PRED_LABELS] = _labels("labels", labels, n)
     if true_labels is not None:
@@ -164,7 +164,7 @@ def _scores(scores: Any, n: int, classes: Sequence[Any] | None
         raise ValueError(f"scores must be 1-D or 2-D (n, k), got shape {arr.shape}")
     if len(arr) != n:
         raise ValueError(f"scores has {len(arr)} rows but ids has {n}")
-    names = None if classes is None else [str(c) for c in label_strings(np.asarray(classes))]
+    names = None if classes is None else _class_names(classes)
     if arr.ndim == 2:
         k = arr.shape[1]
         if names is None:
@@ -172,6 +172,11 @@ def _scores(scores: Any, n: int, classes: Sequence[Any] | None
         if len(names) != k:
             raise ValueError(f"scores have {k} columns but classes has {len(names)} names")
     return arr, names
+
+
+def _class_names(classes: Sequence[Any]) -> list[str]:
+    """Canonical label strings, element by element so ``["a", 2.0]`` gives ``["a", "2"]``."""
+    return [str(label_strings(np.asarray([c]))[0]) for c in classes]
 
 
 def _timestamps(timestamps: Any, n: int) -> np.ndarray:
