@@ -364,13 +364,14 @@ class ComponentSeries:
         self.staleness[slot, cols] = stale
 
     def _staleness(self, slot: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """How far below their usual size the last runs' changes fell, in orders of magnitude.
+        """How far below every usual change the last runs' changes fell, in orders of magnitude.
 
-        For each estimate, each of the last ``stale_runs - 1`` run-to-run changes contributes
-        ``-log10(|change| / median |change| in history)`` (0 when it is not smaller), and the
-        contributions are summed over changes and averaged over estimates. A healthy column
-        scores about 0.5; a frozen one gains several orders of magnitude per frozen run.
-        Medians keep a level shift in history from passing for variability.
+        For each estimate, when each of the last ``stale_runs - 1`` run-to-run changes is
+        smaller than *every* change in the clean history, each contributes ``-log10(|change| /
+        median |change|)``; contributions are summed over changes and averaged over estimates.
+        History changes touching a corrupted run are left out (a level shift is not
+        variability), and a column whose history already had changes as small (a column that
+        is zero most days, a sticky category) earns nothing: that is its normal, not a freeze.
         """
         p = self.params
         order = np.concatenate([rows[np.argsort(self.times[rows], kind="stable")], [slot]])
@@ -379,22 +380,28 @@ class ComponentSeries:
             return np.zeros(len(cols))
         total = np.zeros(len(cols))
         used = np.zeros(len(cols))
+        bad = self.corruption[np.ix_(order, cols)] >= p.z_threshold
+        bad_step = bad[1:] | bad[:-1]
         for name in p.stale_estimates:
             arr = self.est.get(name)
             if arr is None:
                 continue
             x = arr[np.ix_(order, cols)]
             d = np.abs(np.diff(x, axis=0))
-            hist, recent = d[:-k], d[-k:]
+            hist = np.where(bad_step[:-k], np.nan, d[:-k])
+            recent = d[-k:]
             n_h = (~np.isnan(hist)).sum(axis=0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
                 med = np.nanmedian(hist, axis=0)
+                low = np.nanmin(hist, axis=0)
                 scale = np.nanmax(np.abs(x), axis=0)
-            usable = (n_h >= p.min_history) & (med > 1e-9 * np.nan_to_num(scale)) & \
+            usable = (n_h >= p.min_history) & (low > 1e-9 * np.nan_to_num(scale)) & \
                 ~np.isnan(recent).any(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 terms = -np.log10(recent / np.where(usable, med, 1.0))
+            # frozen *now*: every recent change, the latest included, is below all of history's
+            terms = np.where((recent < low).all(axis=0), terms, 0.0)
             terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0,
                             STALE_TERM_CAP)
             total += np.where(usable, terms.sum(axis=0), 0.0)
