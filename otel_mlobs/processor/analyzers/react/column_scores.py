@@ -124,9 +124,10 @@ class ScoreParams:
 
     window_s: float = 7 * DAY_S  # rolling baseline by event time
     min_history: int = 4  # baseline points needed before a score means anything
+    spread_windows: float = 4.0  # the spread is learnt over this many windows of history
     z_threshold: float = 4.0  # corruption score at which ζ reaches 1
     stale_runs: int = 3  # recent runs whose changes are compared with history's
-    stale_threshold: float = 2.0  # staleness score at which ζ reaches 1
+    stale_threshold: float = 2.5  # staleness score at which ζ reaches 1
     stale_estimates: tuple[str, ...] = ("mean", "std", "q25", "q50", "q75", "top_share")
     schema_ratio: float = 3.0  # ζ of a column that vanished or changed kind
     zeta_floor: float = 0.5  # ζ of a perfectly quiet column
@@ -143,25 +144,31 @@ class ScoreParams:
 def zeta(ratio: np.ndarray, floor: float) -> np.ndarray:
     """Map a score/threshold ratio to ζ: ``floor`` at 0, 1 at the threshold, the ratio above it.
 
+    Below the threshold ζ rises as the fourth power, so noise just under the threshold stays
+    well below 1 and cannot pass for the quiet link of an anomalous chain.
+
     Above 1, ζ multiplies a path's score up (an anomaly); below, it shrinks it, so the product
     along a lineage path peaks at the furthest-upstream node of a chain of anomalies.
     """
     r = np.clip(np.nan_to_num(ratio, nan=0.0), 0.0, SCORE_CAP)
-    return np.where(r >= 1.0, r, floor + (1.0 - floor) * r)
+    return np.where(r >= 1.0, r, floor + (1.0 - floor) * r**4)
 
 
-def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> np.ndarray:
+def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray,
+                 n_mean: np.ndarray | None = None) -> np.ndarray:
     """Distance of ``x`` from a baseline of ``n`` points, in normal-equivalent standard deviations.
 
     Seven daily points estimate a spread poorly, and a plain z-score over them fires on noise
     (|t| > 4 happens 1% of the time with 6 degrees of freedom). The distance is therefore
     judged with the Student-t predictive distribution of a new point, ``t = |x - mean| /
     (sd · sqrt(1 + 1/n))`` with ``n - 1`` degrees of freedom, and its tail probability is
-    expressed back as the normal quantile: 4 means as unlikely as 4 sd of a normal.
+    expressed back as the normal quantile: 4 means as unlikely as 4 sd of a normal. ``n`` sets
+    the degrees of freedom of the spread, ``n_mean`` (default ``n``) the points in the mean.
     """
     df = np.maximum(n - 1, 1).astype(np.float64)
+    n_mean = n if n_mean is None else n_mean
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.abs(x - mean) / (sd * np.sqrt(1.0 + 1.0 / np.maximum(n, 1)))
+        t = np.abs(x - mean) / (sd * np.sqrt(1.0 + 1.0 / np.maximum(n_mean, 1)))
         tail = special.stdtr(df, -t)  # one-sided tail of the t distribution
         z = -special.ndtri(np.maximum(tail, 1e-300))
     return np.where(np.isnan(t), np.nan, np.clip(z, 0.0, SCORE_CAP))
@@ -351,12 +358,26 @@ class ComponentSeries:
             # Baseline points that were themselves anomalous stay out of the baseline, so an
             # incident keeps scoring until the window has drained and a new normal is learnt.
             clean = self.corruption[np.ix_(rows, cols)] < p.z_threshold
+            # The spread comes from run-to-run changes over a longer horizon (more degrees of
+            # freedom than seven points give), changes touching an anomalous run left out.
+            long = np.flatnonzero(valid & (self.times >= t - p.spread_windows * p.window_s)
+                                  & (self.times < t))
+            long = long[np.argsort(self.times[long], kind="stable")]
+            ok_long = self.corruption[np.ix_(long, cols)] < p.z_threshold
+            ok_step = ok_long[1:] & ok_long[:-1]
             for name, arr in self.est.items():
                 hist = np.where(clean, arr[np.ix_(rows, cols)], np.nan)
                 mean, std, n = _nanstats(hist)
+                steps = np.where(ok_step, np.diff(arr[np.ix_(long, cols)], axis=0), np.nan)
+                n_steps = (~np.isnan(steps)).sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    step_sd = np.sqrt(np.nansum(steps * steps, axis=0) / (2 * n_steps))
+                use_steps = n_steps > n
+                sd = np.where(use_steps, step_sd, std)
+                dof_n = np.where(use_steps, n_steps + 1, n)
                 absf, relf = _STD_FLOORS.get(name, _DEFAULT_FLOOR)
-                sd = np.maximum(np.nan_to_num(std), np.maximum(absf, relf * np.abs(mean)))
-                z = predictive_z(arr[slot, cols], mean, sd, n)
+                sd = np.maximum(np.nan_to_num(sd), np.maximum(absf, relf * np.abs(mean)))
+                z = predictive_z(arr[slot, cols], mean, sd, dof_n, n)
                 z = np.where((n >= p.min_history) & ~np.isnan(z), z, 0.0)
                 corr = np.maximum(corr, z)
             stale = self._staleness(slot, rows, cols)

@@ -84,7 +84,7 @@ class RootCauseAnalyzer(Analyzer):
         min_history: int = 4,
         z_threshold: float = 4.0,
         stale_runs: int = 3,
-        stale_threshold: float = 2.0,
+        stale_threshold: float = 2.5,
         schema_ratio: float = 3.0,
         zeta_floor: float = 0.5,
         estimators: Iterable[str] = ("mean", "std", "null_ratio", "top_share"),
