@@ -248,7 +248,8 @@ class NotRepeated(HardConstraint):
         self._last = fp
         text = (
             f"{self.column}: the summary of {self.dataset!r} is identical to the previous run's "
-            "(same count, mean, spread and quantiles); its source is likely serving stale data"
+            "(same count, nulls, mean, spread, extremes and distinct values); its source is "
+            "likely serving stale data"
             if fired else ""
         )
         return self._outcome(float(fired), fired, text, n=col.count)
@@ -285,7 +286,7 @@ class SoftConstraint(Constraint):
             return None
         value, n = measured
         low, high = self.threshold.bounds(n)
-        fired = self.threshold.violated(value, n)
+        fired = bool(value < low or value > high)
         return self._outcome(value, fired, self.explain(col, value) if fired else "", n, low, high)
 
     def learn(self, outcome: Outcome) -> None:
@@ -329,7 +330,7 @@ class NullShare(SoftConstraint):
             return None
         value, n = col.null_fraction, col.total
         low, high = self.threshold.bounds(n)
-        fired = self.threshold.violated(value, n)
+        fired = bool(value < low or value > high)
         text = (
             f"{self.column}: {_pct(value)} of values are null in this run; healthy runs have "
             f"about {_pct(self.threshold.center)} (alert above {_pct(high)})"

@@ -1,0 +1,442 @@
+"""Column likelihood scores: which columns of a dataset stopped agreeing with the others.
+
+For every dataset a component reads or writes (row samples required), a
+:class:`~.likelihood.ChowLiuTree` is fit on the samples of the first ``reference_runs`` runs.
+Each later run's sample is scored column by column, ``log P(x_j | neighbours)`` averaged over
+its rows, and compared with the reference. The alert threshold is common to all columns: a drop
+of at least ``min_drop`` nats per row (the column became ``e^min_drop`` times less likely given
+the columns it travels with), widened for small runs by the sampling noise of a mean of ``n``
+rows and for noisy columns by their healthy run-to-run spread. The same test runs on a sliding
+event-time window of ``window_s`` seconds, which catches a fault spread thinly over small runs.
+
+A column that no other column predicts (its link to its tree neighbours carries less than
+``min_link`` nats) is scored and exported but never alerts: its score only says how common its
+values are, which is drift, not breakage. When two neighbouring columns both drop, the one that
+stops dropping once its neighbour is masked out is reported as collateral of that neighbour
+rather than as a second broken column.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from otel_mlobs.processor.analyzers.base import Analyzer, Metric
+from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook
+from otel_mlobs.processor.analyzers.diagnose.discretize import ColumnCoder, encode_rows, fit_coder
+from otel_mlobs.processor.analyzers.diagnose.likelihood import ChowLiuTree
+from otel_mlobs.processor.analyzers.diagnose.reference import SampleReference
+from otel_mlobs.processor.analyzers.diagnose.tuning import Precision, RobustThreshold
+from otel_mlobs.processor.records import Key, Record, RunRecord, SampleRecord
+
+DatasetKey = tuple[str, str]
+_MIN_VARYING_ROWS = 5
+_TIE_MARGIN = 0.05  # total variation: a column whose own shares moved this much more changed
+_KEPT_REFERENCE_ROWS = 2000
+
+
+@dataclass
+class _Column:
+    name: str
+    ref_mean: float
+    ref_hist: np.ndarray  # share of reference rows per code
+    unit_sd: float
+    link: float
+    threshold: RobustThreshold
+    precision: Precision = field(default_factory=lambda: Precision(2.0, 2.0))
+    last_mean: float = float("nan")
+    last_n: int = 0
+    window_mean: float = float("nan")
+    window_n: int = 0
+
+
+@dataclass
+class _Model:
+    coders: list[ColumnCoder]
+    tree: ChowLiuTree
+    columns: list[_Column]
+    skipped: dict[str, str]
+    ref_codes: np.ndarray  # a few reference rows, to re-score under a different mask
+    window: deque = field(default_factory=deque)  # (event_time, sums, counts)
+    rows_scored: int = 0
+    runs_scored: int = 0
+
+
+class LikelihoodAnalyzer(Analyzer):
+    """Per-column likelihood under a tree density model of one component's datasets.
+
+    Parameters
+    ----------
+    key
+        The component's routing key.
+    reference_runs
+        Runs whose samples train the model.
+    roles
+        Which datasets to model: ``("output",)`` for outputs only, or inputs too.
+    min_drop
+        The common alert threshold, in nats per row.
+    k
+        Robust standard deviations of healthy variability (and sampling noise) a drop must
+        also exceed.
+    window_s
+        Sliding event-time window, in seconds, for the windowed score.
+    min_link
+        Columns whose tree neighbours carry less information (nats) never alert.
+    bins
+        Quantile bins per numeric column.
+    max_datasets
+        Datasets modelled per component.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> a = LikelihoodAnalyzer(Key("taxi", "clean"), reference_runs=3)
+    >>> def run(i, scale=1.0):
+    ...     miles = rng.gamma(2.0, 2.0, 500)
+    ...     fare = 3 + 2.5 * miles + rng.normal(0, 0.5, 500)
+    ...     cols = {"trip_distance": miles * scale, "fare_amount": fare}
+    ...     a.update(SampleRecord(a.key, f"r{i}", i * 86400.0, "output", "trips", 500, cols))
+    >>> for i in range(4):
+    ...     run(i)
+    >>> a.alerts()
+    []
+    >>> run(4, scale=1.609)  # miles became kilometres
+    >>> [(x.cls, x.columns) for x in a.alerts()]
+    [('soft', ('trip_distance',))]
+    """
+
+    name: ClassVar[str] = "likelihood"
+    accepts: ClassVar[tuple[type, ...]] = (SampleRecord, RunRecord)
+
+    def __init__(
+        self,
+        key: Key,
+        reference_runs: int = 5,
+        roles: tuple[str, ...] = ("input", "output"),
+        min_drop: float = 1.0,
+        k: float = 5.0,
+        window_s: float = 7 * 86400.0,
+        min_link: float = 0.05,
+        bins: int = 10,
+        max_datasets: int = 16,
+        history: int = 60,
+    ) -> None:
+        super().__init__(key)
+        if reference_runs < 1 or bins < 2 or max_datasets < 1 or history < 2:
+            raise ValueError("reference_runs >= 1, bins >= 2, max_datasets >= 1, history >= 2")
+        if not (min_drop > 0 and k > 0 and window_s > 0 and min_link >= 0):
+            raise ValueError("min_drop, k and window_s must be > 0 and min_link >= 0")
+        bad = set(roles) - {"input", "output"}
+        if bad or not roles:
+            raise ValueError(f"Invalid 'roles' {roles!r}. Valid values are: ('input', 'output')")
+        self.reference_runs = int(reference_runs)
+        self.roles = tuple(roles)
+        self.min_drop = float(min_drop)
+        self.k = float(k)
+        self.window_s = float(window_s)
+        self.min_link = float(min_link)
+        self.bins = int(bins)
+        self.max_datasets = int(max_datasets)
+        self.history = int(history)
+        self._references: dict[DatasetKey, SampleReference] = {}
+        self._models: dict[DatasetKey, _Model] = {}
+        self._seen: deque[tuple[str, str, str]] = deque(maxlen=256)
+        self._book = AlertBook(self.name, key.pipeline, key.component)
+        self._rng = np.random.default_rng(0)
+        self._ignored = 0
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether at least one dataset has a fitted model."""
+        return bool(self._models)
+
+    def alerts(self) -> list:
+        """Active alerts, newest first."""
+        return self._book.active()
+
+    # -- update -------------------------------------------------------------------------------
+    def update(self, record: Record) -> None:
+        if isinstance(record, RunRecord):
+            if not record.ok:
+                for ref in self._references.values():
+                    ref.drop(record.run_id)
+            return
+        if not isinstance(record, SampleRecord) or record.role not in self.roles:
+            return
+        ident = (record.run_id, record.role, record.dataset)
+        if ident in self._seen or not record.columns:
+            return
+        self._seen.append(ident)
+        key = (record.role, record.dataset)
+        model = self._models.get(key)
+        if model is not None:
+            self._score(key, model, record)
+            return
+        ref = self._references.get(key)
+        if ref is None:
+            if len(self._references) + len(self._models) >= self.max_datasets:
+                self._ignored += 1
+                return
+            ref = self._references[key] = SampleReference(self.reference_runs)
+        ref.add(record.run_id, record.event_time, record.columns, self._rng)
+        if ref.complete:
+            self._models[key] = self._fit(ref)
+            del self._references[key]
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _fit(self, ref: SampleReference) -> _Model:
+        names = ref.columns()
+        times = [t for _, t, _ in ref.samples]
+        coders, skipped = [], {}
+        for name in names:
+            coder = fit_coder(name, [c[name] for _, _, c in ref.samples], times, bins=self.bins)
+            if coder is None:
+                skipped[name] = "identifier-like: a new range or new values every run"
+            else:
+                coders.append(coder)
+        encoded = [encode_rows(coders, c, t)[0] for _, t, c in ref.samples]
+        stacked = np.concatenate(encoded)
+        varying = []
+        for j, coder in enumerate(coders):
+            counts = np.bincount(stacked[:, j], minlength=coder.n_codes)
+            if len(stacked) - counts.max() < _MIN_VARYING_ROWS:
+                skipped[coder.name] = "(nearly) constant in the reference: nothing to learn"
+            else:
+                varying.append(j)
+        coders = [coders[j] for j in varying]
+        encoded = [e[:, varying] for e in encoded]
+        sizes = [c.n_codes for c in coders]
+        tree = ChowLiuTree.fit(np.concatenate(encoded), sizes)
+        # Leave one run out: each reference run scored by a tree that never saw it, so the
+        # baseline and its spread are honest out-of-sample figures.
+        run_means, rows = [], []
+        for i, codes in enumerate(encoded):
+            others = [e for j, e in enumerate(encoded) if j != i]
+            loo = ChowLiuTree.fit(np.concatenate(others), sizes) if others else tree
+            scores = loo.column_scores(codes)
+            run_means.append(np.nanmean(scores, 0))
+            rows.append(scores)
+        run_means = np.array(run_means)
+        all_codes = np.concatenate(encoded)
+        row_scores = np.concatenate(rows)
+        columns = []
+        for j, coder in enumerate(coders):
+            ref_mean = float(np.median(run_means[:, j]))
+            unit_sd = float(np.nanstd(row_scores[:, j]))
+            threshold = RobustThreshold("upper", self.min_drop, k=self.k, window=self.history,
+                                        noise="mean", unit_sd=unit_sd)
+            for m in run_means[:, j]:
+                threshold.observe(ref_mean - float(m))
+            hist = np.bincount(all_codes[:, j], minlength=coder.n_codes) / len(all_codes)
+            columns.append(_Column(coder.name, ref_mean, hist, unit_sd, tree.link_strength(j),
+                                   threshold))
+        keep = self._rng.permutation(len(all_codes))[:_KEPT_REFERENCE_ROWS]
+        return _Model(coders, tree, columns, skipped, all_codes[np.sort(keep)].astype(np.int16))
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _score(self, key: DatasetKey, model: _Model, rec: SampleRecord) -> None:
+        codes, present = encode_rows(model.coders, rec.columns, rec.event_time)
+        n = len(codes)
+        if n == 0:
+            return
+        scores = model.tree.column_scores(codes, present)
+        sums = np.nansum(scores, 0)
+        model.rows_scored += n
+        model.runs_scored += 1
+        fired: dict[int, float] = {}
+        for j, col in enumerate(model.columns):
+            if not present[j]:
+                continue
+            col.last_mean, col.last_n = float(sums[j] / n), n
+            drop = col.ref_mean - col.last_mean
+            if col.link >= self.min_link and col.threshold.violated(drop, n):
+                fired[j] = drop
+        # The window pools the runs that passed on their own: it exists to catch a fault
+        # spread too thinly over small runs, not to echo a run that already alerted.
+        counts = np.where(present, n, 0)
+        counts[list(fired)] = 0
+        model.window.append((rec.event_time, np.where(counts > 0, sums, 0.0), counts))
+        latest = max(t for t, _, _ in model.window)
+        while model.window and model.window[0][0] < latest - self.window_s:
+            model.window.popleft()
+        w_sums = np.sum([s for _, s, _ in model.window], 0)
+        w_counts = np.sum([c for _, _, c in model.window], 0)
+        for j, col in enumerate(model.columns):
+            col.window_mean = float(w_sums[j] / w_counts[j]) if w_counts[j] else float("nan")
+            col.window_n = int(w_counts[j])
+        collateral = self._collateral(model, codes, present, fired)
+        for j, col in enumerate(model.columns):
+            if not present[j]:
+                continue
+            for scope, mean, rows in (("run", col.last_mean, n),
+                                      ("window", col.window_mean, col.window_n)):
+                source = f"{key[0]}/{key[1]}/{col.name}/likelihood_{scope}"
+                drop = col.ref_mean - mean
+                # The window only speaks for faults the single runs are too small to show.
+                hit = (j in fired and j not in collateral) if scope == "run" else (
+                    col.link >= self.min_link and j not in fired and rows > n
+                    and col.threshold.violated(drop, rows))
+                if not hit:
+                    self._book.resolve(source, rec.event_time)
+                    continue
+                low, high = col.threshold.bounds(rows)
+                self._book.fire(
+                    source=source, cls="soft",
+                    severity="critical" if drop > 3 * high else "warning",
+                    role=key[0], dataset=key[1], columns=(col.name,),
+                    check=f"likelihood_{scope}",
+                    explanation=self._explain(model, j, codes, scores, drop, scope, rows,
+                                              [model.columns[c].name for c, nb in
+                                               collateral.items() if nb == j]),
+                    run_id=rec.run_id, event_time=rec.event_time, value=drop, threshold=high,
+                    origin="input" if key[0] == "input" else "introduced",
+                )
+            if j not in fired:
+                col.threshold.observe(col.ref_mean - col.last_mean)
+
+    def _collateral(self, model: _Model, codes: np.ndarray, present: np.ndarray,
+                    fired: dict[int, float]) -> dict[int, int]:
+        """Fired columns that only fire through a fired neighbour.
+
+        For two fired neighbours, each is re-scored with the other masked out: a column whose
+        drop vanishes without its neighbour is collateral of the one whose drop survives.
+        When both survive, both are broken; when neither does, only their relation broke and
+        both stay reported.
+        """
+
+        full = present.copy()
+        full[:] = True
+
+        def survives(j: int, without: int) -> bool:
+            masked = present.copy()
+            masked[without] = False
+            alone = model.tree.column_scores(codes, masked, only=[j])[:, j]
+            ref_mask = full.copy()
+            ref_mask[without] = False
+            ref = model.tree.column_scores(model.ref_codes.astype(np.int64), ref_mask, only=[j])
+            col = model.columns[j]
+            return col.threshold.violated(float(np.mean(ref[:, j]) - np.nanmean(alone)),
+                                          len(codes))
+
+        def moved(j: int) -> float:
+            """Total variation between the column's own code shares now and in the reference."""
+            hist = model.columns[j].ref_hist
+            now = np.bincount(codes[:, j], minlength=len(hist)) / len(codes)
+            return 0.5 * float(np.abs(now - hist).sum())
+
+        out: dict[int, int] = {}
+        for j in fired:
+            for b in model.tree.blanket(j):
+                if b not in fired or b in out:
+                    continue
+                j_alone, b_alone = survives(j, b), survives(b, j)
+                if not j_alone and b_alone:
+                    out[j] = b
+                elif not j_alone and not b_alone and moved(b) > max(2 * moved(j),
+                                                                    moved(j) + _TIE_MARGIN):
+                    # Only their relation broke: the column whose own values moved is the one
+                    # that changed (kilometres where miles were), the other merely lost its match.
+                    out[j] = b
+                if j in out:
+                    break
+        return out
+
+    def _explain(self, model: _Model, j: int, codes: np.ndarray, scores: np.ndarray,
+                 drop: float, scope: str, rows: int, collateral: list[str]) -> str:
+        col = model.columns[j]
+        blanket = model.tree.blanket(j)
+        neighbours = ", ".join(model.columns[b].name for b in blanket) or "no other column"
+        what = "this run" if scope == "run" else f"the last {self.window_s / 86400:g} days"
+        text = (f"{col.name}: values are {np.exp(drop):.3g}x less likely given {neighbours} than "
+                f"in healthy runs (mean log-likelihood {col.ref_mean - drop:.2f} vs "
+                f"{col.ref_mean:.2f} nats per row over {rows} sampled rows of {what})")
+        if blanket and scope == "run":
+            b = blanket[0]
+            worst = np.argsort(scores[:, j])[: max(1, len(codes) // 10)]
+            pairs = codes[worst][:, [j, b]]
+            uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+            cj, cb = uniq[int(np.argmax(counts))]
+            text += (f"; most surprising: {col.name} {model.coders[j].labels()[cj]} with "
+                     f"{model.columns[b].name} {model.coders[b].labels()[cb]}")
+        if collateral:
+            text += f" ({', '.join(collateral)} score low too, but only through {col.name})"
+        return text
+
+    # -- feedback -----------------------------------------------------------------------------
+    def mark_alert(self, alert_id: str, true_positive: bool) -> dict[str, Any]:
+        """A person's verdict: a false positive widens that column's threshold and resolves
+        the alert; a true positive tightens it slightly. ``KeyError`` for unknown ids."""
+        alert = self._book.mark(alert_id, true_positive)
+        model = self._models.get((alert.role, alert.dataset))
+        cols = model.columns if model is not None else []
+        col = next((c for c in cols if c.name == alert.columns[0]), None)
+        if col is not None:
+            col.precision.update(bool(true_positive))
+            if true_positive:
+                col.threshold.narrow()
+            else:
+                col.threshold.widen(at=alert.value)
+        return {"alert": alert.to_json(),
+                "precision": round(col.precision.mean, 4) if col is not None else None}
+
+    # -- reporting ----------------------------------------------------------------------------
+    def metrics(self) -> Iterable[Metric]:
+        base = self.labels()
+        yield Metric("mlobs_likelihood_ready", "gauge",
+                     "1 once a density model is fit for at least one dataset, else 0.", base,
+                     1.0 if self.ready else 0.0)
+        for (role, dataset), model in sorted(self._models.items()):
+            labels = {**base, "role": role, "dataset": dataset}
+            yield Metric("mlobs_likelihood_rows_total", "counter",
+                         "Sampled rows scored by the density model.", labels,
+                         float(model.rows_scored))
+            for col in model.columns:
+                for window, value in (("reference", col.ref_mean), ("run", col.last_mean),
+                                      ("window", col.window_mean)):
+                    if np.isfinite(value):
+                        yield Metric(
+                            "mlobs_column_likelihood", "gauge",
+                            "Mean log-likelihood per row of a column given its neighbours "
+                            "(nats; reference, latest run, sliding window).",
+                            {**labels, "column": col.name, "window": window}, value)
+        yield from self._book.metrics(base)
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        """Models, per-column scores against their thresholds, and alerts."""
+        out = super().query()
+        datasets = []
+        for (role, dataset), model in self._models.items():
+            cols = []
+            for j, col in enumerate(model.columns):
+                if params.get("column") not in (None, "", col.name):
+                    continue
+                cols.append({
+                    "column": col.name,
+                    "neighbours": [model.columns[b].name for b in model.tree.blanket(j)],
+                    "link_nats": round(col.link, 4),
+                    "reference": col.ref_mean,
+                    "run": col.last_mean if np.isfinite(col.last_mean) else None,
+                    "window": col.window_mean if np.isfinite(col.window_mean) else None,
+                    "alert_above_drop": col.threshold.bounds(max(col.last_n, 1))[1],
+                    "precision": round(col.precision.mean, 4),
+                })
+            datasets.append({"role": role, "dataset": dataset, "runs_scored": model.runs_scored,
+                             "columns": cols, "skipped": model.skipped})
+        waiting = [{"role": r, "dataset": d, "runs": len(ref.samples), "needed": ref.runs}
+                   for (r, d), ref in self._references.items()]
+        out.update(
+            ready=self.ready,
+            status="scoring" if self.ready else (
+                "waiting for reference samples; no alerts until then"),
+            datasets=datasets,
+            waiting=waiting,
+            alerts=[a.to_json() for a in self._book.active()],
+            recent_alerts=[a.to_json() for a in self._book.recent()[:50]],
+            ignored_datasets=self._ignored,
+        )
+        return out
