@@ -317,13 +317,20 @@ class ProcessorProcess:
         self.ports: dict[str, int] = {}
         self._proc: subprocess.Popen[str] | None = None
 
+    def spawn(self) -> ProcessorProcess:
+        """Start the child without waiting, so its imports overlap the caller's set-up work."""
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _PROCESSOR_CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        return self
+
     def __enter__(self) -> ProcessorProcess:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _PROCESSOR_CHILD],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.spawn()
+        assert self._proc is not None
         line = self._proc.stdout.readline() if self._proc.stdout else ""
         if not line:
             self.__exit__(None, None, None)

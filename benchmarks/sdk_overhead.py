@@ -118,7 +118,7 @@ def standin_workload(rows: int, seed: int) -> Workload:
     from sklearn.ensemble import RandomForestClassifier
 
     rng = np.random.default_rng(seed)
-    n_train = min(25_000, max(2_000, 5 * rows))  # small runs (the smoke test) fit quickly
+    n_train = min(25_000, max(1_000, 5 * rows))  # small runs (the smoke test) fit quickly
     x = rng.normal(size=(n_train + rows, STANDIN_FEATURES))
     x[:, 0] = np.abs(x[:, 0]) * 3  # a distance-like feature
     x[:, 1] = rng.integers(0, 24, size=len(x))  # an hour-like feature
@@ -268,17 +268,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    processor = C.ProcessorProcess().spawn() if args.exporter != "memory" else None
     build = scenario_workload if args.model == "scenario" else standin_workload
     workload = build(args.rows, args.seed)
     print(f"[bench] {workload.description}", file=sys.stderr)
 
     export: dict[str, Any] = {"exporter": args.exporter}
-    if args.exporter == "memory":
+    if processor is None:
         flush, memory = configure_sdk("memory", None)
         result = measure(workload, flush, args.repeats, args.warmup)
         export["spans_exported"] = len(memory.get_finished_spans())
     else:
-        with C.ProcessorProcess() as proc:
+        with processor as proc:
             port = proc.ports["grpc"] if args.exporter == "otlp-grpc" else proc.ports["http"]
             suffix = "" if args.exporter == "otlp-grpc" else "/v1/traces"
             endpoint = f"http://127.0.0.1:{port}{suffix}"
