@@ -311,7 +311,7 @@ def _summary(a: dict[str, AnyValue], key: Key, run_id: str, event_time: float) -
         quantiles=quantiles,
         sketches=sketches if sketches is not None else [b""] * n,
         distinct=_floats_or_nan(a, sc.SUMMARY_DISTINCT, n),
-        top_values=[_top_values(s) if s else {} for s in top or [] * n],
+        top_values=[_top_values(s) if s else {} for s in top or [""] * n],
     )
 
 

@@ -101,7 +101,7 @@ class Worker(threading.Thread):
         self,
         queue: IngestQueue,
         router: Router,
-        lock: threading.Lock,
+        lock: threading.RLock,
         stats: Stats,
         refresh_interval_s: float,
         clock: Callable[[], float] = time.monotonic,

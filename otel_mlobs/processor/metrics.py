@@ -57,7 +57,7 @@ class ProcessorCollector(Collector):
     def __init__(
         self,
         router: Router,
-        lock: threading.Lock,
+        lock: threading.RLock,
         stats: Stats,
         queue: IngestQueue,
         registry: CollectorRegistry | None = None,

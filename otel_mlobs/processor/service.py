@@ -69,7 +69,7 @@ class Processor:
     ) -> None:
         self.config = config or ProcessorConfig()
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # reentrant: a holder may still scrape the registry
         self.stats = Stats()
         analyzers = self.config.analyzers
         self.router = Router(DEFAULT_ANALYZERS if analyzers is None else analyzers)
@@ -145,7 +145,10 @@ class Processor:
         return self
 
     async def _start_http(self) -> tuple[int, int]:
-        self._receiver_runner = web.AppRunner(self._http.app(), access_log=None)
+        # auto_decompress=False: the receiver inflates bodies itself, within the size limit.
+        self._receiver_runner = web.AppRunner(
+            self._http.app(), access_log=None, auto_decompress=False
+        )
         self._api_runner = web.AppRunner(ApiServer(self).app(), access_log=None)
         ports = []
         for runner, port, what in (
