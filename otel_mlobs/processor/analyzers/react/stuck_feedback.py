@@ -5,11 +5,17 @@ city. This analyzer keeps a bounded, hashed uniform sample of predictions with t
 features, watches them become *overdue* (no feedback ``overdue_after_s`` after the prediction, by
 event time) and *resolved* (feedback arrives, late or not), and describes the overdue set by
 predicates over single features and feature pairs (``pickup_zone = East Village ∧
-payment_type = cash``), each with its coverage (share of overdue predictions it matches) and lift
-(how much more often it holds among overdue predictions than among all of them).
+payment_type = cash``).
+
+Some feedback is always late (a long tail of settlements, labels that never come), so the
+patterns describe the *excess*: each due prediction is expected to be overdue with the usual
+rate for its age (an exponentially weighted history per age bucket, time constant
+``window_s``), and a pattern's coverage is its share of the overdue predictions beyond that
+expectation, its lift how many times more of its predictions are overdue than expected.
 
 Both directions are incremental: a prediction turning overdue adds its predicates to per-single
-and per-pair count tables, feedback arriving late removes them again. The sample is a hash
+and per-pair count tables, feedback arriving late removes them again; the expected counts are
+recomputed from the bounded sample when patterns are asked for. The sample is a hash
 threshold (bottom-k) sample: an id is kept when its 64-bit hash is below ``tau``, so feedback for
 a sampled prediction is found by the same hash and nothing else needs remembering. When the
 sample fills up, ``tau`` is lowered and the items above it leave, keeping the sample uniform.
@@ -33,6 +39,7 @@ _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 EMPTY, PENDING, OVERDUE, RESOLVED = 0, 1, 2, 3
+_AGE_BUCKETS = 28  # age buckets over the window (6 h each over 7 days)
 MISSING_CODE = 0  # reserved value code: feature absent from a batch or value null
 
 
@@ -132,19 +139,28 @@ class StuckFeedbackAnalyzer(Analyzer):
         ``min_overdue_s``; ``default_overdue_s`` until ``min_delays`` delays were seen.
     max_features, max_values, numeric_bins : bounds of the bucketing features' encoding.
     top_k, min_count, min_lift : how many patterns to report, and what makes one.
+    min_excess_share : overdue predictions beyond the usual must make up at least this share of
+        all overdue ones before anything is reported (below it, feedback flows as usual).
 
     Examples
     --------
     >>> import numpy as np
     >>> from otel_mlobs.processor.records import FeedbackBatch, Key, PredictionBatch
     >>> a = StuckFeedbackAnalyzer(Key("taxi", "", "tip"), overdue_after_s=60.0)
-    >>> ids, zone = np.arange(100).astype(str), np.array(["A", "B"] * 50)
-    >>> a.update(PredictionBatch(Key("taxi", "serve", "tip"), "1", ids, np.zeros(100), None,
-    ...                          (), None, {"zone": zone}))
-    >>> a.update(FeedbackBatch(Key("taxi", "", "tip"), ids[zone == "A"], ids[:50], np.ones(50)))
-    >>> a.advance(120.0)
-    >>> [(p["pattern"], p["coverage"], p["lift"]) for p in a.patterns()]
-    [('zone = B', 1.0, 2.0)]
+    >>> zone = np.array(["A", "B"] * 50)
+    >>> def predict(ids, t):
+    ...     a.update(PredictionBatch(Key("taxi", "serve", "tip"), "1", ids, np.full(100, t),
+    ...                              None, (), None, {"zone": zone}))
+    >>> def label(ids, t):
+    ...     a.update(FeedbackBatch(Key("taxi", "", "tip"), ids, ids, np.full(len(ids), t)))
+    >>> day1, day2 = np.arange(100).astype(str), np.arange(100, 200).astype(str)
+    >>> predict(day1, 0.0); label(day1, 100.0)  # a healthy day: every label arrives
+    >>> predict(day2, 1000.0); label(day2[zone == "A"], 1100.0)  # zone B's labels stall
+    >>> [(p["pattern"], round(p["coverage"], 2), p["lift"] > 10) for p in a.patterns()]
+    [('zone = B', 1.0, True)]
+    >>> label(day2[zone == "B"], 1200.0)  # they arrive late: the pattern is gone
+    >>> a.patterns()
+    []
     """
 
     name: ClassVar[str] = "stuck_feedback"
@@ -167,6 +183,7 @@ class StuckFeedbackAnalyzer(Analyzer):
         top_k: int = 5,
         min_count: int = 5,
         min_lift: float = 1.5,
+        min_excess_share: float = 0.05,
     ) -> None:
         super().__init__(key)
         if capacity < 16:
@@ -193,6 +210,7 @@ class StuckFeedbackAnalyzer(Analyzer):
         self.top_k = top_k
         self.min_count = min_count
         self.min_lift = min_lift
+        self.min_excess_share = min_excess_share
         self._reset()
 
     def _reset(self) -> None:
@@ -207,11 +225,11 @@ class StuckFeedbackAnalyzer(Analyzer):
         self._enc: list[_Encoder] = []
         self._pairs: list[tuple[int, int]] = []
         v = self.max_values + 2
-        self._pop1 = np.zeros((self.max_features, v), dtype=np.int64)
-        self._od1 = np.zeros_like(self._pop1)
         npairs = self.max_features * (self.max_features - 1) // 2
-        self._pop2 = np.zeros((npairs, v, v), dtype=np.int64)
-        self._od2 = np.zeros_like(self._pop2)
+        self._od1 = np.zeros((self.max_features, v), dtype=np.int64)
+        self._od2 = np.zeros((npairs, v, v), dtype=np.int64)
+        self._rho = np.full(_AGE_BUCKETS, np.nan)  # usual overdue rate per age bucket
+        self._rho_time = -np.inf
         self._delays = np.full(1024, np.nan)
         self._delay_pos = 0
         self._delays_seen = 0
@@ -253,16 +271,21 @@ class StuckFeedbackAnalyzer(Analyzer):
         return int((self._state == OVERDUE).sum())
 
     # --- count tables ---------------------------------------------------------------------------
-    def _count(self, slots: np.ndarray, sign: int, overdue: bool) -> None:
-        if len(slots) == 0 or not self._features:
-            return
+    def _tables(self, slots: np.ndarray, weights: np.ndarray | float, one: np.ndarray,
+                two: np.ndarray) -> None:
+        """Add ``weights`` of ``slots`` to the single and pair tables ``one`` and ``two``."""
         f = len(self._features)
         codes = self._codes[slots, :f].astype(np.int64)
-        one, two = (self._od1, self._od2) if overdue else (self._pop1, self._pop2)
+        w = np.broadcast_to(np.asarray(weights, dtype=one.dtype), (len(slots),))
         fi = np.broadcast_to(np.arange(f), codes.shape)
-        np.add.at(one, (fi.ravel(), codes.ravel()), sign)
+        np.add.at(one, (fi.ravel(), codes.ravel()), np.repeat(w, f))
         for p, (i, j) in enumerate(self._pairs):
-            np.add.at(two[p], (codes[:, i], codes[:, j]), sign)
+            np.add.at(two[p], (codes[:, i], codes[:, j]), w)
+
+    def _count(self, slots: np.ndarray, sign: int) -> None:
+        if len(slots) == 0 or not self._features:
+            return
+        self._tables(slots, sign, self._od1, self._od2)
         self._cache = None
 
     def _set_state(self, slots: np.ndarray, new: int) -> None:
@@ -270,13 +293,10 @@ class StuckFeedbackAnalyzer(Analyzer):
         if len(slots) == 0:
             return
         old = self._state[slots]
-        was_od = slots[old == OVERDUE]
         if new != OVERDUE:
-            self._count(was_od, -1, True)
+            self._count(slots[old == OVERDUE], -1)
         else:
-            self._count(slots[old != OVERDUE], +1, True)
-        if new == EMPTY:
-            self._count(slots[old != EMPTY], -1, False)
+            self._count(slots[old != OVERDUE], +1)
         self._state[slots] = new
         self._cache = None
 
@@ -326,7 +346,6 @@ class StuckFeedbackAnalyzer(Analyzer):
                 codes[:, i] = enc.encode(np.asarray(col)[rows])
         self._codes[slots] = codes
         self._state[slots] = PENDING
-        self._count(slots, +1, False)
         self._reindex()
         self.advance(float(np.max(rec.timestamps)))
 
@@ -376,6 +395,9 @@ class StuckFeedbackAnalyzer(Analyzer):
         self._delays_seen += len(delays)
         self._set_state(slots, RESOLVED)
         self.advance(float(np.max(rec.timestamps)))
+        # Right after feedback is the settled moment to learn from: between a prediction batch
+        # and the feedback that follows it, shares look worse than they are.
+        self._learn_rates()
 
     def advance(self, now: float) -> None:
         """Move event time forward: expire old predictions, mark newly overdue ones.
@@ -395,6 +417,33 @@ class StuckFeedbackAnalyzer(Analyzer):
         self._set_state(np.flatnonzero(open_ & due & (self._state == PENDING)), OVERDUE)
         self._set_state(np.flatnonzero(open_ & ~due & (self._state == OVERDUE)), PENDING)
 
+    def _age_buckets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(due slots, their age bucket)."""
+        live = self._state != EMPTY
+        age = self._now - self._ts
+        due = np.flatnonzero(live & (age >= self.overdue_after))
+        width = self.window_s / _AGE_BUCKETS
+        b = np.minimum((age[due] // width).astype(np.int64), _AGE_BUCKETS - 1)
+        return due, b
+
+    def _learn_rates(self) -> None:
+        """Fold the current overdue share per age bucket into its exponentially weighted usual."""
+        if not np.isfinite(self._now) or self._now <= self._rho_time:
+            return
+        due, b = self._age_buckets()
+        n_due = np.bincount(b, minlength=_AGE_BUCKETS)
+        n_od = np.bincount(b[self._state[due] == OVERDUE], minlength=_AGE_BUCKETS)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(n_due > 0, n_od / np.maximum(n_due, 1), np.nan)
+        w = 1.0 if not np.isfinite(self._rho_time) else \
+            1.0 - np.exp(-(self._now - self._rho_time) / self.window_s)
+        seen = ~np.isnan(frac)
+        fresh = seen & np.isnan(self._rho)
+        self._rho[fresh] = frac[fresh]
+        upd = seen & ~fresh
+        self._rho[upd] += w * (frac[upd] - self._rho[upd])
+        self._rho_time = self._now
+
     # --- patterns -------------------------------------------------------------------------------
     def _predicates(self, parts: list[tuple[int, int]]) -> list[dict[str, str]]:
         out = []
@@ -404,26 +453,35 @@ class StuckFeedbackAnalyzer(Analyzer):
         return out
 
     def patterns(self) -> list[dict[str, Any]]:
-        """Top-k predicates over the overdue predictions, by coverage × log2(lift)."""
+        """Top-k predicates over the excess overdue predictions, by coverage × log2(lift)."""
         if self._cache is not None:
             return self._cache
-        total_od = int((self._state == OVERDUE).sum())
-        total = int((self._state != EMPTY).sum())
         cands: list[tuple[float, float, float, int, list[tuple[int, int]]]] = []
-        if total_od and total and self._features:
-            f = len(self._features)
-            tables = [(self._od1[i], self._pop1[i], [(i,)]) for i in range(f)]
-            tables += [(self._od2[p], self._pop2[p], [(i, j)])
-                       for p, (i, j) in enumerate(self._pairs)]
-            for od, pop, (feats,) in tables:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    cov = od / total_od
-                    lift = cov / (pop / total)
-                ok = (od >= self.min_count) & (lift >= self.min_lift)
-                for idx in zip(*np.nonzero(ok), strict=True):
-                    c, li = float(cov[idx]), float(lift[idx])
-                    parts = list(zip(feats, (int(x) for x in idx), strict=True))
-                    cands.append((c * np.log2(li), c, li, int(od[idx]), parts))
+        total_od = self.overdue
+        if total_od and self._features:
+            due, b = self._age_buckets()
+            known = ~np.isnan(self._rho)
+            usual = float(np.mean(self._rho[known])) if known.any() else 0.0
+            w = np.where(known[b], self._rho[b], usual) if len(due) else np.zeros(0)
+            exp1 = np.zeros(self._od1.shape)
+            exp2 = np.zeros(self._od2.shape)
+            if len(due):
+                self._tables(due, w, exp1, exp2)
+            excess_total = total_od - float(w.sum())
+            if excess_total >= max(self.min_count, self.min_excess_share * total_od):
+                f = len(self._features)
+                tables = [(self._od1[i], exp1[i], [(i,)]) for i in range(f)]
+                tables += [(self._od2[p], exp2[p], [(i, j)])
+                           for p, (i, j) in enumerate(self._pairs)]
+                for od, exp, (feats,) in tables:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        cov = (od - exp) / excess_total
+                        lift = od / np.maximum(exp, 0.5)
+                    ok = (od >= self.min_count) & (lift >= self.min_lift) & (cov > 0)
+                    for idx in zip(*np.nonzero(ok), strict=True):
+                        c, li = float(cov[idx]), float(lift[idx])
+                        parts = list(zip(feats, (int(x) for x in idx), strict=True))
+                        cands.append((c * np.log2(li), c, li, int(od[idx]), parts))
         cands.sort(key=lambda x: (-x[0], -x[1], str(x[4])))
         chosen: list[tuple[float, float, float, int, list[tuple[int, int]]]] = []
         for cand in cands:
@@ -437,7 +495,7 @@ class StuckFeedbackAnalyzer(Analyzer):
             preds = self._predicates(parts)
             text = " ∧ ".join(f"{p['feature']} {p['op']} {p['value']}" for p in preds)
             out.append({"rank": rank, "pattern": text, "predicates": preds,
-                        "coverage": cov, "lift": lift, "overdue_sampled": od})
+                        "coverage": min(cov, 1.0), "lift": lift, "overdue_sampled": od})
         self._cache = out
         return out
 
@@ -475,8 +533,8 @@ class StuckFeedbackAnalyzer(Analyzer):
                               "Share of overdue predictions the pattern matches (top-k)", pl,
                               p["coverage"]))
             out.append(Metric("mlobs_stuck_feedback_pattern_lift", "gauge",
-                              "How much likelier the pattern is among overdue predictions "
-                              "than among all (top-k)", pl, p["lift"]))
+                              "How many times more of the pattern's predictions are overdue "
+                              "than usual for their age (top-k)", pl, p["lift"]))
         return out
 
     def query(self, **params: Any) -> dict[str, Any]:
