@@ -106,7 +106,7 @@ _SPECS: dict[str, _Spec] = {
         "rider_history",
         RIDER_COLUMNS,
         "data",
-        "The rider-history service serves a frozen cached response: same values every day.",
+        "The rider-history extract stopped refreshing: the same table arrives every day.",
         {},
     ),
     "missing_values": _Spec(

@@ -4,8 +4,8 @@ Each simulated day has three sources, as a real tip-prediction pipeline would:
 
 * ``trips`` — the trip feed, TLC column names and codes (VendorID, tpep_pickup_datetime, ...,
   payment_type with its TLC name beside it), plus a few dirty rows for the clean step to drop;
-* ``rider_history`` — a feature service's answer per trip: the rider's average tip share and
-  trip count so far;
+* ``rider_history`` — the day's extract of a rider feature table, keyed by ``rider_id``: each
+  rider's average tip share and trip count so far;
 * ``weather`` — 24 hourly rows (temperature, precipitation, wind, visibility, snow).
 
 The task is "will the tip exceed 20% of the fare?". Tips are only recorded for card payments (as
@@ -239,7 +239,7 @@ class TaxiScenario:
         )
         self.dates = [self.start + dt.timedelta(days=i) for i in range(self.days)]
         self._riders = Riders.draw(self.seed)
-        self._frozen: dict[date, tuple[np.ndarray, np.ndarray]] = {}
+        self._frozen: dict[date, pd.DataFrame] = {}
 
     def __repr__(self) -> str:
         names = ",".join(str(i) for i in self.incidents) or "none"
@@ -317,13 +317,10 @@ class TaxiScenario:
         n_all = len(cols["hour"])
         trips = _trip_frame(cols, day)
 
-        avg, count = self._riders.history(cols["rider"], day)
         if "staleness" in by_name:
-            avg, count = self._frozen_history(by_name["staleness"].start - dt.timedelta(days=1))
-            avg, count = np.resize(avg, n_all), np.resize(count, n_all)
-        rider_history = pd.DataFrame(
-            {"trip_id": trips["trip_id"], "rider_avg_tip_pct": avg, "rider_trip_count": count}
-        )
+            rider_history = self._frozen_history(by_name["staleness"].start - dt.timedelta(days=1))
+        else:
+            rider_history = _history_table(self._riders, cols["rider"], day)
 
         label_time = _label_times(rs.feedback, cols, day)
         if "feedback_outage" in by_name:
@@ -362,16 +359,18 @@ class TaxiScenario:
         )
         return Day(day, index, trips, rider_history, weather, feedback, incidents)
 
-    def _frozen_history(self, frozen_day: date) -> tuple[np.ndarray, np.ndarray]:
-        """The rider-history answer of the last good day, which a stale cache keeps serving."""
+    def _frozen_history(self, frozen_day: date) -> pd.DataFrame:
+        """The last good day's rider-history table, which a stale extract keeps delivering."""
         if frozen_day not in self._frozen:
-            good = self._generate(frozen_day, -1, ())
-            hist = good.rider_history
-            self._frozen[frozen_day] = (
-                hist["rider_avg_tip_pct"].to_numpy(),
-                hist["rider_trip_count"].to_numpy(),
-            )
-        return self._frozen[frozen_day]
+            self._frozen[frozen_day] = self._generate(frozen_day, -1, ()).rider_history
+        return self._frozen[frozen_day].copy()
+
+
+def _history_table(riders: Riders, rider: np.ndarray, day: date) -> pd.DataFrame:
+    """The day's extract of the rider feature table: one row per rider who rode that day."""
+    ids = np.unique(rider)
+    avg, count = riders.history(ids, day)
+    return pd.DataFrame({"rider_id": ids, "rider_avg_tip_pct": avg, "rider_trip_count": count})
 
 
 # --- column generators (each one vectorized over the day's trips) -----------------------------

@@ -89,7 +89,7 @@ def clean_trips(raw: pd.DataFrame) -> CleanResult:
 def build_features(
     trips: pd.DataFrame, rider_history: pd.DataFrame, weather: pd.DataFrame
 ) -> pd.DataFrame:
-    """Join the three sources and derive the model's inputs, keyed by ``trip_id``."""
+    """Join the three sources (riders by ``rider_id``, weather by pickup hour) into model inputs."""
     pickup = trips["tpep_pickup_datetime"]
     minutes = (trips["tpep_dropoff_datetime"] - pickup).dt.total_seconds() / 60.0
     payment = trips["payment_type_name"].to_numpy()
@@ -116,9 +116,11 @@ def build_features(
             "pay_card": (payment == PAYMENT_TYPES[1]).astype(np.int64),
             "pay_cash": (payment == PAYMENT_TYPES[2]).astype(np.int64),
             "_hour_key": pickup.dt.floor("h").to_numpy(),
+            "rider_id": trips["rider_id"].to_numpy(),
         }
     )
-    out = out.merge(rider_history[["trip_id", *RIDER_COLUMNS]], on="trip_id", how="left")
+    history = rider_history.drop_duplicates("rider_id")[["rider_id", *RIDER_COLUMNS]]
+    out = out.merge(history, on="rider_id", how="left").drop(columns="rider_id")
     hourly = weather.rename(columns={"hour": "_hour_key"})
     hourly["_hour_key"] = hourly["_hour_key"].astype(out["_hour_key"].dtype)
     out = out.merge(hourly[["_hour_key", *WEATHER_COLUMNS]], on="_hour_key", how="left")
