@@ -25,7 +25,6 @@ import numpy as np
 from otel_mlobs.processor.analyzers.detect import layout as L
 
 Z95 = 1.959963984540054
-PRIOR_STRENGTH = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,6 @@ def figures(
     bucket_var: np.ndarray,
     noest: int,
     reason: str = "",
-    prior: float = PRIOR_STRENGTH,
 ) -> WindowFigures:
     """Figures of a window from its summed ``live[bucket, stat]`` and ``joined[band, bucket,
     stat]`` tables (see :mod:`.layout`)."""
@@ -133,12 +131,12 @@ def figures(
     n_cal = float(live[:, L.L_NCAL].sum())
     if n_cal > 0:
         out.by_estimator["calibrated"] = float(live[:, L.L_S_CAL].sum()) / n_cal
-    out.combined = _combine(live, jb, r, bucket_var, noest, prior)
+    out.combined = _combine(live, jb, r, bucket_var, noest)
     return out
 
 
 def _combine(
-    live: np.ndarray, jb: np.ndarray, r: float, bucket_var: np.ndarray, noest: int, prior: float
+    live: np.ndarray, jb: np.ndarray, r: float, bucket_var: np.ndarray, noest: int
 ) -> Estimate | None:
     """Labelled predictions as they were, unlabelled ones estimated with a residual correction."""
     idx = np.arange(live.shape[0]) != noest
@@ -150,19 +148,51 @@ def _combine(
     total = float(n.sum())
     if total <= 0:
         return None
-    # residuals in sample units: model-wide shrunk to 0, per bucket shrunk to model-wide
-    d_all = (c.sum() - e.sum()) / (j.sum() + prior)
-    d_b = (c - e + prior * d_all) / (j + prior)
+    d_b, var_d = residuals(j, c, e)
     lab = np.minimum(j / r, n)  # labelled predictions (Horvitz-Thompson)
     unl = n - lab
     unl_est = np.clip(s - e / r, 0.0, None)
     per_bucket = np.clip(c / r + unl_est + unl * d_b, 0.0, n)
     value = float(per_bucket.sum()) / total
     p_unl = np.where(unl > 0, np.clip(unl_est / np.maximum(unl, 1e-12), 0, 1), 0.0)
+    labelled_share = np.where(n > 0, lab / np.maximum(n, 1e-12), 0.0)
     var = (
         unl * p_unl * (1 - p_unl)  # outcomes of the unlabelled predictions
-        + unl * unl * p_unl * (1 - p_unl) / (j + prior)  # the residual correction's noise
-        + unl * unl * bucket_var[idx] * (prior / (j + prior)) ** 2  # reference error left over
+        + unl * unl * var_d  # the residual correction's noise
+        + unl * unl * bucket_var[idx] * (1 - labelled_share) ** 2  # reference error left over
         + (1 - r) / (r * r) * c  # the sample standing for all labelled predictions
     )
     return Estimate.around(value, np.sqrt(float(var.sum())) / total)
+
+
+def residuals(j: np.ndarray, c: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bucket residual (realized minus estimated accuracy) and its variance, empirical Bayes.
+
+    The model-wide residual is shrunk towards zero by its own signal-to-noise ratio
+    (``d^2 / (d^2 + se^2)``), so label noise on a calm day does not move the figure while a real
+    shift (many standard errors) passes whole. Each bucket's residual is shrunk towards the
+    model-wide one by ``tau^2 / (tau^2 + se_b^2)``, ``tau^2`` being the spread of the bucket
+    residuals beyond their noise (method of moments): buckets only part ways when the labels
+    show that they truly do. Buckets without labels take the model-wide residual.
+    """
+    total = float(j.sum())
+    if total <= 0:
+        return np.zeros_like(j), np.zeros_like(j)
+    p = (float(c.sum()) + 1.0) / (total + 2.0)
+    raw = (float(c.sum()) - float(e.sum())) / total
+    se2 = p * (1 - p) / total
+    shrink = raw * raw / (raw * raw + se2)
+    d_all = shrink * raw
+    var_all = shrink * se2
+    has = j > 0
+    jj = np.where(has, j, 1.0)
+    raw_b = np.where(has, (c - e) / jj, d_all)
+    p_b = (c + 1.0) / (jj + 2.0)
+    se2_b = p_b * (1 - p_b) / jj
+    w = j / total
+    spread = float((w * (raw_b - d_all) ** 2).sum()) - float((w * np.where(has, se2_b, 0)).sum())
+    tau2 = max(spread, 0.0)
+    s_b = np.where(has, tau2 / (tau2 + se2_b), 0.0)
+    d_b = d_all + s_b * (raw_b - d_all)
+    var_b = np.where(has, s_b * se2_b, 0.0) + (1 - s_b) * var_all
+    return d_b, var_b
