@@ -166,6 +166,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        # Other work on the machine moves the figures; the load says how quiet it was.
+        "load_avg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
     }
     for mod in ("pandas", "sklearn", "datasketches", "opentelemetry.sdk"):
         info[mod] = _version_of(mod)
