@@ -30,6 +30,7 @@ from otel_mlobs.processor.records import (
     CheckRecord,
     FeedbackBatch,
     Key,
+    KpiRecord,
     PredictionBatch,
     RunRecord,
     SampleRecord,
@@ -279,6 +280,29 @@ def test_feedback_is_keyed_by_model_without_component(packed):
     np.testing.assert_allclose(rec.timestamps, T0 + 100 + np.arange(6))
 
 
+def _kpi(value=0.42, **extra):
+    return event(sc.EVENT_KPI, {sc.KPI_NAME: "revenue_per_trip", sc.KPI_VALUE: value, **extra})
+
+
+def test_kpi_event_on_a_run_span_naming_a_model():
+    s = run_span(events=[_kpi(3, **{sc.KPI_TIME: T0 - 60})], extra={sc.MODEL: "tip"})
+    rec = only(decode(s), KpiRecord)
+    assert rec.key == Key("taxi", "features", "tip")
+    assert (rec.name, rec.value, rec.event_time) == ("revenue_per_trip", 3.0, T0 - 60)
+
+
+def test_kpi_event_on_prediction_and_feedback_spans():
+    pred = predictions_span(2)
+    pred.events.append(_kpi())
+    fb = feedback_span(2)
+    fb.events.append(_kpi(0.5))
+    kpis = [r for r in decode(pred, fb).records if isinstance(r, KpiRecord)]
+    assert [(k.key, k.value, k.event_time) for k in kpis] == [
+        (Key("taxi", "serve", "tip"), 0.42, T0),
+        (Key("taxi", "", "tip"), 0.5, T0),
+    ]
+
+
 # --- rejections ---------------------------------------------------------------------------------
 
 
@@ -313,6 +337,8 @@ def _bad_runs():
     yield "feature rows", feat, dec.RAGGED_ARRAYS
     pset = predictions_span(3, overrides={sc.PRED_SET: "shadow"})
     yield "set", pset, dec.BAD_VALUE
+    yield "kpi without model", run_span(events=[_kpi()]), dec.MISSING_ATTRIBUTE
+    yield "kpi value", run_span(events=[_kpi("high")], extra={sc.MODEL: "m"}), dec.BAD_TYPE
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from otel_mlobs.processor.records import (
     CheckRecord,
     FeedbackBatch,
     Key,
+    KpiRecord,
     PredictionBatch,
     Record,
     RunRecord,
@@ -76,6 +77,9 @@ class SpanError(ValueError):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+EventHandler = Callable[[dict[str, AnyValue]], Record]
 
 
 @dataclass(slots=True)
@@ -155,73 +159,71 @@ def decode_span(span: Span) -> tuple[list[Record], int] | None:
     pipeline = _name(attrs, sc.PIPELINE)
     event_time = _float(attrs, sc.RUN_EVENT_TIME, span.start_time_unix_nano / 1e9)
     shed = _int(attrs, sc.SDK_SHED, 0)
+    model = _str(attrs, sc.MODEL, "")
+    records: list[Record] = []
+    handlers: dict[str, EventHandler]
     if role in (sc.SPAN_ROLE_RUN, sc.SPAN_ROLE_PART):
-        records = _run_span(span, attrs, role, pipeline, event_time, shed)
+        key = Key(pipeline, _name(attrs, sc.COMPONENT))
+        run_id = _name(attrs, sc.RUN_ID)
+        if role == sc.SPAN_ROLE_RUN:
+            records.append(_run(span, attrs, key, run_id, event_time, shed))
+        handlers = {
+            sc.EVENT_SUMMARY: lambda a: _summary(a, key, run_id, event_time),
+            sc.EVENT_SAMPLE: lambda a: _sample(a, key, run_id, event_time),
+            sc.EVENT_CHECK: lambda a: _check(a, key, run_id, event_time),
+        }
     elif role == sc.SPAN_ROLE_PREDICTIONS:
         key = Key(pipeline, _str(attrs, sc.COMPONENT, ""), _name(attrs, sc.MODEL))
-        version_label = _str(attrs, sc.MODEL_VERSION, "")
-        records = _events(
-            span,
-            {sc.EVENT_PREDICTIONS: lambda a: _predictions(a, key, version_label, event_time)},
-        )
+        model_version = _str(attrs, sc.MODEL_VERSION, "")
+        handlers = {sc.EVENT_PREDICTIONS: lambda a: _predictions(a, key, model_version, event_time)}
     else:
         key = Key(pipeline, "", _name(attrs, sc.MODEL))
-        records = _events(span, {sc.EVENT_FEEDBACK: lambda a: _feedback(a, key, event_time)})
+        handlers = {sc.EVENT_FEEDBACK: lambda a: _feedback(a, key, event_time)}
+    kpi_key = Key(pipeline, key.component, model)
+    handlers[sc.EVENT_KPI] = lambda a: _kpi(a, kpi_key, event_time)
+    records.extend(_events(span, handlers))
     return records, shed
 
 
-def _run_span(
+def _run(
     span: Span,
     attrs: Mapping[str, AnyValue],
-    role: str,
-    pipeline: str,
+    key: Key,
+    run_id: str,
     event_time: float,
     shed: int,
-) -> list[Record]:
-    key = Key(pipeline, _name(attrs, sc.COMPONENT))
-    run_id = _name(attrs, sc.RUN_ID)
-    records: list[Record] = []
-    if role == sc.SPAN_ROLE_RUN:
-        stage = _str(attrs, sc.STAGE, "other").lower()
-        ok = span.status.code != _STATUS_ERROR
-        records.append(
-            RunRecord(
-                key=key,
-                run_id=run_id,
-                stage=stage if stage in sc.STAGES else "other",
-                event_time=event_time,
-                duration_s=max(0.0, (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9),
-                ok=ok,
-                error="" if ok else _error_text(span),
-                inputs=tuple(_strs(attrs, sc.RUN_INPUTS, optional=True) or ()),
-                outputs=tuple(_strs(attrs, sc.RUN_OUTPUTS, optional=True) or ()),
-                code_version=_str(attrs, sc.CODE_VERSION, ""),
-                trace_id=span.trace_id.hex(),
-                span_id=span.span_id.hex(),
-                parent_span_id=span.parent_span_id.hex(),
-                links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
-                shed=shed,
-            )
-        )
-    records.extend(
-        _events(
-            span,
-            {
-                sc.EVENT_SUMMARY: lambda a: _summary(a, key, run_id, event_time),
-                sc.EVENT_SAMPLE: lambda a: _sample(a, key, run_id, event_time),
-                sc.EVENT_CHECK: lambda a: _check(a, key, run_id, event_time),
-            },
-        )
+) -> RunRecord:
+    stage = _str(attrs, sc.STAGE, "other").lower()
+    ok = span.status.code != _STATUS_ERROR
+    return RunRecord(
+        key=key,
+        run_id=run_id,
+        stage=stage if stage in sc.STAGES else "other",
+        event_time=event_time,
+        duration_s=max(0.0, (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9),
+        ok=ok,
+        error="" if ok else _error_text(span),
+        inputs=tuple(_strs(attrs, sc.RUN_INPUTS, optional=True) or ()),
+        outputs=tuple(_strs(attrs, sc.RUN_OUTPUTS, optional=True) or ()),
+        code_version=_str(attrs, sc.CODE_VERSION, ""),
+        trace_id=span.trace_id.hex(),
+        span_id=span.span_id.hex(),
+        parent_span_id=span.parent_span_id.hex(),
+        links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+        shed=shed,
     )
-    return records
 
 
 _KNOWN_EVENTS = frozenset(
-    {sc.EVENT_SUMMARY, sc.EVENT_SAMPLE, sc.EVENT_CHECK, sc.EVENT_PREDICTIONS, sc.EVENT_FEEDBACK}
+    {
+        sc.EVENT_SUMMARY,
+        sc.EVENT_SAMPLE,
+        sc.EVENT_CHECK,
+        sc.EVENT_PREDICTIONS,
+        sc.EVENT_FEEDBACK,
+        sc.EVENT_KPI,
+    }
 )
-
-
-EventHandler = Callable[[dict[str, AnyValue]], Record]
 
 
 def _events(span: Span, handlers: dict[str, EventHandler]) -> list[Record]:
@@ -439,6 +441,17 @@ def _feedback(a: dict[str, AnyValue], key: Key, event_time: float) -> FeedbackBa
     )
 
 
+def _kpi(a: dict[str, AnyValue], key: Key, event_time: float) -> KpiRecord:
+    if not key.model:
+        raise SpanError(MISSING_ATTRIBUTE, f"{sc.EVENT_KPI} needs {sc.MODEL} on its span")
+    return KpiRecord(
+        key=key,
+        name=_name(a, sc.KPI_NAME),
+        value=_float(a, sc.KPI_VALUE, None),
+        event_time=_float(a, sc.KPI_TIME, event_time),
+    )
+
+
 def _timestamps(a: dict[str, AnyValue], name: str, n: int, default: float) -> np.ndarray:
     ts = _floats(a, name, n, optional=True)
     return np.full(n, default) if ts is None else ts
@@ -503,10 +516,11 @@ def _int(a: Mapping[str, AnyValue], name: str, default: int) -> int:
     return value.int_value
 
 
-def _float(a: Mapping[str, AnyValue], name: str, default: float) -> float:
-    value = a.get(name)
+def _float(a: Mapping[str, AnyValue], name: str, default: float | None) -> float:
+    """A double (ints accepted); required when ``default`` is None."""
+    value = _get(a, name, default is not None)
     if value is None:
-        return default
+        return default  # type: ignore[return-value]
     kind = value.WhichOneof("value")
     if kind == "double_value":
         return value.double_value

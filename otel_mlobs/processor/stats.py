@@ -18,6 +18,7 @@ from otel_mlobs.processor.decode import DecodeResult
 from otel_mlobs.processor.records import (
     CheckRecord,
     FeedbackBatch,
+    KpiRecord,
     PredictionBatch,
     Record,
     RunRecord,
@@ -34,6 +35,7 @@ RECORD_TYPES: dict[type, str] = {
     CheckRecord: "check",
     PredictionBatch: "predictions",
     FeedbackBatch: "feedback",
+    KpiRecord: "kpi",
 }
 
 
