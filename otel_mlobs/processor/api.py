@@ -6,6 +6,7 @@
 ``GET /api/v1/status``                          counters, queue, known keys per analyzer
 ``GET /api/v1/analyzers``                       registered analyzers and their keys
 ``GET /api/v1/analyzers/{name}?pipeline=&...``  that analyzer's ``query()`` for one key
+``POST /api/v1/flags`` ``{"pointer": ...}``      flag a bad output on the analyzers that know it
 ==============================================  =============================================
 
 ``/api/v1/analyzers/{name}`` takes ``pipeline``, ``component`` and ``model`` to name the key
@@ -81,6 +82,7 @@ class ApiServer:
         app.router.add_get("/api/v1/status", self.status)
         app.router.add_get("/api/v1/analyzers", self.analyzers)
         app.router.add_get("/api/v1/analyzers/{name}", self.analyzer)
+        app.router.add_post("/api/v1/flags", self.flag)
         return app
 
     async def _off_loop(self, fn: Any, *args: Any) -> Any:
@@ -141,3 +143,30 @@ class ApiServer:
             except (TypeError, ValueError) as exc:
                 return json_response({"error": f"bad query for {name!r}: {exc}"}, 400)
             return json_response(result)
+
+    async def flag(self, request: web.Request) -> web.Response:
+        """Flag an output pointer as bad on every analyzer instance that offers ``flag()``."""
+        try:
+            body = await request.json()
+            pointer = str(body["pointer"]).strip()
+            pipeline = str(body.get("pipeline") or "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return json_response({"error": 'expected a JSON body {"pointer": "..."}'}, 400)
+        if not pointer:
+            return json_response({"error": "empty pointer"}, 400)
+        return await self._off_loop(self._flag, pointer, pipeline)
+
+    def _flag(self, pointer: str, pipeline: str) -> web.Response:
+        known: list[str] = []
+        with self._p.lock:
+            for instance in self._p.router.instances():
+                flag = getattr(instance, "flag", None)
+                if flag is None or (pipeline and instance.key.pipeline != pipeline):
+                    continue
+                try:
+                    return json_response(flag(pointer))
+                except KeyError as exc:
+                    known.extend(getattr(exc, "known", []))
+        return json_response(
+            {"error": f"unknown pointer {pointer!r}", "known": sorted(set(known))[:20]}, 404
+        )
