@@ -8,7 +8,8 @@ Codes per column: ``0`` null; ``1`` below the reference minimum; ``2`` above the
 maximum; ``3..`` the reference bins (numeric quantile bins, or one code per frequent value and
 one for "any other value"). Clock columns (epoch seconds that move on with every run) are coded
 by their offset from the run's event time, so "08:00 on the day of the run" means the same thing
-every day; identifier-like columns (a new range every run even after that) are left out.
+every day; identifier-like columns (a new range every run even after that) and run-level columns
+(one value per run, a new one each run: a date, a day of week) are left out.
 """
 
 from __future__ import annotations
@@ -91,6 +92,23 @@ def _is_numeric(values: np.ndarray) -> bool:
     return values.dtype.kind in "fiuM"
 
 
+def _run_constant(per_run: Sequence[np.ndarray]) -> bool:
+    """Whether the column holds one value per run that changes between runs (a date, a day of
+    week, a batch id): it names the run, so any new run looks new."""
+    if len(per_run) < 2:
+        return False
+    firsts = []
+    for values in per_run:
+        v = np.asarray(values)
+        if not len(v):
+            continue
+        _, counts = np.unique(v.astype(str), return_counts=True)
+        if counts.max() < 0.99 * len(v):
+            return False
+        firsts.append(str(v[0]))
+    return len(set(firsts)) > 1
+
+
 def _trending(per_run: Sequence[np.ndarray]) -> bool:
     """Whether each run's values occupy their own slice of the axis."""
     boxes = []
@@ -119,6 +137,8 @@ def fit_coder(
     identifier-like columns that no coding makes comparable across runs."""
     sample = np.concatenate([np.asarray(v) for v in per_run]) if per_run else np.empty(0)
     if not len(sample):
+        return None
+    if _run_constant(per_run):
         return None
     if not _is_numeric(sample):
         text = sample.astype(str)

@@ -105,7 +105,7 @@ def _is_closed_domain(runs: Sequence[ColumnSummary]) -> bool:
     return True
 
 
-def _is_trending(runs: Sequence[ColumnSummary]) -> bool:
+def is_trending(runs: Sequence[ColumnSummary]) -> bool:
     """Whether each run occupies its own slice of the axis (an id or a clock), so a range
     learned from the reference says nothing about the next run."""
     if len(runs) < 2:
@@ -172,7 +172,7 @@ def column_constraints(
         out.append(dup)
 
     if kind == semconv.KIND_NUMERIC:
-        if _is_trending(with_values):
+        if is_trending(with_values):
             return out, "each run covers a new range (an id or a clock): range and shape skipped"
         numeric, note = _numeric(role, dataset, name, with_values, times, soft)
         out.extend(numeric)
