@@ -10,6 +10,11 @@ from __future__ import annotations
 from otel_mlobs.processor.analyzers.base import Analyzer
 from otel_mlobs.processor.analyzers.columns import ColumnsAnalyzer
 from otel_mlobs.processor.analyzers.detect import ModelAccuracyAnalyzer
+from otel_mlobs.processor.analyzers.diagnose import (
+    ConstraintAnalyzer,
+    DriftAnalyzer,
+    LikelihoodAnalyzer,
+)
 from otel_mlobs.processor.analyzers.react import RootCauseAnalyzer, StuckFeedbackAnalyzer
 from otel_mlobs.processor.analyzers.runs import RunsAnalyzer
 from otel_mlobs.processor.analyzers.traffic import TrafficAnalyzer
@@ -21,12 +26,18 @@ DEFAULT_ANALYZERS: list[type[Analyzer]] = [
     ModelAccuracyAnalyzer,
     RootCauseAnalyzer,
     StuckFeedbackAnalyzer,
+    ConstraintAnalyzer,
+    LikelihoodAnalyzer,
+    DriftAnalyzer,
 ]
 
 __all__ = [
     "DEFAULT_ANALYZERS",
     "Analyzer",
     "ColumnsAnalyzer",
+    "ConstraintAnalyzer",
+    "DriftAnalyzer",
+    "LikelihoodAnalyzer",
     "ModelAccuracyAnalyzer",
     "RootCauseAnalyzer",
     "RunsAnalyzer",
