@@ -35,9 +35,14 @@ def test_numeric_statistics_match_numpy(seed: int) -> None:
     assert s["mean"] == pytest.approx(finite.mean(), rel=1e-12)
     assert s["std"] == pytest.approx(finite.std(ddof=0), rel=1e-9)
     assert s["min"] == finite.min() and s["max"] == finite.max()
-    # quantiles come from the KLL sketch: check their rank against the data
+    # quantiles come from the KLL sketch (of a 2,048-row subsample by default): check ranks
     ranks = np.searchsorted(np.sort(finite), s["quantiles"]) / len(finite)
+    assert np.all(np.abs(ranks - LEVELS) < 0.035), ranks
+    assert datasketches.kll_doubles_sketch.deserialize(s["sketch"]).n <= sm.DEFAULT_SKETCH_ROWS
+    every = summarize_frame(pd.DataFrame({"x": x}), sketch_rows=None).column("x")
+    ranks = np.searchsorted(np.sort(finite), every["quantiles"]) / len(finite)
     assert np.all(np.abs(ranks - LEVELS) < 0.02), ranks
+    assert datasketches.kll_doubles_sketch.deserialize(every["sketch"]).n == len(finite)
     distinct = len(np.unique(x[~np.isnan(x)]))
     assert s["distinct"] == pytest.approx(distinct, rel=0.01)
 
@@ -45,8 +50,9 @@ def test_numeric_statistics_match_numpy(seed: int) -> None:
 def test_sketch_is_a_mergeable_kll_of_the_finite_values() -> None:
     rng = np.random.default_rng(3)
     a, b = _noisy(rng, 5000), _noisy(rng, 7000)
-    sa = datasketches.kll_doubles_sketch.deserialize(summarize_frame({"x": a}).sketches[0])
-    sb = datasketches.kll_doubles_sketch.deserialize(summarize_frame({"x": b}).sketches[0])
+    full = {"sketch_rows": None}
+    sa = datasketches.kll_doubles_sketch.deserialize(summarize_frame({"x": a}, **full).sketches[0])
+    sb = datasketches.kll_doubles_sketch.deserialize(summarize_frame({"x": b}, **full).sketches[0])
     assert sa.n == np.isfinite(a).sum()
     sa.merge(sb)
     both = np.concatenate([a, b])
@@ -207,3 +213,5 @@ def test_bad_arguments() -> None:
         summarize_frame({"x": [1.0]}, quantile_levels=(0.5, 1.5))
     with pytest.raises(ValueError, match="sample_rows"):
         summarize_frame({"x": [1.0]}, sample_rows=-1)
+    with pytest.raises(ValueError, match="sketch_rows"):
+        summarize_frame({"x": [1.0]}, sketch_rows=0)

@@ -1,12 +1,17 @@
 """Content pointers: ``sha256:<hex>`` names for datasets, so lineage works without a catalogue.
 
 A run's outputs and a later run's inputs match when they hold the same data (mltrace's idea), so a
-pointer must depend on content only: column names, row count and values, not on the Python object
-or the memory layout. Values are hashed per row with pandas' vectorized ``hash_array`` (one uint64
-per value; categoricals hash their categories once and take by code, giving the same hashes as the
-equivalent object column), rows are combined column by column with a multiply-xor, and SHA-256
-runs over that one uint64 per row. Cost: a few numpy passes per column and SHA-256 over 8 bytes
-per row.
+pointer depends on content only: column names, row count and values, not on the Python object or
+the memory layout. It is computed on the caller's thread (``log_input`` returns it), so it is
+built for speed:
+
+* fixed-width columns (numbers, booleans, datetimes) are viewed as one uint64 per row (no copy for
+  8-byte types) and folded into a per-row accumulator with a multiply-xor;
+* text columns (object, string and categorical) are joined into one UTF-8 buffer with a separator
+  and fed to SHA-256 as they are; nulls become a marker that no string holds. A categorical and
+  the object column with the same values therefore get the same pointer.
+
+SHA-256 then runs over the names, the text buffers and the accumulator (8 bytes per row).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from otel_mlobs.sdk._tabular import Table, as_table
 
 PREFIX = "sha256:"
 _MIX = np.uint64(0x100000001B3)
-_NULL_HASH = np.uint64(np.iinfo(np.uint64).max)  # what pandas uses for nulls
+_SEP = "\x1f"
+_NULL = "\x00null\x00"
 
 
 def content_pointer(data: Any, name: str = "data") -> str:
@@ -31,28 +37,54 @@ def content_pointer(data: Any, name: str = "data") -> str:
     acc = np.zeros(table.rows, dtype=np.uint64)
     for col_name, col in zip(table.names, table.columns, strict=True):
         digest.update(col_name.encode("utf-8", errors="surrogatepass") + b"\x00")
+        words = _fixed_width_words(col)
+        if words is None:
+            digest.update(_text(col))
+            continue
         acc *= _MIX
-        acc ^= _column_hash(col)
+        acc ^= words
     digest.update(acc.tobytes())
     return PREFIX + digest.hexdigest()
+
+
+def _fixed_width_words(col: Any) -> np.ndarray | None:
+    """One uint64 per value for fixed-width columns, None for text-like ones."""
+    if isinstance(col, np.ndarray):
+        kind = col.dtype.kind
+        if kind in "fiuMm" and col.dtype.itemsize == 8:
+            return np.ascontiguousarray(col).view(np.uint64)
+        if kind in "fiub":
+            return col.astype(np.float64).view(np.uint64)
+        return None
+    dtype = getattr(col, "dtype", None)
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return np.asarray(col.tz_convert(None)).view(np.int64).view(np.uint64)
+    if dtype is not None and not isinstance(dtype, pd.CategoricalDtype) and (
+        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+    ):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan).view(np.uint64)
+    return None
+
+
+def _text(col: Any) -> bytes:
+    """The column's values as separator-joined UTF-8 (nulls as a marker)."""
+    if isinstance(col, pd.Categorical):
+        names = [str(c) for c in col.categories] + [_NULL]
+        codes = np.asarray(col.codes)
+        text = _SEP.join([names[c] for c in codes.tolist()])
+        return text.encode("utf-8", errors="surrogatepass")
+    values = np.asarray(col, dtype=object)
+    missing = pd.isna(values)
+    if missing.any():
+        values = values.copy()
+        values[missing] = _NULL
+    try:
+        text = _SEP.join(values.tolist())
+    except TypeError:  # not all strings: use their text
+        text = _SEP.join(map(str, values.tolist()))
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def is_pointer(value: Any) -> bool:
     """True for a non-empty string: a URI or a content hash."""
     return isinstance(value, str) and bool(value)
-
-
-def _column_hash(col: Any) -> np.ndarray:
-    if isinstance(col, pd.Categorical):
-        cats = pd.util.hash_array(np.asarray(col.categories, dtype=object))
-        codes = np.asarray(col.codes)
-        out = cats.take(np.maximum(codes, 0)) if len(cats) else np.zeros(len(codes), np.uint64)
-        out[codes < 0] = _NULL_HASH
-        return out
-    if isinstance(col, np.ndarray):
-        try:
-            return pd.util.hash_array(col)
-        except TypeError:  # unhashable objects: hash their text
-            text = np.fromiter((str(v) for v in col), dtype=object, count=len(col))
-            return pd.util.hash_array(text)
-    return pd.util.hash_pandas_object(pd.Series(col, copy=False), index=False).to_numpy()

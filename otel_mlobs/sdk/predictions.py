@@ -117,14 +117,25 @@ def _check_model(model: Any) -> None:
 
 
 def _ids(ids: Any) -> np.ndarray:
+    """Ids as fixed-width strings: ``|S`` (1 byte a character) when ASCII, else ``<U``."""
     arr = _one_d("ids", ids)
     if arr.dtype.kind == "S":
         return arr
+    if arr.dtype.kind == "O":
+        try:  # the common case, Python strings: size the array once, then encode in C
+            width = max(map(len, arr.tolist()), default=1) or 1
+        except TypeError:
+            arr = arr.astype(str)
+        else:
+            try:
+                return arr.astype(f"S{width}")
+            except UnicodeEncodeError:
+                return arr.astype(f"<U{width}")
     if arr.dtype.kind != "U":
         arr = arr.astype(str)
     arr = _tight(arr)
     if arr.size and int(arr.view(np.uint32).max()) < 128:
-        return arr.astype(f"S{arr.dtype.itemsize // 4}")  # ASCII: 1 byte a character
+        return arr.astype(f"S{arr.dtype.itemsize // 4}")
     return arr
 
 
@@ -152,6 +163,25 @@ def _labels(what: str, values: Any, n: int) -> np.ndarray:
         if missing.any():
             arr = arr.copy()
             arr[missing] = ""
+    return canonical_labels(arr)
+
+
+def canonical_labels(arr: np.ndarray) -> np.ndarray:
+    """:func:`~otel_mlobs.packing.label_strings`, with a lookup-table fast path for integer,
+    boolean and whole-float labels of a small range (the common classifier case)."""
+    kind = arr.dtype.kind
+    if arr.size and kind in "biuf":
+        values = arr
+        if kind == "f":
+            if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+                return _tight(label_strings(arr))
+            values = arr.astype(np.int64)
+        elif kind == "b":
+            values = arr.view(np.uint8)
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < 4096:
+            table = np.array([str(i) for i in range(lo, hi + 1)])
+            return table[values.astype(np.int64) - lo]
     return _tight(label_strings(arr))
 
 

@@ -13,9 +13,13 @@ tz-aware values converted to UTC):
     ``mean``, ``std`` (population, ddof=0), ``min`` and ``max`` of the *finite* values;
     ``quantiles`` at ``quantile_levels`` and a serialized Apache DataSketches KLL doubles sketch of
     the finite values, mergeable across runs and processor shards. Quantiles are read from that
-    sketch (inclusive, nearest rank), so they are exact while a column holds at most ``sketch_k``
-    finite values and otherwise within the sketch's normalized rank error (about 1.3% at
-    k=200); reading them from the sketch keeps them consistent with what the processor merges.
+    sketch (inclusive, nearest rank), so they stay consistent with what the processor merges.
+    The sketch is built from a uniform subsample of at most ``sketch_rows`` rows (default
+    2,048; ``None`` for every row): its normalized rank error is then about 1% at the median and
+    0.3% at the 1%/99% levels, close to a k=200 KLL over all rows, at a bounded cost per column.
+    It describes the subsample (its ``n`` is at most ``sketch_rows``), so merged sketches weigh
+    large datasets alike; exact row totals are in ``count``. Small columns (at most
+    ``sketch_rows`` rows and ``sketch_k`` finite values) get exact nearest-rank quantiles.
     ``distinct`` is a linear-counting estimate over a hash bitmap at least twice the column's
     size: exact in practice for small cardinalities and within a fraction of a percent for
     millions.
@@ -29,12 +33,12 @@ tz-aware values converted to UTC):
 
 Cost
 ----
-Every statistic is a handful of numpy passes per column (no per-row Python); the dominant costs
-are the KLL update (~30 ns per value) and, for object columns, hashing strings in
-``pandas.factorize``. ``sketch_rows`` bounds the sketch work for latency-sensitive callers: when
-set, the sketch and quantiles of every column are built from one uniform subsample of that many
-rows (the sketch then describes the subsample: its ``n`` is the subsample's size), while counts,
-moments, extremes, distinct estimates and top values stay exact over all rows.
+Every statistic is a handful of numpy passes per column (no per-row Python). Counts, nulls,
+moments, extremes, distinct estimates and top values always cover every row; the KLL update
+(~30-40 ns per value) is what ``sketch_rows`` bounds, and hashing strings in ``pandas.factorize``
+is what object columns cost. Measured on a 2-core machine: 1,000,000 rows x 20 columns (15 float
+columns with 5% NaN, 5 six-level categoricals) in well under twice a bare pandas pass
+(``mean``/``std``/``quantile`` plus ``value_counts``); 10,000 rows x 12 floats in about 1.5 ms.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from otel_mlobs.sdk._tabular import Table, as_table
 DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = semconv.DEFAULT_QUANTILE_LEVELS
 DEFAULT_SAMPLE_ROWS = 512
 DEFAULT_SKETCH_K = 200
+DEFAULT_SKETCH_ROWS = 2048
 TOP_VALUES = 20
 MAX_TOP_VALUE_CHARS = 256
 """Longer top-value keys are cut (trailing ``…``) so one huge string cannot bloat an event."""
@@ -127,7 +132,7 @@ def summarize_frame(
     seed: int | None = None,
     quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
     sketch_k: int = DEFAULT_SKETCH_K,
-    sketch_rows: int | None = None,
+    sketch_rows: int | None = DEFAULT_SKETCH_ROWS,
     name: str = "data",
 ) -> FrameSummary:
     """Summarize every column of ``data`` and draw a uniform row sample.
@@ -149,7 +154,8 @@ def summarize_frame(
     sketch_k
         KLL accuracy parameter (normalized rank error about 1.3% at 200).
     sketch_rows
-        When set, build sketches and quantiles from a uniform subsample of this many rows.
+        Build sketches and quantiles from a uniform subsample of at most this many rows
+        (``None``: every row).
 
     Examples
     --------
@@ -164,12 +170,18 @@ def summarize_frame(
         raise ValueError(f"quantile levels must lie in [0, 1], got {levels.tolist()}")
     if sample_rows < 0:
         raise ValueError(f"sample_rows must be >= 0, got {sample_rows}")
+    if sketch_rows is not None and sketch_rows <= 0:
+        raise ValueError(f"sketch_rows must be positive or None, got {sketch_rows}")
     n, ncols = table.rows, len(table.columns)
     rng = np.random.default_rng(seed)
-    sample_idx = _sample_index(n, sample_rows, rng)
     sketch_idx = None
-    if sketch_rows is not None and 0 < sketch_rows < n:
-        sketch_idx = np.sort(rng.choice(n, size=sketch_rows, replace=False))
+    if sketch_rows is not None and sketch_rows < n:
+        picked = rng.choice(n, size=sketch_rows, replace=False)  # in random order
+        sketch_idx = np.sort(picked)
+        sample_idx = (np.sort(picked[:sample_rows]) if sample_rows <= sketch_rows
+                      else _sample_index(n, sample_rows, rng))
+    else:
+        sample_idx = _sample_index(n, sample_rows, rng)
 
     out = FrameSummary(
         rows=n, columns=list(table.names), kinds=[""] * ncols,
