@@ -191,7 +191,7 @@ def cmd_history(args: argparse.Namespace, client: Client) -> None:
     errors = []
     for key in _pipeline_keys(client, ROOT_CAUSES, args.pipeline):
         try:
-            a = client.query(ROOT_CAUSES, key, view="history", component=args.component,
+            a = client.query(ROOT_CAUSES, key, view="history", of=args.component,
                              limit=args.limit)
         except QueryError as exc:
             if exc.code != EXIT_REFUSED:

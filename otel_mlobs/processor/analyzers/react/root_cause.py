@@ -280,9 +280,10 @@ class RootCauseAnalyzer(Analyzer):
         """JSON views: ``view`` is one of :data:`VIEWS` (default ``suspects``).
 
         ``at`` (epoch seconds or ISO 8601) asks for the ranking as of a past event time; ``k``
-        the number of suspects; ``component`` and ``pointer`` select what ``history``,
-        ``scores`` and ``trace`` show. Unknown components and pointers raise
-        :class:`UnknownName` (a ``KeyError``) listing what is known.
+        the number of suspects; ``of`` (a component; the HTTP API keeps ``component`` for the
+        routing key) and ``pointer`` select what ``history``, ``scores`` and ``trace`` show.
+        Unknown components and pointers raise :class:`UnknownName` (a ``KeyError``) listing
+        what is known.
         """
         view = params.get("view") or "suspects"
         if view not in VIEWS:
@@ -294,7 +295,7 @@ class RootCauseAnalyzer(Analyzer):
             k = parse_int(params.get("k"), self.top_k, "k", hi=MAX_SUSPECTS)
             out.update(self._suspects(at, k))
         elif view in ("scores", "groups"):
-            comp = params.get("component") or None
+            comp = params.get("of") or params.get("component") or None
             a = self.analysis(at)
             if comp is not None and comp not in a.views:
                 raise UnknownName("component", comp, sorted(a.views))
@@ -310,7 +311,7 @@ class RootCauseAnalyzer(Analyzer):
             pointer = params.get("pointer") or ""
             out["trace"] = self._lineage.trace(pointer)
         elif view == "history":
-            out.update(self._history(params.get("component") or "",
+            out.update(self._history(params.get("of") or params.get("component") or "",
                                      parse_int(params.get("limit"), 20, "limit")))
         elif view == "review":
             out["flags"] = self._lineage.flags
