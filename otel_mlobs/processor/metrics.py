@@ -8,6 +8,7 @@ worker for longer than the copy.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class ProcessorCollector(Collector):
         self._stats = stats
         self._queue = queue
         self._version = version()
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
         if registry is not None:
             registry.register(self)
 
@@ -94,26 +95,26 @@ class ProcessorCollector(Collector):
         families: dict[str, _Family] = {}
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for m in samples:
+            problem = _problem(m, families.get(m.name))
+            if problem is not None:
+                self._warn_once(m.name, *problem)
+                continue
+            labels = {k: str(v) for k, v in m.labels.items()}
+            series = (m.name, tuple(sorted(labels.items())))
+            if series in seen:
+                self._warn_once(m.name, "duplicate", f"duplicate series {m.name}{labels}")
+                continue
+            seen.add(series)
             fam = families.get(m.name)
             if fam is None:
                 fam = families[m.name] = _Family(m.kind, m.help, m.unit, [])
-            elif fam.kind != m.kind:
-                self._warn_once(m.name, f"{m.name} reported as {m.kind} and {fam.kind}")
-                continue
-            if (m.kind == "histogram") != isinstance(m.value, Histogram):
-                self._warn_once(m.name, f"{m.name} is a {m.kind} with value {m.value!r}")
-                continue
-            series = (m.name, tuple(sorted(m.labels.items())))
-            if series in seen:
-                self._warn_once(m.name, f"duplicate series {m.name}{dict(m.labels)}")
-                continue
-            seen.add(series)
-            fam.samples.append(({k: str(v) for k, v in m.labels.items()}, m.value))
+            fam.samples.append((labels, m.value))
         return families
 
-    def _warn_once(self, name: str, message: str) -> None:
-        if name not in self._warned:
-            self._warned.add(name)
+    def _warn_once(self, name: str, problem: str, message: str) -> None:
+        """Log each kind of problem once per metric name: scrapes repeat every few seconds."""
+        if (name, problem) not in self._warned:
+            self._warned.add((name, problem))
             logger.warning("metric sample dropped: %s", message)
 
     def _self_metrics(
@@ -216,6 +217,35 @@ class ProcessorCollector(Collector):
             "seconds",
             [({}, stats.latency)],
         )
+
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _problem(m: Metric, family: _Family | None) -> tuple[str, str] | None:
+    """(problem, message) when a sample cannot be exposed, else None.
+
+    Names must be classic Prometheus names: older servers reject the scrape otherwise.
+    """
+    if not _METRIC_NAME.fullmatch(m.name):
+        return "name", f"invalid metric name {m.name!r}"
+    if m.kind not in ("counter", "gauge", "histogram"):
+        return "kind", f"{m.name} has unknown kind {m.kind!r}"
+    if family is not None and family.kind != m.kind:
+        return "clash", f"{m.name} reported as {m.kind} and {family.kind}"
+    if (m.kind == "histogram") != isinstance(m.value, Histogram):
+        return "value", f"{m.name} is a {m.kind} with value {m.value!r}"
+    bad = [
+        k
+        for k in m.labels
+        if not _LABEL_NAME.fullmatch(k)
+        or k.startswith("__")
+        or (k == "le" and m.kind == "histogram")
+    ]
+    if bad:
+        return "labels", f"{m.name} has invalid label names {bad}"
+    return None
 
 
 def _build(name: str, fam: _Family) -> Family:
