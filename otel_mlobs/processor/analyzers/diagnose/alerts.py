@@ -49,6 +49,7 @@ class Alert:
     last_event_time: float
     value: float
     threshold: float
+    rows: int = 0  # values the statistic was measured on
     origin: str = ""  # "input" | "introduced" | "inherited" (see ConstraintAnalyzer)
     runs: int = 1
     active: bool = True
@@ -97,6 +98,7 @@ class AlertBook:
         event_time: float,
         value: float = float("nan"),
         threshold: float = float("nan"),
+        rows: int = 0,
         origin: str = "",
     ) -> Alert:
         """Raise (or refresh, when already active) the alert of ``source``."""
@@ -107,6 +109,7 @@ class AlertBook:
             alert.run_id = run_id
             alert.last_event_time = max(alert.last_event_time, event_time)
             alert.explanation, alert.value, alert.threshold = explanation, value, threshold
+            alert.rows = rows
             alert.severity, alert.columns = severity, tuple(columns)
             return alert
         alert = Alert(
@@ -127,6 +130,7 @@ class AlertBook:
             last_event_time=event_time,
             value=value,
             threshold=threshold,
+            rows=rows,
             origin=origin,
         )
         self._active[source] = alert

@@ -318,6 +318,7 @@ class ConstraintAnalyzer(Analyzer):
             event_time=event_time,
             value=outcome.value,
             threshold=outcome.high if outcome.value > outcome.high else outcome.low,
+            rows=outcome.n,
             origin="input" if check.role == "input" else "introduced",
         )
 
@@ -406,15 +407,15 @@ class ConstraintAnalyzer(Analyzer):
         """Record a person's verdict on an alert; the constraint behind it adjusts.
 
         A false positive resolves the alert, counts against the constraint's precision and
-        widens its band (soft) or mutes it (hard; a new column or dataset is accepted into the
-        schema). A true positive counts for its precision and tightens a soft band slightly.
-        Raises ``KeyError`` for an unknown alert id. Returns the alert and the constraint's new
-        state.
+        widens its band just enough to accept the value that fired (soft) or mutes it (hard; a
+        new column or dataset is accepted into the schema). A true positive counts for its
+        precision and tightens a soft band slightly. Raises ``KeyError`` for an unknown alert
+        id. Returns the alert and the constraint's new state.
         """
         alert = self._book.mark(alert_id, true_positive)
         check = next((c for c in self.constraints() if c.id == alert.source), None)
         if check is not None:
-            check.feedback(bool(true_positive), alert.value)
+            check.feedback(bool(true_positive), alert.value, alert.rows)
         if check is not None and check.check == "new_column" and not true_positive:
             suite = self._suites.get((check.role, check.dataset))
             if suite is not None:

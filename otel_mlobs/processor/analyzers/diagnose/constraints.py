@@ -89,8 +89,8 @@ class Constraint:
     def learn(self, outcome: Outcome) -> None:  # noqa: B027 - hard checks learn nothing
         """A run passed this check: fold its statistic into the healthy history."""
 
-    def feedback(self, true_positive: bool, value: float) -> None:
-        """A person judged one of this constraint's alerts."""
+    def feedback(self, true_positive: bool, value: float, rows: int = 1) -> None:
+        """A person judged one of this constraint's alerts (``value`` on ``rows`` values)."""
         self.precision.update(true_positive)
 
     def _outcome(self, value: float, fired: bool, text: str, n: int = 0,
@@ -127,8 +127,8 @@ class HardConstraint(Constraint):
     cls: ClassVar[ConstraintClass] = "hard"
     prior: ClassVar[tuple[float, float]] = (4.0, 1.0)
 
-    def feedback(self, true_positive: bool, value: float) -> None:
-        super().feedback(true_positive, value)
+    def feedback(self, true_positive: bool, value: float, rows: int = 1) -> None:
+        super().feedback(true_positive, value, rows)
         if not true_positive:
             self.muted = True
 
@@ -292,12 +292,12 @@ class SoftConstraint(Constraint):
     def learn(self, outcome: Outcome) -> None:
         self.threshold.observe(outcome.value)
 
-    def feedback(self, true_positive: bool, value: float) -> None:
-        super().feedback(true_positive, value)
+    def feedback(self, true_positive: bool, value: float, rows: int = 1) -> None:
+        super().feedback(true_positive, value, rows)
         if true_positive:
             self.threshold.narrow()
         else:
-            self.threshold.widen(at=value)
+            self.threshold.widen(at=value, n=max(rows, 1))
 
     def seed(self, values: list[float]) -> None:
         """Start the healthy history with the reference runs' own statistics."""

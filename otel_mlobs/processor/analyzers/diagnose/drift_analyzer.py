@@ -339,7 +339,7 @@ class DriftAnalyzer(Analyzer):
                        f"above {high:.2f}). It relies most on "
                        + ", ".join(f"{c} ({weights[c]:.0%} of the separation)" for c in cols)
                        + (f"; effect sizes: {self._moved_text(effects, cols)}"
-                          if any(c in effects.last for c in cols) else ""))
+                          if any(c in effects.last for c in cols) else ""), rows=n)
         else:
             self._book.resolve(source, rec.event_time)
             # Learn only comfortably healthy runs: a drift building up just under the line
@@ -348,13 +348,13 @@ class DriftAnalyzer(Analyzer):
                 adv.threshold.observe(adv.run_auc)
 
     def _fire(self, key: DatasetKey, source: str, rec: Record, columns: list[str], value: float,
-              threshold: float, text: str) -> None:
+              threshold: float, text: str, rows: int = 0) -> None:
         self._book.fire(
             source=source, cls="drift", severity="info", role=key[0], dataset=key[1],
             columns=columns, check=source.rsplit("/", 1)[1],
             explanation=text + ". The data changed; no constraint says a component broke.",
             run_id=rec.run_id, event_time=rec.event_time, value=value, threshold=threshold,
-            origin="input" if key[0] == "input" else "introduced",
+            rows=rows, origin="input" if key[0] == "input" else "introduced",
         )
 
     @staticmethod
@@ -379,7 +379,7 @@ class DriftAnalyzer(Analyzer):
             if true_positive:
                 adv.threshold.narrow()
             else:
-                adv.threshold.widen(at=alert.value)
+                adv.threshold.widen(at=alert.value, n=max(alert.rows, 1))
         return {"alert": alert.to_json(),
                 "precision": round(adv.precision.mean, 4) if adv is not None else None}
 

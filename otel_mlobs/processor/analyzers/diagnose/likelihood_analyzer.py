@@ -294,6 +294,7 @@ class LikelihoodAnalyzer(Analyzer):
                                               [model.columns[c].name for c, nb in
                                                collateral.items() if nb == j]),
                     run_id=rec.run_id, event_time=rec.event_time, value=drop, threshold=high,
+                    rows=rows,
                     origin="input" if key[0] == "input" else "introduced",
                 )
             if j not in fired:
@@ -380,7 +381,7 @@ class LikelihoodAnalyzer(Analyzer):
             if true_positive:
                 col.threshold.narrow()
             else:
-                col.threshold.widen(at=alert.value)
+                col.threshold.widen(at=alert.value, n=max(alert.rows, 1))
         return {"alert": alert.to_json(),
                 "precision": round(col.precision.mean, 4) if col is not None else None}
 

@@ -46,8 +46,8 @@ class RobustThreshold:
         How many healthy values are kept; older ones fall out, so the band follows slow change.
     noise
         The sampling-noise model added to the history's spread at a run's size ``n``:
-        ``"share"`` (binomial, ``sqrt(p(1-p)/n)``), ``"distance"`` (a Kolmogorov-type distance,
-        ``1/sqrt(n)``), ``"mean"`` (a mean of ``n`` values of standard deviation ``unit_sd``,
+        ``"share"`` (binomial, ``sqrt(p(1-p)/n)``), ``"distance"`` (a distance between distributions
+        in rank units, ``0.5/sqrt(n)``, the binomial sd of a share near one half), ``"mean"`` (a mean of ``n`` values of standard deviation ``unit_sd``,
         ``unit_sd/sqrt(n)``) or ``"none"``.
     unit_sd
         Per-value standard deviation for ``noise="mean"``.
@@ -93,9 +93,17 @@ class RobustThreshold:
             self._history.append(float(value))
             self._cache = None
 
-    def widen(self, factor: float = 1.25, at: float | None = None) -> None:
-        """A false positive: widen the band, and learn ``at`` (the value that fired) as healthy."""
-        self._scale = float(min(self._scale * factor, 20.0))
+    def widen(self, at: float | None = None, n: int = 1, factor: float = 1.25) -> None:
+        """A false positive: widen the band by ``factor``, and at least far enough that ``at``
+        (the value that fired, measured on ``n`` values) would have passed; never beyond 20
+        times the learned width. ``at`` also joins the healthy history."""
+        if at is not None and np.isfinite(at) and self.ready:
+            base = self.margin(n) / self._scale
+            needed = abs(at - self.center) / base * 1.05 if base > 0 else self._scale
+            self._scale = max(self._scale * factor, needed)
+        else:
+            self._scale *= factor
+        self._scale = float(min(self._scale, 20.0))
         if at is not None:
             self.observe(at)
 
@@ -145,7 +153,7 @@ class RobustThreshold:
             p = min(max(abs(center), 1.0 / max(n, 1)), 0.5)
             sampling = math.sqrt(p * (1 - p) / max(n, 1))
         elif self.noise == "distance":
-            sampling = 1.0 / math.sqrt(max(n, 1))
+            sampling = 0.5 / math.sqrt(max(n, 1))
         elif self.noise == "mean":
             sampling = self.unit_sd / math.sqrt(max(n, 1))
         else:

@@ -1,0 +1,284 @@
+"""The constraints analyzer on synthetic runs: incidents caught, clean runs quiet, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from otel_mlobs.processor.analyzers.diagnose import ConstraintAnalyzer
+from otel_mlobs.processor.analyzers.diagnose.frames import records
+from otel_mlobs.processor.records import Key, RunRecord
+
+KEY = Key("shop", "clean")
+DAY = 86_400.0
+T0 = 1_766_000_000.0
+REF = 5
+
+
+def table(run: int, n: int = 800, **change) -> dict[str, np.ndarray]:
+    """One healthy day of a small trips table; ``change`` replaces or drops columns."""
+    rng = np.random.default_rng(run)
+    miles = rng.gamma(2.0, 1.5, n).round(2)
+    cols = {
+        "order_id": np.array([f"{run}-{i}" for i in range(n)]),
+        "trip_distance": miles,
+        "fare": (3 + 2.5 * miles + rng.normal(0, 1, n)).round(2),
+        "zone": rng.choice(["north", "south", "east", "west"], n, p=[0.4, 0.3, 0.2, 0.1]),
+        "paid": rng.random(n) < 0.7,
+        "tip": np.where(rng.random(n) < 0.05, np.nan, rng.exponential(2.0, n).round(2)),
+        "pickup": (np.datetime64("2025-12-20") + np.timedelta64(run, "D")
+                   + rng.integers(0, 86_400, n).astype("timedelta64[s]")),
+    }
+    for name, values in change.items():
+        if values is None:
+            cols.pop(name)
+        else:
+            cols[name] = values
+    return cols
+
+
+def feed(analyzer: ConstraintAnalyzer, run: int, cols: dict, role: str = "output",
+         dataset: str = "trips", close: bool = True) -> None:
+    summary, sample = records(analyzer.key, f"r{run}", T0 + run * DAY, cols, role=role,
+                              dataset=dataset, seed=run)
+    analyzer.update(summary)
+    if sample is not None:
+        analyzer.update(sample)
+    if close:
+        analyzer.flush()
+
+
+def trained(n_runs: int = REF + 2, **kw) -> ConstraintAnalyzer:
+    a = ConstraintAnalyzer(KEY, reference_runs=REF, **kw)
+    for run in range(n_runs):
+        feed(a, run, table(run))
+    return a
+
+
+def broken(a: ConstraintAnalyzer) -> list:
+    return [x for x in a.alerts() if x.cls in ("hard", "soft")]
+
+
+def metric(a, name: str, **labels) -> float | None:
+    for m in a.metrics():
+        if m.name == name and all(m.labels.get(k) == v for k, v in labels.items()):
+            return m.value
+    return None
+
+
+def test_waits_for_reference_and_says_so():
+    a = ConstraintAnalyzer(KEY, reference_runs=REF)
+    for run in range(REF - 1):
+        feed(a, run, table(run, tip=np.full(800, np.nan)))  # even a broken run raises nothing
+    assert not a.ready and a.alerts() == []
+    assert metric(a, "mlobs_constraints_ready") == 0.0
+    assert metric(a, "mlobs_constraint_reference_runs") == REF - 1
+    assert "waiting for reference: 4 of 5" in a.query()["status"]
+
+
+def test_clean_runs_raise_no_hard_or_soft_alert():
+    a = trained(REF + 8)
+    assert a.ready and metric(a, "mlobs_constraints_ready") == 1.0
+    assert broken(a) == []
+    assert metric(a, "mlobs_constraint_evaluations_total", **{"class": "soft"}) > 0
+
+
+def test_all_null_column_is_a_hard_alert_naming_it():
+    a = trained()
+    feed(a, 20, table(20, fare=np.full(800, np.nan)))
+    hard = [x for x in broken(a) if x.cls == "hard"]
+    assert [(x.columns, x.check, x.component) for x in hard] == [(("fare",), "not_all_null",
+                                                                  "clean")]
+    assert "all 800 values are null" in hard[0].explanation
+    assert hard[0].severity == "critical"
+    # the soft completeness check would only repeat the news
+    assert not [x for x in a.alerts() if x.check == "completeness"]
+
+
+def test_alert_resolves_when_the_column_recovers():
+    a = trained()
+    feed(a, 20, table(20, fare=np.full(800, np.nan)))
+    assert broken(a)
+    feed(a, 21, table(21))
+    assert broken(a) == []
+    assert a.query()["recent_alerts"][0]["columns"] == ["fare"]
+
+
+def test_vanished_and_new_columns_are_schema_alerts_not_crashes():
+    a = trained()
+    feed(a, 20, table(20, zone=None, coupon=np.full(800, "SAVE10")))
+    found = {(x.columns, x.check, x.severity) for x in broken(a)}
+    assert (("zone",), "present", "critical") in found
+    assert (("coupon",), "new_column", "warning") in found
+
+
+def test_type_change_is_hard():
+    a = trained()
+    feed(a, 20, table(20, trip_distance=np.array([f"{v} mi" for v in range(800)])))
+    assert ("trip_distance",) in {x.columns for x in broken(a) if x.check == "type"}
+
+
+def test_values_beyond_the_reference_range_explain_themselves():
+    a = trained()
+    feed(a, 20, table(20, trip_distance=table(20)["trip_distance"] * 1000))
+    high = [x for x in broken(a) if x.check == "range_high"]
+    assert len(high) == 1 and high[0].columns == ("trip_distance",) and high[0].cls == "soft"
+    assert "99% of reference values lie in [" in high[0].explanation
+    assert "in this run" in high[0].explanation and "lie above" in high[0].explanation
+
+
+def test_unseen_categories_name_the_new_value():
+    a = trained()
+    zone = table(20)["zone"]
+    feed(a, 20, table(20, zone=np.where(zone == "north", "NORTH", zone)))
+    domain = [x for x in broken(a) if x.check == "domain"]
+    assert len(domain) == 1 and "'NORTH'" in domain[0].explanation
+    assert "'north'" in domain[0].explanation  # the category that vanished
+
+
+def test_creeping_nulls_are_soft():
+    a = trained()
+    fare = table(20)["fare"].copy()
+    fare[:200] = np.nan
+    feed(a, 20, table(20, fare=fare))
+    soft = [x for x in broken(a) if x.check == "completeness"]
+    assert soft and soft[0].columns == ("fare",) and "25% of values are null" in (
+        soft[0].explanation)
+
+
+def test_frozen_column_is_hard():
+    a = trained()
+    feed(a, 20, table(20, trip_distance=np.full(800, 2.5)))
+    assert ("trip_distance",) in {x.columns for x in broken(a) if x.check == "not_constant"}
+
+
+def test_repeated_delivery_is_caught_as_stale():
+    a = trained()
+    same = table(6)  # the last reference-era run delivered again, bit for bit
+    feed(a, 20, same)
+    feed(a, 21, same)
+    fresh = {x.columns for x in broken(a) if x.check == "fresh"}
+    assert ("fare",) in fresh and ("trip_distance",) in fresh
+    repeated = [x for x in broken(a) if x.check == "repeated_rows"]
+    assert repeated and "order_id" not in repeated[0].columns  # identifiers are not the key
+
+
+def test_distribution_move_is_drift_not_breakage():
+    a = trained()
+    feed(a, 20, table(20, trip_distance=table(20)["trip_distance"] * 1.5))
+    assert broken(a) == []
+    drift = [x for x in a.alerts() if x.cls == "drift"]
+    assert drift and drift[0].columns == ("trip_distance",) and drift[0].severity == "info"
+    assert "broke" not in drift[0].explanation
+
+
+def test_output_alert_on_a_column_broken_in_the_input_is_inherited():
+    a = ConstraintAnalyzer(KEY, reference_runs=REF)
+    for run in range(REF + 1):
+        feed(a, run, table(run), role="input", dataset="raw", close=False)
+        feed(a, run, table(run), role="output", dataset="clean")
+    bad = table(20, fare=np.full(800, np.nan))
+    feed(a, 20, bad, role="input", dataset="raw", close=False)
+    feed(a, 20, bad, role="output", dataset="clean")
+    origins = {(x.role, x.origin) for x in broken(a) if x.columns == ("fare",)}
+    assert origins == {("input", "input"), ("output", "inherited")}
+
+
+def test_constant_and_all_null_reference_columns_and_tiny_runs_are_handled():
+    a = ConstraintAnalyzer(KEY, reference_runs=REF)
+    for run in range(REF + 1):
+        feed(a, run, table(run, flag=np.full(800, 1.0), empty=np.full(800, np.nan)))
+    feed(a, 10, table(10, flag=np.full(800, 1.0), empty=np.full(800, np.nan)))
+    assert broken(a) == []
+    feed(a, 11, {k: v[:1] for k, v in table(11, flag=np.full(800, 1.0),
+                                               empty=np.full(800, np.nan)).items()})
+    assert [x.check for x in broken(a)] == []  # one row: nothing distributional to judge
+    assert a.query()["runs_judged"] == 3
+
+
+def test_failed_runs_are_left_out_of_the_reference():
+    a = ConstraintAnalyzer(KEY, reference_runs=REF)
+    a.update(RunRecord(KEY, "r0", "etl", T0, 1.0, False, "boom", (), (), "", "", "", ""))
+    feed(a, 0, table(0, fare=np.full(800, np.nan)))
+    for run in range(1, REF):
+        feed(a, run, table(run))
+    assert not a.ready  # r0 did not count
+    feed(a, REF, table(REF))
+    assert a.ready
+    feed(a, REF + 1, table(REF + 1))
+    assert broken(a) == []
+    assert "fare" not in {c["column"] for c in a.query()["constraints"]
+                          if c["check"] == "not_all_null" and c["muted"]}
+
+
+def test_false_positive_feedback_widens_and_lowers_precision():
+    a = trained()
+    fare = table(20)["fare"].copy()
+    fare[:120] = np.nan  # 15%: say the business knows and accepts it
+    feed(a, 20, table(20, fare=fare))
+    alert = next(x for x in broken(a) if x.check == "completeness")
+    before = next(c for c in a.query(column="fare", check="completeness")["constraints"])
+    out = a.mark_alert(alert.id, true_positive=False)
+    assert out["alert"]["verdict"] is False and out["constraint"]["sensitivity"] > 1
+    assert out["constraint"]["precision"] < before["precision"]
+    assert broken(a) == []  # resolved on the spot
+    feed(a, 21, table(21, fare=fare))
+    assert not [x for x in broken(a) if x.check == "completeness"]
+    assert metric(a, "mlobs_alert_feedback_total", **{"verdict": "false_positive"}) == 1
+    assert metric(a, "mlobs_constraint_precision", check="completeness", column="fare") < 0.5
+    with pytest.raises(KeyError, match="no alert"):
+        a.mark_alert("nope", True)
+
+
+def test_true_positive_feedback_raises_precision():
+    a = trained()
+    feed(a, 20, table(20, fare=np.full(800, np.nan)))
+    alert = broken(a)[0]
+    out = a.mark_alert(alert.id, true_positive=True)
+    assert out["constraint"]["precision"] > 0.8 and broken(a)  # still active: it is real
+
+
+def test_accepting_a_new_column_stops_its_alert():
+    a = trained()
+    feed(a, 20, table(20, coupon=np.full(800, "X")))
+    alert = next(x for x in broken(a) if x.check == "new_column")
+    a.mark_alert(alert.id, true_positive=False)
+    feed(a, 21, table(21, coupon=np.full(800, "X")))
+    assert not [x for x in broken(a) if x.check == "new_column"]
+
+
+def test_metrics_and_query_report_alerts():
+    a = trained()
+    feed(a, 20, table(20, fare=np.full(800, np.nan)))
+    active = metric(a, "mlobs_alerts_active", column="fare", severity="critical",
+                    method="constraints")
+    assert active == 1.0
+    assert metric(a, "mlobs_alerts_total", **{"class": "hard", "severity": "critical"}) == 1.0
+    assert metric(a, "mlobs_constraint_violations_total", check="not_all_null",
+                  column="fare") == 1.0
+    q = a.query()
+    assert q["alerts"][0]["class"] == "hard" and q["alerts"][0]["component"] == "clean"
+    checks = {c["check"] for c in q["constraints"]}
+    assert {"present", "type", "completeness", "range_high", "domain", "uniqueness",
+            "shape", "fresh", "time_offset"} <= checks
+    assert all(c["description"] for c in q["constraints"])
+
+
+def test_snapshot_restore_continues_identically():
+    a = trained()
+    clone = ConstraintAnalyzer(KEY, reference_runs=REF)
+    clone.restore(a.snapshot())
+    for analyzer in (a, clone):
+        feed(analyzer, 20, table(20, fare=np.full(800, np.nan)))
+        feed(analyzer, 21, table(21, zone=None))
+    def norm(x):
+        return sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in x.metrics())
+    assert norm(a) == norm(clone)
+    assert [x.id for x in a.alerts()] == [x.id for x in clone.alerts()]
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        ConstraintAnalyzer(KEY, reference_runs=0)
+    with pytest.raises(ValueError):
+        ConstraintAnalyzer(KEY, k=-1)
