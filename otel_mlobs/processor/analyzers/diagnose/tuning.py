@@ -46,8 +46,9 @@ class RobustThreshold:
         How many healthy values are kept; older ones fall out, so the band follows slow change.
     noise
         The sampling-noise model added to the history's spread at a run's size ``n``:
-        ``"share"`` (binomial, ``sqrt(p(1-p)/n)``), ``"distance"`` (a distance between distributions
-        in rank units, ``0.5/sqrt(n)``, the binomial sd of a share near one half), ``"mean"`` (a mean of ``n`` values of standard deviation ``unit_sd``,
+        ``"share"`` (binomial, ``sqrt(p(1-p)/n)``), ``"distance"`` (a distance between
+        distributions in rank units, ``0.5/sqrt(n)``, the binomial sd of a share near one
+        half), ``"mean"`` (a mean of ``n`` values of standard deviation ``unit_sd``,
         ``unit_sd/sqrt(n)``) or ``"none"``.
     unit_sd
         Per-value standard deviation for ``noise="mean"``.
