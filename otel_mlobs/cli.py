@@ -23,6 +23,7 @@ from typing import Any
 
 SUBCOMMANDS: list[str] = [
     "otel_mlobs.processor.command",
+    "otel_mlobs.demo",
     "otel_mlobs.query_cli",
 ]
 """Modules that each register one subcommand with ``register(subparsers)``."""
