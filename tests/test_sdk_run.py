@@ -268,3 +268,24 @@ def test_no_provider_means_no_work(monkeypatch) -> None:
     with mlobs.observe("quiet") as run:  # the global no-op provider: nothing recorded
         ptr = run.log_input("x", {"a": [1.0]})
     assert ptr.startswith("sha256:") and run.inputs == [ptr]
+
+
+def test_sdk_faults_and_unreadable_arguments_never_break_the_pipeline(sdk_exporter,
+                                                                       monkeypatch) -> None:
+    @mlobs.component("tolerant")
+    def tolerant(ragged):
+        return len(ragged["a"])
+
+    assert tolerant({"a": [1, 2], "b": [1]}) == 2  # unreadable as a table: skipped, counted
+    assert stats()["errors"] == 1
+
+    from otel_mlobs.sdk import run as run_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("summarizer bug")
+
+    monkeypatch.setattr(run_module, "summarize_frame", broken)
+    with mlobs.observe("c") as run:
+        ptr = run.log_input("x", {"a": [1.0]})
+    assert ptr.startswith("sha256:") and stats()["errors"] == 2
+    assert _runs(sdk_exporter)[-1].attributes[sc.RUN_INPUTS] == (ptr,)

@@ -47,10 +47,11 @@ def count(name: str, n: int = 1) -> None:
 
 def stats() -> dict[str, int]:
     """SDK counters since start: spans, part_spans, events, rows_sent, shed, truncated_values,
-    checks_failed. ``shed`` counts items the SDK had to drop (also on spans as mlobs.sdk.shed)."""
+    checks_failed, errors. ``shed`` counts items the SDK had to drop (also on spans as
+    mlobs.sdk.shed); ``errors`` counts data the SDK could not summarize (logged)."""
     with _lock:
         out = dict.fromkeys(("spans", "part_spans", "events", "rows_sent", "shed",
-                             "truncated_values", "checks_failed"), 0)
+                             "truncated_values", "checks_failed", "errors"), 0)
         out.update(_counters)
         return out
 

@@ -52,7 +52,7 @@ from otel_mlobs.sdk._tabular import as_table, is_tabular
 from otel_mlobs.sdk.checks import Check, CheckFailed, CheckFailedWarning, check_name, evaluate
 from otel_mlobs.sdk.pointers import content_pointer
 from otel_mlobs.sdk.setup import get_tracer, pipeline_name
-from otel_mlobs.sdk.summarize import DEFAULT_SAMPLE_ROWS, summarize_frame
+from otel_mlobs.sdk.summarize import DEFAULT_SAMPLE_ROWS, DEFAULT_SKETCH_ROWS, summarize_frame
 
 _LOG = logging.getLogger(__name__)
 _current: ContextVar[Run | None] = ContextVar("otel_mlobs_run", default=None)
@@ -173,11 +173,12 @@ class Run:
 
     def log_input(self, name: str, data: Any, *, sensitive: Collection[str] = (),
                   sample_rows: int | None = None, pointer: str | None = None,
-                  sketch_rows: int | None = None) -> str:
+                  sketch_rows: int | None = DEFAULT_SKETCH_ROWS) -> str:
         """Summarize a dataset the run reads; returns its pointer (``pointer`` or a content hash).
 
-        Raises :class:`TypeError` for data that is not a DataFrame, array, dict of arrays or
-        polars frame.
+        ``sketch_rows`` bounds the rows the quantile sketch is built from (``None``: every row;
+        see :func:`~otel_mlobs.sdk.summarize.summarize_frame`). Raises :class:`TypeError` for
+        data that is not a DataFrame, array, dict of arrays or polars frame.
         """
         ptr = self._log("input", name, data, sensitive, sample_rows, pointer, sketch_rows)
         self._input_data[name] = data
@@ -186,7 +187,7 @@ class Run:
 
     def log_output(self, name: str, data: Any, *, sensitive: Collection[str] = (),
                    sample_rows: int | None = None, pointer: str | None = None,
-                   sketch_rows: int | None = None) -> str:
+                   sketch_rows: int | None = DEFAULT_SKETCH_ROWS) -> str:
         """Summarize a dataset the run writes; returns its pointer. Runs pending ``before``
         checks first (see the module docs)."""
         self._run_before_checks()
@@ -219,6 +220,17 @@ class Run:
         ptr = pointer if pointer is not None else content_pointer(table)
         if not self._recording:
             return ptr
+        try:
+            self._emit_summary(role, name, table, ptr, sensitive, sample_rows, sketch_rows)
+        except Exception:  # an SDK fault must not break the pipeline; it is counted and logged
+            _emit.count("errors")
+            _LOG.exception("could not summarize %s %r of component %r", role, name,
+                           self.component)
+        return ptr
+
+    def _emit_summary(self, role: str, name: str, table: Any, ptr: str,
+                      sensitive: Collection[str], sample_rows: int | None,
+                      sketch_rows: int | None) -> None:
         summary = summarize_frame(
             table, sensitive=self.sensitive | set(sensitive),
             sample_rows=self.sample_rows if sample_rows is None else sample_rows,
@@ -231,7 +243,6 @@ class Run:
             self._sink.add(*event)
         for event in _emit.sample_events(summary, role, name):
             self._sink.add(*event)
-        return ptr
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -411,13 +422,13 @@ def component(name: str | Callable | None = None, *, pipeline: str | None = None
                          sensitive=sensitive) as run:
                 for arg_name, value in arguments.items():
                     if is_tabular(value):
-                        run.log_input(arg_name, value)
+                        _auto_log(run.log_input, arg_name, value)
                 run._run_before_checks(arguments)
                 result = func(*args, **kwargs)
                 named = _named_outputs(result, output_names)
                 for out_name, value in named.items():
                     if is_tabular(value):
-                        run.log_output(out_name, value)
+                        _auto_log(run.log_output, out_name, value)
                 run._output_data = named
             return result
 
@@ -425,6 +436,16 @@ def component(name: str | Callable | None = None, *, pipeline: str | None = None
         return wrapper
 
     return decorate
+
+
+def _auto_log(log: Callable[..., str], name: str, value: Any) -> None:
+    """Log what the decorator found; data it cannot read is skipped with a warning, never
+    raised into the user's call (explicit ``log_input`` calls do raise)."""
+    try:
+        log(name, value)
+    except (TypeError, ValueError) as exc:
+        _emit.count("errors")
+        _LOG.warning("not logging %r: %s", name, exc)
 
 
 def _flatten_arguments(signature: inspect.Signature, arguments: dict[str, Any]

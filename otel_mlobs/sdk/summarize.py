@@ -193,6 +193,7 @@ def summarize_frame(
         sample_size=len(sample_idx),
     )
     skip = set(sensitive)
+    level_list = levels.tolist()
     with np.errstate(all="ignore"):
         for i, (col_name, col) in enumerate(zip(table.names, table.columns, strict=True)):
             kind, payload = _prepare(col)
@@ -200,7 +201,7 @@ def summarize_frame(
             if kind == semconv.KIND_CATEGORICAL:
                 sample = _summarize_categorical(out, i, *payload, sample_idx)
             else:
-                _summarize_numeric(out, i, payload, kind, levels, sketch_k, sketch_idx)
+                _summarize_numeric(out, i, payload, kind, level_list, sketch_k, sketch_idx)
                 sample = payload[sample_idx] if len(sample_idx) else None
             if sample is None or col_name in skip:
                 continue
@@ -303,7 +304,7 @@ def _factorize(col: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _summarize_numeric(out: FrameSummary, i: int, values: np.ndarray, kind: str,
-                       levels: np.ndarray, sketch_k: int, sketch_idx: np.ndarray | None) -> None:
+                       levels: list[float], sketch_k: int, sketch_idx: np.ndarray | None) -> None:
     nan = np.isnan(values)
     nulls = int(np.count_nonzero(nan))
     present = values[~nan] if nulls else values
@@ -334,8 +335,8 @@ def _summarize_numeric(out: FrameSummary, i: int, values: np.ndarray, kind: str,
             finite = finite.copy()
         sketch = datasketches.kll_doubles_sketch(sketch_k)
         sketch.update(finite)
-        if levels.size:
-            out.quantiles[i] = sketch.get_quantiles(levels.tolist())
+        if levels:
+            out.quantiles[i] = sketch.get_quantiles(levels)
         out.sketches[i] = sketch.serialize()
 
 
