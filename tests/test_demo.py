@@ -18,6 +18,7 @@ from _tools import need
 
 from otel_mlobs import demo
 from otel_mlobs.cli import build_parser, main
+from otel_mlobs.scenarios import report
 
 FREE = ["--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"]
 SMALL = ["--days", "7", "--train-days", "5", "--rows-per-day", "600", "--start", "2025-12-20"]
@@ -139,12 +140,12 @@ def test_keeps_serving_until_interrupted(tmp_path: Path):
 
 
 def test_movement_tracker_flags_moves_nulls_and_frozen_columns():
-    P = demo._Profile  # noqa: N806
+    P = report._Profile  # noqa: N806
     key = ("clean", "input", "raw_trips", "trip_distance")
     down = ("features", "output", "features", "trip_distance")
     feed = ("features", "input", "rider_history", "rider_avg_tip_pct")
     const = ("features", "input", "weather", "snow_in")
-    tracker = demo.MovementTracker(baseline_days=3)
+    tracker = report.MovementTracker(baseline_days=3)
     for i in range(3):
         day = {
             key: P(2.7 + 0.02 * i, 3.0, 0.0),
@@ -164,7 +165,7 @@ def test_movement_tracker_flags_moves_nulls_and_frozen_columns():
     moves, frozen = tracker.update(bad)
     assert {m.key for m in moves} == {key, down}
     # Reported once, where it first shows; the constant column is not called frozen.
-    assert demo.summarize_moves(moves) == [
+    assert report.summarize_moves(moves) == [
         "trip_distance mean 2.72->4.4 (+11.2 sd) [clean/raw_trips, +1 downstream]"
     ]
     assert frozen == [feed]
