@@ -61,11 +61,18 @@ class ChowLiuTree:
     def fit(cls, codes: np.ndarray, n_codes: Sequence[int], min_mi: float = 1e-3) -> ChowLiuTree:
         """Learn structure (maximum spanning tree of mutual information) and tables."""
         n, d = codes.shape
+        used = [max(int(np.count_nonzero(np.bincount(codes[:, j], minlength=k))), 1)
+                for j, k in enumerate(n_codes)]
         weights = np.zeros((d, d))
         for i in range(d):
             for j in range(i + 1, d):
-                weights[i, j] = weights[j, i] = mutual_information(
-                    codes[:, i], codes[:, j], n_codes[i], n_codes[j])
+                # Keep only links stronger than chance: for independent columns 2n*MI is
+                # chi-squared with df degrees of freedom, so MI above its bias plus three
+                # standard deviations is real dependence, not sampling noise.
+                df = (used[i] - 1) * (used[j] - 1)
+                noise = 3.0 * np.sqrt(2.0 * df) / (2.0 * max(n, 1))
+                weights[i, j] = weights[j, i] = max(0.0, mutual_information(
+                    codes[:, i], codes[:, j], n_codes[i], n_codes[j]) - noise)
         parent = np.full(d, -1)
         mi = np.zeros(d)
         # Prim's algorithm from the column with the strongest links; edges too weak to be

@@ -35,6 +35,7 @@ from otel_mlobs.processor.records import Key, Record, RunRecord, SampleRecord
 
 DatasetKey = tuple[str, str]
 _MIN_VARYING_ROWS = 5
+_MIN_RUN_ROWS = 30  # a run-level alert needs this many rows; smaller runs count in the window
 _TIE_MARGIN = 0.05  # total variation: a column whose own shares moved this much more changed
 _KEPT_REFERENCE_ROWS = 2000
 
@@ -248,18 +249,21 @@ class LikelihoodAnalyzer(Analyzer):
         sums = np.nansum(scores, 0)
         model.rows_scored += n
         model.runs_scored += 1
+        baseline = self._baselines(model, present)
         fired: dict[int, float] = {}
         for j, col in enumerate(model.columns):
             if not present[j]:
                 continue
             col.last_mean, col.last_n = float(sums[j] / n), n
-            drop = col.ref_mean - col.last_mean
-            if col.link >= self.min_link and col.threshold.violated(drop, n):
+            drop = baseline[j] - col.last_mean
+            if n >= _MIN_RUN_ROWS and col.link >= self.min_link and col.threshold.violated(drop,
+                                                                                          n):
                 fired[j] = drop
         # The window pools the runs that passed on their own: it exists to catch a fault
         # spread too thinly over small runs, not to echo a run that already alerted.
         counts = np.where(present, n, 0)
         counts[list(fired)] = 0
+        counts[baseline != np.array([c.ref_mean for c in model.columns])] = 0
         model.window.append((rec.event_time, np.where(counts > 0, sums, 0.0), counts))
         latest = max(t for t, _, _ in model.window)
         while model.window and model.window[0][0] < latest - self.window_s:
@@ -276,7 +280,8 @@ class LikelihoodAnalyzer(Analyzer):
             for scope, mean, rows in (("run", col.last_mean, n),
                                       ("window", col.window_mean, col.window_n)):
                 source = f"{key[0]}/{key[1]}/{col.name}/likelihood_{scope}"
-                drop = col.ref_mean - mean
+                reference = baseline[j] if scope == "run" else col.ref_mean
+                drop = reference - mean
                 # The window only speaks for faults the single runs are too small to show.
                 hit = (j in fired and j not in collateral) if scope == "run" else (
                     col.link >= self.min_link and j not in fired and rows > n
@@ -290,15 +295,29 @@ class LikelihoodAnalyzer(Analyzer):
                     severity="critical" if drop > 3 * high else "warning",
                     role=key[0], dataset=key[1], columns=(col.name,),
                     check=f"likelihood_{scope}",
-                    explanation=self._explain(model, j, codes, scores, drop, scope, rows,
-                                              [model.columns[c].name for c, nb in
-                                               collateral.items() if nb == j]),
+                    explanation=self._explain(model, j, codes, scores, reference, drop, scope,
+                                              rows, [model.columns[c].name for c, nb in
+                                                     collateral.items() if nb == j]),
                     run_id=rec.run_id, event_time=rec.event_time, value=drop, threshold=high,
                     rows=rows,
                     origin="input" if key[0] == "input" else "introduced",
                 )
-            if j not in fired:
-                col.threshold.observe(col.ref_mean - col.last_mean)
+            if j not in fired and n >= _MIN_RUN_ROWS:
+                col.threshold.observe(baseline[j] - col.last_mean)
+
+    @staticmethod
+    def _baselines(model: _Model, present: np.ndarray) -> np.ndarray:
+        """Reference mean score per column under this run's set of present columns: a column
+        whose neighbour is missing is scored on what is left, against the same in reference."""
+        base = np.array([c.ref_mean for c in model.columns])
+        if present.all():
+            return base
+        touched = [j for j in range(len(base)) if present[j] and not all(
+            present[b] for b in model.tree.blanket(j))]
+        if touched:
+            ref = model.tree.column_scores(model.ref_codes.astype(np.int64), present, only=touched)
+            base[touched] = np.nanmean(ref[:, touched], 0)
+        return base
 
     def _collateral(self, model: _Model, codes: np.ndarray, present: np.ndarray,
                     fired: dict[int, float]) -> dict[int, int]:
@@ -348,14 +367,15 @@ class LikelihoodAnalyzer(Analyzer):
         return out
 
     def _explain(self, model: _Model, j: int, codes: np.ndarray, scores: np.ndarray,
-                 drop: float, scope: str, rows: int, collateral: list[str]) -> str:
+                 reference: float, drop: float, scope: str, rows: int,
+                 collateral: list[str]) -> str:
         col = model.columns[j]
         blanket = model.tree.blanket(j)
         neighbours = ", ".join(model.columns[b].name for b in blanket) or "no other column"
         what = "this run" if scope == "run" else f"the last {self.window_s / 86400:g} days"
         text = (f"{col.name}: values are {np.exp(drop):.3g}x less likely given {neighbours} than "
-                f"in healthy runs (mean log-likelihood {col.ref_mean - drop:.2f} vs "
-                f"{col.ref_mean:.2f} nats per row over {rows} sampled rows of {what})")
+                f"in healthy runs (mean log-likelihood {reference - drop:.2f} vs "
+                f"{reference:.2f} nats per row over {rows} sampled rows of {what})")
         if blanket and scope == "run":
             b = blanket[0]
             worst = np.argsort(scores[:, j])[: max(1, len(codes) // 10)]
