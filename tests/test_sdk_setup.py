@@ -50,18 +50,23 @@ def test_configure_adopts_an_installed_provider_and_otherwise_installs_its_own()
         got = mlobs.configure(pipeline="p", endpoint="http://127.0.0.1:9", protocol="http/json")
         (bsp,) = got._active_span_processor._span_processors
         exporter = bsp._batch_processor._exporter
-        print(json.dumps({"global": trace.get_tracer_provider() is got,
-                          "capped": isinstance(exporter, SizeCappedExporter),
-                          "inner": type(exporter.inner).__module__,
-                          "endpoint": exporter.inner._endpoint,
-                          "service": got.resource.attributes["service.name"],
-                          "same": mlobs.configure() is got,
-                          "flushed": mlobs.flush(1)}))
+        result = {"global": trace.get_tracer_provider() is got,
+                  "capped": isinstance(exporter, SizeCappedExporter),
+                  "inner": type(exporter.inner).__module__,
+                  "endpoint": exporter.inner._endpoint,
+                  "service": got.resource.attributes["service.name"],
+                  "same": mlobs.configure() is got,
+                  "flushed": mlobs.flush(1)}
+        mlobs.shutdown()  # configure() after shutdown() builds a new, working provider
+        fresh = mlobs.configure(pipeline="p", endpoint="http://127.0.0.1:9",
+                                protocol="http/protobuf")
+        result["fresh"] = fresh is not got
+        print(json.dumps(result))
     """)
     assert result == {"global": True, "capped": True,
                       "inner": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
                       "endpoint": "http://127.0.0.1:9/v1/traces", "service": "p",
-                      "same": True, "flushed": True}
+                      "same": True, "flushed": True, "fresh": True}
 
 
 def test_pipeline_name_precedence(monkeypatch) -> None:

@@ -60,6 +60,7 @@ class _State:
         self.owned = False  # created by configure(), so shutdown() may shut it down
         self.pipeline: str | None = None
         self.tracers: dict[int, trace.Tracer] = {}
+        self.retired: set[int] = set()  # ids of providers shutdown() shut down
 
 
 _state = _State()
@@ -83,7 +84,8 @@ def configure(
             _state.tracers.clear()
             return tracer_provider
         installed = trace.get_tracer_provider()
-        if isinstance(installed, TracerProvider):
+        ours_retired = id(installed) in _state.retired
+        if isinstance(installed, TracerProvider) and not ours_retired:
             if installed is not _state.provider:
                 _LOG.info("using the TracerProvider already installed; not adding an exporter")
                 _state.provider, _state.owned = installed, False
@@ -94,7 +96,8 @@ def configure(
         provider = _build_provider(pipeline_name(), service_name, endpoint, protocol, headers)
         _state.provider, _state.owned = provider, True
         _state.tracers.clear()
-    trace.set_tracer_provider(provider)
+    if not ours_retired:  # OTel lets the global be set once; a second provider stays local
+        trace.set_tracer_provider(provider)
     return provider
 
 
@@ -144,6 +147,7 @@ def shutdown() -> None:
     if provider is None:
         return
     if owned:
+        _state.retired.add(id(provider))
         provider.shutdown()
     else:
         provider.force_flush()
