@@ -1,0 +1,184 @@
+"""Drift: effect sizes against reference implementations, the adversarial classifier, alerts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasketches import kll_doubles_sketch
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import wasserstein_distance
+from sklearn.metrics import roc_auc_score
+
+from otel_mlobs.processor.analyzers.diagnose import DriftAnalyzer
+from otel_mlobs.processor.analyzers.diagnose import effect_sizes as es
+from otel_mlobs.processor.analyzers.diagnose.adversarial import auc, log_loss
+from otel_mlobs.processor.analyzers.diagnose.frames import records
+from otel_mlobs.processor.records import Key
+
+KEY = Key("shop", "clean")
+DAY = 86_400.0
+T0 = 1_766_000_000.0
+
+
+def _sketch(x: np.ndarray) -> bytes:
+    s = kll_doubles_sketch(200)
+    s.update(x)
+    return s.serialize()
+
+
+def table(run: int, n: int = 800, shift: float = 0.0, zones=(0.5, 0.3, 0.2)):
+    rng = np.random.default_rng(run)
+    return {
+        "fare": rng.normal(20 + shift, 5, n).round(2),
+        "miles": rng.gamma(2.0, 1.5, n).round(2),
+        "zone": rng.choice(["north", "south", "east"], n, p=list(zones)),
+    }
+
+
+def feed(a: DriftAnalyzer, run: int, cols: dict, sample: bool = True) -> None:
+    summary, smp = records(a.key, f"r{run}", T0 + run * DAY, cols, seed=run, dataset="trips")
+    a.update(summary)
+    if sample and smp is not None:
+        a.update(smp)
+
+
+def trained(runs: int = 10, **kw) -> DriftAnalyzer:
+    a = DriftAnalyzer(KEY, reference_runs=5, **kw)
+    for run in range(runs):
+        feed(a, run, table(run))
+    return a
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5, 2.0])
+def test_wasserstein_from_sketches_matches_scipy(shift):
+    rng = np.random.default_rng(1)
+    ref, cur = rng.normal(0, 1, 4000), rng.normal(shift, 1, 4000)
+    ours = es.wasserstein_normalized(_sketch(ref), _sketch(cur), float(ref.std()))
+    assert ours == pytest.approx(wasserstein_distance(ref, cur) / ref.std(), abs=0.03)
+
+
+def test_jensen_shannon_and_psi_match_their_definitions():
+    p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
+    assert es.jensen_shannon(p, q) == pytest.approx(jensenshannon(p, q, base=2))
+    assert es.psi(p, q) == pytest.approx(((q - p) * np.log(q / p)).sum())
+    assert es.psi(p, p) == 0.0 and es.jensen_shannon(p, p) == 0.0
+
+
+def test_numeric_effect_sizes_grow_with_the_shift():
+    rng = np.random.default_rng(2)
+    ref = _sketch(rng.normal(0, 1, 5000))
+    small = es.effect_sizes_numeric(ref, 1.0, _sketch(rng.normal(0.1, 1, 5000)))
+    large = es.effect_sizes_numeric(ref, 1.0, _sketch(rng.normal(1.0, 1, 5000)))
+    for name in ("psi", "wasserstein", "jensen_shannon"):
+        assert large[name] > small[name] >= 0
+    assert large["wasserstein"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_categorical_effect_sizes_pool_unlisted_values():
+    sizes = es.effect_sizes_categorical({"a": 0.5, "b": 0.5}, {"a": 50, "c": 50}, 100)
+    assert sizes["jensen_shannon"] > 0.5 and "wasserstein" not in sizes
+
+
+def test_auc_and_log_loss_match_sklearn():
+    rng = np.random.default_rng(3)
+    y = rng.random(300) < 0.5
+    s = np.round(rng.random(300) + 0.3 * y, 1)  # ties included
+    assert auc(s, y) == pytest.approx(roc_auc_score(y, s))
+    assert np.isnan(auc(s, np.ones(300, bool)))
+    assert log_loss(np.array([0.5]), np.array([1.0]))[0] == pytest.approx(np.log(2))
+
+
+def test_no_drift_no_alert_and_auc_near_half():
+    a = trained(14)
+    assert a.alerts() == []
+    q = a.query()["datasets"][0]
+    assert 0.4 < q["auc"] < 0.62 and q["log_loss"] == pytest.approx(np.log(2), abs=0.08)
+
+
+def test_shift_raises_a_drift_alert_naming_the_column():
+    a = trained()
+    feed(a, 20, table(20, shift=6.0))
+    alerts = a.alerts()
+    assert [(x.cls, x.severity, x.columns[0]) for x in alerts] == [("drift", "info", "fare")]
+    text = alerts[0].explanation
+    assert "AUC" in text and "fare" in text and "PSI" in text
+    assert "no constraint says a component broke" in text
+    weights = {m.labels["column"]: m.value for m in a.metrics()
+               if m.name == "mlobs_drift_feature_weight"}
+    assert max(weights, key=weights.get) == "fare"
+    feed(a, 21, table(21))
+    feed(a, 22, table(22))
+    assert a.alerts() == []  # back to normal: resolved
+
+
+def test_category_mix_shift_is_found_without_a_numeric_change():
+    a = trained()
+    feed(a, 20, table(20, zones=(0.1, 0.2, 0.7)))
+    assert a.alerts() and a.alerts()[0].columns[0] == "zone"
+
+
+def test_without_samples_effect_sizes_decide():
+    a = DriftAnalyzer(KEY, reference_runs=5)
+    for run in range(8):
+        feed(a, run, table(run), sample=False)
+    assert a.alerts() == []
+    feed(a, 20, table(20, shift=8.0), sample=False)
+    alert = a.alerts()[0]
+    assert alert.check == "effect_size" and alert.columns[0] == "fare"
+    assert "no row sample" in alert.explanation
+
+
+def test_metrics_waiting_state_feedback_and_snapshot():
+    empty = DriftAnalyzer(KEY, reference_runs=5)
+    feed(empty, 0, table(0))
+    assert {m.name: m.value for m in empty.metrics()}["mlobs_drift_ready"] == 0.0
+    assert empty.query()["waiting"][0]["runs"] == 1
+    a = trained()
+    feed(a, 20, table(20, shift=6.0))
+    names = {m.name for m in a.metrics()}
+    assert {"mlobs_drift_auc", "mlobs_drift_log_loss", "mlobs_drift_rows_total",
+            "mlobs_drift_feature_weight", "mlobs_column_psi", "mlobs_column_wasserstein",
+            "mlobs_column_jensen_shannon", "mlobs_alerts_active"} <= names
+    assert sum(m.name == "mlobs_drift_feature_weight" for m in a.metrics()) <= a.top_k
+    clone = DriftAnalyzer(KEY, reference_runs=5)
+    clone.restore(a.snapshot())
+    # one set of records for both: KLL sketches of the same data differ between builds
+    same = [r for r in records(KEY, "r21", T0 + 21 * DAY, table(21, shift=6.0), seed=21,
+                               dataset="trips") if r is not None]
+    for analyzer in (a, clone):
+        for record in same:
+            analyzer.update(record)
+    assert sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in a.metrics()) == (
+        sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in clone.metrics()))
+    alert = a.alerts()[0]
+    out = a.mark_alert(alert.id, true_positive=False)
+    assert out["precision"] < 0.5 and a.alerts() == []
+    with pytest.raises(KeyError):
+        a.mark_alert("nope", True)
+
+
+def test_new_and_vanished_columns_do_not_crash():
+    a = trained()
+    cols = table(20)
+    cols.pop("zone")
+    cols["coupon"] = np.full(800, "X")
+    feed(a, 20, cols)
+    feed(a, 21, {k: v[:1] for k, v in table(21).items()})  # a single-row run
+    assert all(x.cls == "drift" for x in a.alerts())
+
+
+def test_update_cost_per_row_is_small():
+    import time
+
+    a = trained()
+    summary, sample = records(a.key, "r99", T0 + 99 * DAY, table(99, n=4000), seed=99,
+                              dataset="trips", sample_rows=4000)
+    start = time.perf_counter()
+    a.update(sample)
+    per_row = (time.perf_counter() - start) / 4000
+    assert per_row < 1e-3
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        DriftAnalyzer(KEY, min_auc=0.4)
