@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from opentelemetry import trace
 
 from otel_mlobs import semconv
@@ -205,7 +204,3 @@ def _chunks(sizes: Sequence[int], max_items: int, max_bytes: int) -> Iterator[tu
     if lo < len(sizes):
         yield lo, len(sizes)
 
-
-def packed_size(arr: np.ndarray) -> int:
-    """Bytes of ``pack(arr)`` without packing it."""
-    return int(arr.nbytes) + 8

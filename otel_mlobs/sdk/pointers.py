@@ -84,7 +84,3 @@ def _text(col: Any) -> bytes:
         text = _SEP.join(map(str, values.tolist()))
     return text.encode("utf-8", errors="surrogatepass")
 
-
-def is_pointer(value: Any) -> bool:
-    """True for a non-empty string: a URI or a content hash."""
-    return isinstance(value, str) and bool(value)
