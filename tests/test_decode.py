@@ -326,6 +326,8 @@ def _bad_runs():
     yield "unknown kind", run_span(events=[kind]), dec.BAD_VALUE
     top = summary_event(1, overrides={sc.SUMMARY_TOP_VALUES: ["{not json"]})
     yield "top values", run_span(events=[top]), dec.BAD_VALUE
+    inf = summary_event(1, overrides={sc.SUMMARY_TOP_VALUES: ['{"a": Infinity}']})
+    yield "top values inf", run_span(events=[inf]), dec.BAD_VALUE
     misplaced = event(sc.EVENT_FEEDBACK, {sc.FB_IDS: ["a"], sc.FB_LABELS: ["1"]})
     yield "misplaced", run_span(events=[misplaced]), dec.MISPLACED_EVENT
     yield "no labels", predictions_span(3, overrides={sc.PRED_SCORES: None}), dec.MISSING_ATTRIBUTE

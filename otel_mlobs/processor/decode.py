@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,7 +182,7 @@ def decode_span(span: Span) -> tuple[list[Record], int] | None:
         handlers = {sc.EVENT_FEEDBACK: lambda a: _feedback(a, key, event_time)}
     kpi_key = Key(pipeline, key.component, model)
     handlers[sc.EVENT_KPI] = lambda a: _kpi(a, kpi_key, event_time)
-    records.extend(_events(span, handlers))
+    records.extend(_events(span, role, handlers))
     return records, shed
 
 
@@ -226,7 +227,7 @@ _KNOWN_EVENTS = frozenset(
 )
 
 
-def _events(span: Span, handlers: dict[str, EventHandler]) -> list[Record]:
+def _events(span: Span, role: str, handlers: dict[str, EventHandler]) -> list[Record]:
     """Decode the span's mlobs events with ``handlers``; other events are not ours to judge."""
     out: list[Record] = []
     for i, event in enumerate(span.events):
@@ -235,8 +236,7 @@ def _events(span: Span, handlers: dict[str, EventHandler]) -> list[Record]:
             if event.name in _KNOWN_EVENTS:
                 raise SpanError(
                     MISPLACED_EVENT,
-                    f"event {i} {event.name!r} does not belong on a span of role "
-                    f"{_role_of(span)!r}",
+                    f"event {i} {event.name!r} does not belong on a span of role {role!r}",
                 )
             continue  # user events, "exception", or names from a newer minor version
         try:
@@ -244,13 +244,6 @@ def _events(span: Span, handlers: dict[str, EventHandler]) -> list[Record]:
         except SpanError as exc:
             raise SpanError(exc.reason, f"event {i} {event.name!r}: {exc.message}") from None
     return out
-
-
-def _role_of(span: Span) -> str:
-    for kv in span.attributes:
-        if kv.key == sc.SPAN_ROLE:
-            return kv.value.string_value
-    return ""
 
 
 def _error_text(span: Span) -> str:
@@ -323,7 +316,8 @@ def _top_values(text: str) -> dict[str, int]:
     except ValueError as exc:
         raise SpanError(BAD_VALUE, f"{sc.SUMMARY_TOP_VALUES}: invalid JSON ({exc})") from None
     if not isinstance(parsed, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in parsed.values()
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in parsed.values()
     ):
         raise SpanError(BAD_VALUE, f"{sc.SUMMARY_TOP_VALUES}: expected a JSON object of counts")
     return {str(k): int(v) for k, v in parsed.items()}
