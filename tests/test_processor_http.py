@@ -244,3 +244,17 @@ def test_full_queue_answers_503_with_retry_after():
             reg.get_sample_value("mlobs_processor_spans_refused_total", {"transport": "http"}) == 2
         )
         assert reg.get_sample_value("mlobs_processor_records_total", {"type": "run"}) == 2
+
+
+def test_a_decoder_crash_is_a_counted_500(proc, monkeypatch):
+    from otel_mlobs.processor import receiver_http
+
+    def crash(*args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(receiver_http, "parse_body", crash)
+    response = post_traces(proc, request(run_span()).SerializeToString())
+    assert response.status_code == 500
+    assert "internal error: RuntimeError" in status_pb2.Status.FromString(response.content).message
+    labels = {"transport": "http", "code": "500"}
+    assert proc.registry.get_sample_value("mlobs_processor_requests_total", labels) == 1

@@ -14,6 +14,7 @@ Reading stays on the event loop; decompression and decoding run on an executor.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import zlib
@@ -31,6 +32,8 @@ from otel_mlobs.processor.decode import DecodeResult, decode_request
 from otel_mlobs.processor.ingest import Batch, IngestQueue
 from otel_mlobs.processor.otlp_json import OtlpJsonError, parse_trace_request, to_json
 from otel_mlobs.processor.stats import Stats
+
+logger = logging.getLogger(__name__)
 
 TRANSPORT = "http"
 PROTOBUF = "application/x-protobuf"
@@ -53,6 +56,7 @@ _GRPC_CODES = {
     400: code_pb2.INVALID_ARGUMENT,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
+    500: code_pb2.INTERNAL,
     503: code_pb2.UNAVAILABLE,
 }
 
@@ -129,6 +133,9 @@ class HttpReceiver:
             result = await self._decode(request, content_type)
         except _Refusal as exc:
             return self._error(reply_type, exc.status, exc.message)
+        except Exception as exc:  # a bug, not the client's fault: answer (and count) a 500
+            logger.exception("cannot handle an OTLP/HTTP request")
+            return self._error(reply_type, 500, f"internal error: {type(exc).__name__}")
         enqueued = not result.records or self._queue.offer(Batch(result.records, received_at))
         self._stats.decoded(TRANSPORT, result, enqueued)
         if not enqueued:
