@@ -95,13 +95,19 @@ def test_sdk_overhead_benchmark_exports_to_a_real_processor(tmp_path):
     assert export["processor_spans_accepted"] >= 2 * 2
     assert not export["processor_spans_rejected"]
     res = payload["results"]
-    assert res["bare"]["median_s"] > 0 and res["observed"]["median_s"] > 0
-    assert set(res["sdk_steps_median_ms"]) == {
-        "log_input",
-        "log_output",
-        "log_predictions",
-        "span_end",
-    }
+    for clock in ("cpu", "wall"):
+        r = res[clock]
+        assert r["bare_median_ms"] > 0 and r["observed_median_ms"] > r["sdk_median_ms"] > 0
+        assert set(r["steps_median_ms"]) == {
+            "log_input",
+            "predict_proba",
+            "log_output",
+            "log_predictions",
+            "span_end",
+        }
+        assert r["overhead_ratio"] == pytest.approx(r["sdk_median_ms"] / r["bare_median_ms"])
+    assert res["overhead_ratio"] == res["cpu"]["overhead_ratio"]
+    assert res["background"]["cpu_median_ms"] >= 0
     assert res["background"]["flush_wall_median_ms"] >= 0
 
 
