@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -106,6 +109,14 @@ class DecodeResult:
         more = self.rejected_spans - len(self.errors)
         tail = f"; and {more} more rejected span(s)" if more > 0 else ""
         return "; ".join(self.errors) + tail
+
+    def response(self) -> ExportTraceServiceResponse:
+        """The OTLP answer: partial success exactly when some spans were rejected."""
+        response = ExportTraceServiceResponse()
+        if self.rejected_spans:
+            response.partial_success.rejected_spans = self.rejected_spans
+            response.partial_success.error_message = self.error_message()
+        return response
 
 
 def decode_request(request: ExportTraceServiceRequest) -> DecodeResult:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from otel_mlobs.processor.decode import DecodeResult
 from otel_mlobs.processor.records import Record
 from otel_mlobs.processor.router import Router
 from otel_mlobs.processor.stats import Stats
@@ -92,6 +93,18 @@ class IngestQueue:
         """Block until nothing is queued or being applied; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
+
+
+def admit(
+    queue: IngestQueue, stats: Stats, transport: str, result: DecodeResult, received_at: float
+) -> bool:
+    """Queue a decoded request's records and count its spans; False when the queue is full.
+
+    A request without records (only foreign or rejected spans) needs no queue slot.
+    """
+    enqueued = not result.records or queue.offer(Batch(result.records, received_at))
+    stats.decoded(transport, result, enqueued)
+    return enqueued
 
 
 class Worker(threading.Thread):

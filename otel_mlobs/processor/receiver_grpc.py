@@ -21,7 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from otel_mlobs.processor.decode import decode_request
-from otel_mlobs.processor.ingest import Batch, IngestQueue
+from otel_mlobs.processor.ingest import IngestQueue, admit
 from otel_mlobs.processor.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -58,19 +58,13 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         received_at = time.monotonic()
         result = decode_request(request)
-        enqueued = not result.records or self._queue.offer(Batch(result.records, received_at))
-        self._stats.decoded(TRANSPORT, result, enqueued)
-        if not enqueued:
+        if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
             self._stats.request(TRANSPORT, grpc.StatusCode.UNAVAILABLE.name)
             message = "ingest queue full; retry later"
             context.set_trailing_metadata(retry_trailers(message, self._retry_after_s))
             context.abort(grpc.StatusCode.UNAVAILABLE, message)
         self._stats.request(TRANSPORT, grpc.StatusCode.OK.name)
-        response = trace_service_pb2.ExportTraceServiceResponse()
-        if result.rejected_spans:
-            response.partial_success.rejected_spans = result.rejected_spans
-            response.partial_success.error_message = result.error_message()
-        return response
+        return result.response()
 
 
 class GrpcReceiver:

@@ -23,13 +23,10 @@ from concurrent.futures import Executor
 from aiohttp import web
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_mlobs.processor.decode import DecodeResult, decode_request
-from otel_mlobs.processor.ingest import Batch, IngestQueue
+from otel_mlobs.processor.ingest import IngestQueue, admit
 from otel_mlobs.processor.otlp_json import OtlpJsonError, parse_trace_request, to_json
 from otel_mlobs.processor.stats import Stats
 
@@ -136,20 +133,14 @@ class HttpReceiver:
         except Exception as exc:  # a bug, not the client's fault: answer (and count) a 500
             logger.exception("cannot handle an OTLP/HTTP request")
             return self._error(reply_type, 500, f"internal error: {type(exc).__name__}")
-        enqueued = not result.records or self._queue.offer(Batch(result.records, received_at))
-        self._stats.decoded(TRANSPORT, result, enqueued)
-        if not enqueued:
+        if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
             return self._error(
                 reply_type,
                 503,
                 "ingest queue full; retry later",
                 {"Retry-After": self._retry_after},
             )
-        response = ExportTraceServiceResponse()
-        if result.rejected_spans:
-            response.partial_success.rejected_spans = result.rejected_spans
-            response.partial_success.error_message = result.error_message()
-        return self._reply(reply_type, 200, response)
+        return self._reply(reply_type, 200, result.response())
 
     async def _decode(self, request: web.Request, content_type: str) -> DecodeResult:
         if content_type not in (PROTOBUF, JSON):
