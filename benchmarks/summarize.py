@@ -100,6 +100,13 @@ def sdk_content(summary: Any) -> dict[str, Any]:
             stats.append(f"top_values[{len(summary.top_values[i])}]")
         content.setdefault(kind, stats)
     content["sample"] = f"{summary.sample_size} rows x {len(summary.sample_columns)} columns"
+    sketched = [i for i, sk in enumerate(summary.sketches) if sk]
+    if sketched:  # evidence of what the sketches saw: all finite values, or a subsample
+        import datasketches
+
+        i = sketched[0]
+        n = datasketches.kll_doubles_sketch.deserialize(summary.sketches[i]).n
+        content["first_sketch_n_over_count"] = f"{n}/{int(summary.count[i])}"
     return content
 
 

@@ -61,8 +61,13 @@ def test_summarize_benchmark_runs_small(tmp_path):
     )
     assert payload["data"]["rows"] == 3000
     res = payload["results"]
-    assert set(res) == {"pandas", "sdk"}
+    assert set(res) == {"pandas", "sdk", "sdk_default"}
     assert res["sdk"]["rows_per_s"] > 0 and res["pandas"]["rows_per_s"] > 0
+    # The equal-content run sketches every row; the default one a bounded subsample.
+    assert res["sdk"]["sketch_rows"] is None
+    assert res["sdk_default"]["sketch_rows"] >= 1
+    n, count = map(int, res["sdk"]["content"]["first_sketch_n_over_count"].split("/"))
+    assert n == count > 2500
     # The SDK side must really compute the content it is compared on.
     assert "kll_sketch" in res["sdk"]["content"]["numeric"]
     assert "distinct" in res["sdk"]["content"]["numeric"]
