@@ -87,7 +87,7 @@ class ProcessorCollector(Collector):
             try:
                 family = _build(name, fam)
             except ValueError as exc:  # e.g. an invalid metric name from an analyzer
-                self._warn_once(name, str(exc))
+                self._warn_once(name, "build", str(exc))
                 continue
             yield family
 
