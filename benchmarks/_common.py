@@ -166,6 +166,30 @@ def time_call(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> Tim
     return Timing(tuple(wall), tuple(cpu))
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+) -> dict[str, Timing]:
+    """Like :func:`time_call` for several contenders, taking turns within each repeat.
+
+    On a shared machine, load comes and goes over seconds; round-robin order lets every
+    contender meet the same quiet and busy moments, so their ratios stay fair.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)
+    return {k: Timing(tuple(wall[k]), tuple(cpu[k])) for k in fns}
+
+
 # --- machine info and results -------------------------------------------------------------------
 
 

@@ -53,6 +53,18 @@ def test_frame_is_deterministic_and_shaped_as_documented():
 def test_time_call_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
         _common.time_call(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="repeats"):
+        _common.time_interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_time_interleaved_takes_turns():
+    order: list[str] = []
+    timings = _common.time_interleaved(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1
+    )
+    assert order == ["a", "b"] * 4  # one warm-up round, then three timed rounds
+    assert set(timings) == {"a", "b"}
+    assert all(len(t.seconds) == len(t.cpu_seconds) == 3 for t in timings.values())
 
 
 def test_summarize_benchmark_runs_small(tmp_path):
