@@ -144,8 +144,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--protocol", choices=sorted(PROTOCOLS), default="grpc", help="OTLP transport [grpc]"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1]")
-    parser.add_argument("--grpc-port", type=port, default=cfg.DEFAULT_GRPC_PORT, metavar="PORT")
-    parser.add_argument("--http-port", type=port, default=cfg.DEFAULT_HTTP_PORT, metavar="PORT")
+    parser.add_argument(
+        "--grpc-port",
+        type=port,
+        default=cfg.DEFAULT_GRPC_PORT,
+        metavar="PORT",
+        help=f"OTLP/gRPC [{cfg.DEFAULT_GRPC_PORT}]",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=port,
+        default=cfg.DEFAULT_HTTP_PORT,
+        metavar="PORT",
+        help=f"OTLP/HTTP [{cfg.DEFAULT_HTTP_PORT}]",
+    )
     parser.add_argument(
         "--metrics-port",
         type=port,
@@ -247,6 +259,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except DemoError as exc:
         print(f"mlobs demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nmlobs demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -363,9 +378,9 @@ def _print_plan(scenario, out: TextIO) -> None:
         cols = ", ".join(t.columns) or "labels only"
         kind = t.kind.replace("_", " ")
         print(f"  {when:<24} {t.incident:<16} {kind:<13} in {t.component}: {cols}", file=out)
-    skipped = [i for i in scenario.incidents if i.truth() not in truths]
-    for inc in skipped:
-        print(f"  (incident {inc} is outside the simulated days)", file=out)
+    skipped = [str(i) for i in scenario.incidents if i.truth() not in truths]
+    if skipped:
+        print(f"  (outside the simulated days: {', '.join(skipped)})", file=out)
     print(file=out)
 
 
