@@ -253,4 +253,5 @@ DEFAULT_INCIDENTS: tuple[Incident, ...] = (
     Incident("concept_shift", "2026-01-06"),
 )
 """The demo's schedule over its default three weeks from 2025-12-20: five quiet days for
-training, one clean day of live traffic, then one incident after another."""
+training, two clean days of live traffic, then one incident after another (the recession
+lasts to the end)."""
