@@ -207,7 +207,8 @@ def machine_info() -> dict[str, Any]:
     }
     for mod in ("pandas", "sklearn", "datasketches", "opentelemetry.sdk"):
         info[mod] = _version_of(mod)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"):
+    info["thread_pools"] = _thread_pools()
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if var in os.environ:
             info[f"env_{var}"] = os.environ[var]
     return info
@@ -221,6 +222,16 @@ def _version_of(module: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _thread_pools() -> list[dict[str, Any]]:
+    """Native thread pools (BLAS, OpenMP): a multithreaded BLAS call can change figures a lot."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "num_threads", "version", "architecture")
+    return [{k: pool.get(k) for k in keys} for pool in threadpool_info()]
 
 
 def _cpu_model() -> str:
