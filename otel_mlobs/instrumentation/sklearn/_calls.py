@@ -15,6 +15,7 @@ processes). :func:`mark_nested` wraps those tasks.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import weakref
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 _LOG = logging.getLogger(__name__)
-_NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("mlobs_sklearn_nested", default=False)
+_NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mlobs_sklearn_nested", default=False)
 
 PREDICT_METHODS = frozenset({"predict", "predict_proba", "predict_log_proba", "decision_function"})
 TRANSFORM_METHODS = frozenset({"transform", "fit_transform"})
@@ -225,10 +227,8 @@ class CallObserver:
                      result: Any) -> None:
         if method in FIT_METHODS:
             pointer = f"sklearn://{run.pipeline}/{run.component.rsplit('.', 1)[0]}/{run.run_id}"
-            try:
+            with contextlib.suppress(TypeError):  # an unhashable estimator keeps no pointer
                 _models[estimator] = (pointer, run.run_id[:12])
-            except TypeError:
-                pass
             run.add_output(pointer)
         if method == "fit" or method == "partial_fit":
             return
