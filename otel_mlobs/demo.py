@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
@@ -251,9 +250,6 @@ class DemoResult:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``mlobs demo`` command; returns the exit code."""
     out = out or sys.stdout
-    # The demo's report is the output; numeric warnings from analyzers warming up on the first
-    # days (all-NaN windows) would only interleave noise with it.
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"otel_mlobs\.processor")
     try:
         run_demo(args, out)
     except DemoError as exc:
