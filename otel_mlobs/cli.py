@@ -25,6 +25,7 @@ SUBCOMMANDS: list[str] = [
     "otel_mlobs.processor.command",
     "otel_mlobs.demo",
     "otel_mlobs.query_cli",
+    "otel_mlobs.report",
 ]
 """Modules that each register one subcommand with ``register(subparsers)``."""
 
