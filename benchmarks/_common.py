@@ -224,6 +224,36 @@ def _version_of(module: str) -> str | None:
         return None
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether ``otel_mlobs/`` differed from it (uncommitted work)."""
+    import otel_mlobs
+
+    src = Path(otel_mlobs.__file__).resolve().parent
+    out: dict[str, Any] = {"otel_mlobs_path": str(src)}
+    try:
+        git = ["git", "-C", str(src.parent)]
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", str(src)], capture_output=True, text=True
+        )
+    except OSError:
+        return out
+    if head.returncode == 0:
+        out["commit"] = head.stdout.strip()
+        out["otel_mlobs_uncommitted_changes"] = bool(dirty.stdout.strip())
+    return out
+
+
+def code_line(code: dict[str, Any]) -> str:
+    """One markdown line naming the code measured."""
+    if "commit" not in code:
+        return f"Code: otel_mlobs from {code['otel_mlobs_path']}."
+    extra = (
+        " plus uncommitted changes in otel_mlobs/" if code["otel_mlobs_uncommitted_changes"] else ""
+    )
+    return f"Code: commit {code['commit'][:10]}{extra}."
+
+
 def _thread_pools() -> list[dict[str, Any]]:
     """Native thread pools (BLAS, OpenMP): a multithreaded BLAS call can change figures a lot."""
     try:

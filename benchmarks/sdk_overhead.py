@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "export": export,
         "target_overhead_ratio_max": TARGET_OVERHEAD,
         "results": result,
+        "code": C.code_version(),
         "machine": machine,
     }
     C.write_results("sdk_overhead", payload, render_markdown(payload), args.out_dir)
@@ -408,6 +409,8 @@ def render_markdown(p: dict[str, Any]) -> str:
             f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}, "
             f"numpy {m['numpy']}, scikit-learn {m['sklearn']}; load average at start "
             f"{m['load_avg_1m_5m_15m'][0]:g}.",
+            "",
+            C.code_line(p["code"]),
             "",
             f"Command: `{p['command']}`",
         ]

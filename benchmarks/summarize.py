@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "results": results,
         "ratios": ratios,
+        "code": C.code_version(),
         "machine": machine,
     }
     C.write_results("summarize", payload, render_markdown(payload), args.out_dir)
@@ -297,6 +298,8 @@ def render_markdown(p: dict[str, Any]) -> str:
         f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}, "
         f"numpy {m['numpy']}, pandas {m['pandas']}; load average at start "
         f"{m['load_avg_1m_5m_15m'][0]:g}.",
+        "",
+        C.code_line(p["code"]),
         "",
         f"Command: `{p['command']}`",
     ]
