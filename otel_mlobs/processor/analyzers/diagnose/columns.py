@@ -39,6 +39,13 @@ class ColumnSummary:
     quantiles: np.ndarray
     sketch: bytes
     top: dict[str, int] = field(default_factory=dict)
+    sampled: int = -1  # values the sketch / top values were computed from (-1: every value)
+
+    @property
+    def measured(self) -> int:
+        """Values behind the distributional statistics: producers may compute sketches, top
+        values and distinct estimates from a row sample, and sampling noise follows its size."""
+        return self.count if self.sampled < 0 else min(self.sampled, self.count)
 
     @property
     def total(self) -> int:
@@ -53,11 +60,11 @@ class ColumnSummary:
     def fingerprint(self) -> tuple:
         """The exact statistics a frozen feed repeats bit for bit from one run to the next.
 
-        Quantiles are left out: they are read from a KLL sketch, whose compaction is randomized,
-        so the same data can give slightly different quantiles twice.
+        Quantiles and the distinct estimate are left out: producers may compute them from a
+        row sample or a randomized sketch, so the same data can give slightly different ones.
         """
         top = tuple(sorted(self.top.items()))
-        moments = (_r(self.mean), _r(self.std), _r(self.min), _r(self.max), _r(self.distinct))
+        moments = (_r(self.mean), _r(self.std), _r(self.min), _r(self.max))
         return (self.count, self.nulls, moments, top)
 
 
@@ -73,6 +80,10 @@ def columns_of(record: SummaryRecord) -> Iterator[ColumnSummary]:
     if any(len(a) != n for a in arrays):
         raise ValueError(f"summary of {record.dataset!r}: per-column arrays differ in length")
     quantiles = np.asarray(record.quantiles, dtype=np.float64).reshape(n, -1) if n else None
+    # Every column's sketch is built from the same row sample, so the largest sketch tells how
+    # many rows the distributional statistics of the record's text columns saw too.
+    sizes = [sketch_size(b) for b in record.sketches]
+    sample_rows = max(sizes) if any(x > 0 for x in sizes) else -1
     for i, name in enumerate(record.columns):
         yield ColumnSummary(
             name=name,
@@ -89,6 +100,7 @@ def columns_of(record: SummaryRecord) -> Iterator[ColumnSummary]:
             quantiles=quantiles[i] if quantiles is not None else np.empty(0),
             sketch=bytes(record.sketches[i] or b""),
             top=dict(record.top_values[i] or {}),
+            sampled=sizes[i] if sizes[i] > 0 else sample_rows,
         )
 
 
@@ -102,6 +114,12 @@ def load_sketch(blob: bytes) -> kll_doubles_sketch | None:
     except (RuntimeError, ValueError):
         return None
     return None if sketch.is_empty() else sketch
+
+
+def sketch_size(blob: bytes) -> int:
+    """Number of values a sketch has seen (0 without one)."""
+    sketch = load_sketch(bytes(blob or b""))
+    return int(sketch.n) if sketch is not None else 0
 
 
 def merge_sketches(blobs: Sequence[bytes]) -> bytes:

@@ -10,6 +10,7 @@ unseen categories, duplicates, a shape unlike any healthy run).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -26,6 +27,7 @@ MIN_VALUES_SOFT = 30
 rows is noise, and the hard checks still guard a tiny run."""
 
 _SHAPE_LEVELS = np.linspace(0.05, 0.95, 19)
+_SHAPE_LEVEL_LIST = [round(float(x), 4) for x in _SHAPE_LEVELS]
 
 
 @dataclass(slots=True)
@@ -248,7 +250,7 @@ class NotRepeated(HardConstraint):
         self._last = fp
         text = (
             f"{self.column}: the summary of {self.dataset!r} is identical to the previous run's "
-            "(same count, nulls, mean, spread, extremes and distinct values); its source is "
+            "(same count, nulls, mean, spread and extremes); its source is "
             "likely serving stale data"
             if fired else ""
         )
@@ -371,7 +373,7 @@ class AboveRange(_BandConstraint):
         if not np.isfinite(share):
             share = 1.0 - float(colmod.cdf_from_quantiles(col.levels, col.quantiles,
                                                           np.array([self.hi]))[0])
-        return share, col.count
+        return share, col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         return (f"{self.column}: 99% of reference values lie in [{_num(self.lo)}, "
@@ -389,7 +391,7 @@ class BelowRange(_BandConstraint):
         if not np.isfinite(share):
             share = float(colmod.cdf_from_quantiles(col.levels, col.quantiles,
                                                     np.array([self.lo]))[0])
-        return share, col.count
+        return share, col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         return (f"{self.column}: 99% of reference values lie in [{_num(self.lo)}, "
@@ -405,22 +407,26 @@ def quantile_displacement(ref_sketch: bytes, col: ColumnSummary) -> tuple[float,
     offset, a clipped feed) moves every quantile, while a new sub-population mixed into healthy
     traffic moves only the quantiles on its side.
     """
-    if col.sketch:
-        run_q = colmod.quantiles(col.sketch, _SHAPE_LEVELS)
+    run_sketch = colmod.load_sketch(col.sketch) if col.sketch else None
+    if run_sketch is not None:
+        run_q = run_sketch.get_quantiles(_SHAPE_LEVEL_LIST)
     else:
-        run_q = np.interp(_SHAPE_LEVELS, col.levels, col.quantiles)
-    if not np.all(np.isfinite(run_q)):
-        return float("nan"), float("nan"), float("nan")
+        run_q = np.interp(_SHAPE_LEVELS, col.levels, col.quantiles).tolist()
     sketch = colmod.load_sketch(ref_sketch)
-    if sketch is None:
+    if sketch is None or not all(math.isfinite(q) for q in run_q):
         return float("nan"), float("nan"), float("nan")
-    # Mid-rank at each run quantile: ties (a discrete column) count half below, half above.
-    below = np.array([sketch.get_rank(q, inclusive=False) for q in run_q])
-    upto = np.array([sketch.get_rank(q, inclusive=True) for q in run_q])
-    ranks = np.clip(_SHAPE_LEVELS, below, upto)
-    gap = np.abs(ranks - _SHAPE_LEVELS)
-    worst = int(np.argmax(gap))
-    return float(np.median(gap)), float(_SHAPE_LEVELS[worst]), float(ranks[worst])
+    # The reference's rank interval at each run quantile: ties (a discrete column) span an
+    # interval, and a level inside it is no displacement at all. Split points must be unique.
+    split = sorted(set(run_q))
+    below_at = dict(zip(split, sketch.get_cdf(split, inclusive=False), strict=False))
+    upto_at = dict(zip(split, sketch.get_cdf(split, inclusive=True), strict=False))
+    gap, ranks = [], []
+    for level, q in zip(_SHAPE_LEVEL_LIST, run_q, strict=True):
+        rank = min(max(level, below_at[q]), upto_at[q])
+        ranks.append(rank)
+        gap.append(abs(rank - level))
+    worst = max(range(len(gap)), key=gap.__getitem__)
+    return float(sorted(gap)[len(gap) // 2]), _SHAPE_LEVEL_LIST[worst], float(ranks[worst])
 
 
 class Shape(SoftConstraint):
@@ -442,7 +448,7 @@ class Shape(SoftConstraint):
                 f"(reference median {_num(self.ref_median)})")
 
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
-        return quantile_displacement(self.ref_sketch, col)[0], col.count
+        return quantile_displacement(self.ref_sketch, col)[0], col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         _, level, rank = quantile_displacement(self.ref_sketch, col)
@@ -472,7 +478,7 @@ class UnseenCategories(SoftConstraint):
         if not col.top:
             return None
         unseen = sum(c for v, c in col.top.items() if v not in self.domain)
-        return unseen / max(col.count, 1), col.count
+        return unseen / max(col.count, 1), col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         new = sorted(((c, v) for v, c in col.top.items() if v not in self.domain), reverse=True)
@@ -504,7 +510,7 @@ class CategoryMix(SoftConstraint):
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         if not col.top:
             return None
-        return category_tvd(self.domain, col.top, col.count)[0], col.count
+        return category_tvd(self.domain, col.top, col.count)[0], col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         _, worst, ref, run = category_tvd(self.domain, col.top, col.count)
@@ -540,7 +546,7 @@ class Duplicates(SoftConstraint):
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         if not np.isfinite(col.distinct):
             return None
-        return max(0.0, 1.0 - col.distinct / max(col.count, 1)), col.count
+        return max(0.0, 1.0 - col.distinct / max(col.count, 1)), col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         return (f"{self.column}: about {_pct(value)} of values are duplicates "

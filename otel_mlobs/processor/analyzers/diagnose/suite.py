@@ -98,7 +98,8 @@ def _is_closed_domain(runs: Sequence[ColumnSummary]) -> bool:
     for r in runs:
         if r.count == 0:
             continue
-        if not r.top or sum(r.top.values()) < _CLOSED_DOMAIN_COVERAGE * r.count:
+        # Top values may be sample counts scaled to the column, so allow their rounding.
+        if not r.top or sum(r.top.values()) < _CLOSED_DOMAIN_COVERAGE * r.count - len(r.top):
             return False
         if np.isfinite(r.distinct) and r.distinct > 0.5 * r.count:
             return False
