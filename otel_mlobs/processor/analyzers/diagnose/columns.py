@@ -8,6 +8,7 @@ hash, so a lookup costs a dict probe).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -56,6 +57,13 @@ class ColumnSummary:
     def null_fraction(self) -> float:
         """Share of nulls; NaN for an empty dataset."""
         return self.nulls / self.total if self.total else float("nan")
+
+    def has_content(self) -> bool:
+        """Whether the fingerprint says more than a row count: an id column summarized as text
+        may carry nothing but its count, which two healthy runs can share by chance."""
+        if self.kind == "categorical":
+            return bool(self.top) and self.count > 1
+        return math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0
 
     def fingerprint(self) -> tuple:
         """The exact statistics a frozen feed repeats bit for bit from one run to the next.

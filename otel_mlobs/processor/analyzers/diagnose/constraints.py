@@ -243,7 +243,7 @@ class NotRepeated(HardConstraint):
         return f"{self.column}: its summary differs between runs (it did across the reference)"
 
     def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
-        if col is None or col.count < 2:
+        if col is None or col.count < 2 or not col.has_content():
             return None
         fp = col.fingerprint()
         fired = fp == self._last

@@ -161,7 +161,8 @@ def column_constraints(
             semconv.KIND_BOOLEAN):
         out.append(NotFrozen(role, dataset, name, distinct_min))
     fingerprints = [r.fingerprint() for r in runs]
-    if len(runs) >= 2 and all(a != b for a, b in zip(fingerprints, fingerprints[1:], strict=False)):
+    if len(runs) >= 2 and all(r.has_content() for r in runs) and all(
+            a != b for a, b in zip(fingerprints, fingerprints[1:], strict=False)):
         out.append(NotRepeated(role, dataset, name, fingerprints[-1]))
     ratios = [r.distinct / r.count for r in with_values if r.count >= 20]
     # Only categorical columns are keys: timestamps and floats are unique by chance, and
