@@ -205,7 +205,7 @@ def test_incidents_set_off_their_alerts(stack: FedStack) -> None:
     assert {a["metric"]["pattern"] for a in active} >= {"pickup_zone = East Village"}
     hard = prom.query('ALERTS{alertname="MlobsHardConstraintFailed"}')
     # The weather source went null: its columns break hard constraints in features.
-    assert {a["metric"]["component"] for a in hard} == {"features"}
+    assert "features" in {a["metric"]["component"] for a in hard}
     assert {a["metric"]["column"] for a in hard} >= {"temperature_f", "precipitation_in"}
     rejected = prom.query('ALERTS{alertname="MlobsProcessorRejectingSpans",alertstate="firing"}')
     assert [a["metric"]["reason"] for a in rejected] == ["unknown_schema_version"]

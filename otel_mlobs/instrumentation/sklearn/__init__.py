@@ -51,22 +51,22 @@ Configuration
 -------------
 Arguments of ``instrument()`` win over environment variables, which win over the defaults.
 
-=====================  ===============================  =========================================
-argument               environment variable             default
-=====================  ===============================  =========================================
-``tracer_provider``    (OpenTelemetry's global one)     handed to ``otel_mlobs.configure``
-``pipeline``           ``MLOBS_PIPELINE``               ``OTEL_SERVICE_NAME``, else ``default``
-``methods``            ``MLOBS_SKLEARN_METHODS``        ``fit,fit_transform,transform,predict,``
-                                                        ``predict_proba`` (comma separated)
-``log_predictions``    ``MLOBS_SKLEARN_LOG_PREDICTIONS``  ``true``
-``sample_rows``        ``MLOBS_SKLEARN_SAMPLE_ROWS``    512 (row sample per dataset; 0: none)
-=====================  ===============================  =========================================
+* ``tracer_provider``: where the spans go, handed to ``otel_mlobs.configure``; default the
+  global provider (the one ``opentelemetry-instrument`` sets up).
+* ``pipeline``: the pipeline of every run; else ``MLOBS_PIPELINE``, else ``OTEL_SERVICE_NAME``,
+  else ``default``.
+* ``methods``: the methods observed, a sequence or comma-separated names; else
+  ``MLOBS_SKLEARN_METHODS``; default ``fit,fit_transform,transform,predict,predict_proba``.
+* ``log_predictions``: send prediction batches of classifiers; else
+  ``MLOBS_SKLEARN_LOG_PREDICTIONS`` (``true``/``false``); default true.
+* ``sample_rows``: rows sampled per dataset for the processor's joint-distribution checks;
+  else ``MLOBS_SKLEARN_SAMPLE_ROWS``; default 512, 0 for summaries only.
 
 Guarantees
 ----------
 The instrumentation never raises into your code: data it cannot summarize (sparse matrices, for
-instance) is skipped with one warning per method, and any failure of its own is logged and
-ignored. An exception of scikit-learn itself is recorded on the run (status ERROR) and re-raised
+instance) is left out of the run, and any failure of its own is logged (a warning the first time
+per method) and ignored. An exception of scikit-learn itself is recorded on the run (status ERROR) and re-raised
 unchanged. ``uninstrument()`` restores every patched attribute (``__wrapped__``); calling
 ``instrument()`` twice logs a warning and does nothing.
 """
