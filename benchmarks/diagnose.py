@@ -114,7 +114,11 @@ def run_ours(
 
 
 def score(scenario: TaxiScenario, days: list[DayAlerts]) -> dict[str, Any]:
-    """Recall on pipeline bugs, false hard/soft alerts elsewhere, drift on natural shifts."""
+    """Recall on pipeline bugs, false hard/soft alerts elsewhere, drift on natural shifts.
+
+    A clean unit is one component's run on a day without a data pipeline bug (clean days, the
+    natural shifts, and the feedback outage's days for every component but feedback).
+    """
     truths = {t.incident: t for t in scenario.ground_truth()}
     detections = []
     clean_units = []
@@ -140,10 +144,13 @@ def score(scenario: TaxiScenario, days: list[DayAlerts]) -> dict[str, Any]:
                     "example": hits[0]["explanation"] if hits else "",
                 }
             )
-        if bugs:
-            continue  # a day with a pipeline bug is not a clean day for any component
+        # A bug in the data reaches every component downstream of it, so its days are not clean
+        # for any component; a bug in the label feed (no data columns) only touches its own.
+        if data_bugs:
+            continue
         kind = ",".join(day.incidents) or "none"
-        for component in sorted(day.judged):
+        touched = {t.component for t in bugs}
+        for component in sorted(day.judged - touched):
             own = [a for a in broken if a["component"] == component]
             clean_units.append(
                 {
@@ -312,7 +319,7 @@ def compare(
     for d in days:
         if d.date < reference_start:
             continue
-        bug = any(truths[i].kind == "pipeline_bug" for i in d.incidents)
+        bug = any(truths[i].kind == "pipeline_bug" and truths[i].columns for i in d.incidents)
         for component in PEER_COMPONENTS:
             unit = f"{component}@{d.date}"
             ours = [a for a in d.alerts if a["component"] == component]
@@ -457,7 +464,7 @@ def markdown(payload: dict[str, Any]) -> str:
             evid = [r for r in clean if r["evidently_dataset_drift"] is not None]
             lines += [
                 "",
-                "Alert fatigue on the clean and features runs without a pipeline bug "
+                "Alert fatigue on the clean and features runs without a data pipeline bug "
                 f"({len(clean)} component runs):",
                 "",
             ]
@@ -487,7 +494,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     ]
                 )
             lines.append(_common.md_table(["method", "runs flagged", "column alerts"], table))
-            lines += ["", "Per run (runs with a pipeline bug marked *):", ""]
+            lines += ["", "Per run (runs with a data pipeline bug marked *):", ""]
             lines.append(
                 _common.md_table(
                     [

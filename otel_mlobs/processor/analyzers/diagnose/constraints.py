@@ -347,12 +347,13 @@ class NullShare(SoftConstraint):
 class _BandConstraint(SoftConstraint):
     """Shared by the range checks: a reference band [lo, hi] holding 99% of values.
 
-    The floor is wide (5 points of share) on purpose: range checks are for gross breakage (a
+    The floor is wide (10 points of share) on purpose: range checks are for gross breakage (a
     sign flip, a sentinel, a scale off by orders of magnitude). A busier tail is how natural
-    shifts look too, and the drift checks report those.
+    shifts look too (an evening rush of long trips, a wet day after a dry week), and the drift
+    checks report those.
     """
 
-    floor: ClassVar[float] = 0.05
+    floor: ClassVar[float] = 0.10
 
     def __init__(self, role: str, dataset: str, column: str, *, lo: float, hi: float,
                  k: float, window: int) -> None:
