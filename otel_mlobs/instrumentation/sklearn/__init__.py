@@ -67,8 +67,8 @@ Guarantees
 The instrumentation never raises into your code: data it cannot summarize (sparse matrices, for
 instance) is left out of the run, and any failure of its own is logged (a warning the first time
 per method) and ignored. An exception of scikit-learn itself is recorded on the run (status
-ERROR) and re-raised unchanged. ``uninstrument()`` restores every patched attribute (``__wrapped__``); calling
-``instrument()`` twice logs a warning and does nothing.
+ERROR) and re-raised unchanged. ``uninstrument()`` restores every patched attribute
+(``__wrapped__``); calling ``instrument()`` twice logs a warning and does nothing.
 """
 
 from __future__ import annotations
