@@ -255,6 +255,17 @@ def test_explicit_labels_are_canonical_strings():
     assert only(decode(s), PredictionBatch).labels.tolist() == ["1", "0", "1"]
 
 
+def test_byte_string_ids_decode_as_utf8_text():
+    """Packed byte-string ids: ASCII takes the fast cast, anything else is decoded as UTF-8."""
+    ascii_ids = np.array([b"a-1", b"b-22", b""], dtype="S4")
+    utf8_ids = np.array(["é-1".encode(), b"x"])
+    for ids in (ascii_ids, utf8_ids):
+        overrides = {sc.PRED_IDS: pack(ids), sc.PRED_SCORES: pack(np.full(len(ids), 0.5))}
+        rec = only(decode(predictions_span(len(ids), overrides=overrides)), PredictionBatch)
+        assert rec.ids.dtype.kind == "U"
+        assert rec.ids.tolist() == [i.decode("utf-8") for i in ids]
+
+
 def test_labels_without_scores_are_enough():
     s = predictions_span(3, overrides={sc.PRED_SCORES: None, sc.PRED_LABELS: ["a", "b", "a"]})
     rec = only(decode(s), PredictionBatch)

@@ -634,7 +634,7 @@ def _strs(
     arr = _array(name, value)
     if arr.size and arr.dtype.kind not in _STRING_KINDS:
         raise SpanError(BAD_TYPE, f"{name} must be strings, got dtype {arr.dtype}")
-    return _sized(name, label_strings(arr), n).tolist()
+    return _sized(name, _label_strings(arr), n).tolist()
 
 
 def _labels(
@@ -643,7 +643,23 @@ def _labels(
     value = _get(a, name, optional)
     if value is None:
         return None
-    return _sized(name, label_strings(_array(name, value)), n)
+    return _sized(name, _label_strings(_array(name, value)), n)
+
+
+def _label_strings(arr: np.ndarray) -> np.ndarray:
+    """:func:`label_strings`, with a fast path for ASCII byte strings (packed ids usually are).
+
+    ``np.char.decode`` calls Python's decoder once per element, about 1.5 us each: a third of
+    the decode time of a 100k-row prediction batch. Pure ASCII casts to ``<U`` in one C loop
+    and gives the same strings; anything else still goes through UTF-8 decoding.
+    """
+    if (
+        arr.dtype.kind == "S"
+        and arr.size
+        and int(np.ascontiguousarray(arr).view(np.uint8).max()) < 128
+    ):
+        return arr.astype(f"<U{arr.dtype.itemsize}")
+    return label_strings(arr)
 
 
 def _bytes_list(a: Mapping[str, AnyValue], name: str, n: int) -> list[bytes] | None:
