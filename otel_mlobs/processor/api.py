@@ -11,7 +11,9 @@
 
 ``/api/v1/analyzers/{name}`` takes ``pipeline``, ``component`` and ``model`` to name the key
 (empty when omitted) and passes any other query parameter to ``query(**params)``. An unknown
-analyzer or key is a 404 whose JSON lists what is known. Other methods get 405.
+analyzer or key is a 404 whose JSON lists what is known. Other methods get 405. Request bodies
+over 64 KiB get 413. With auth on (docs/security.md) every path but ``/healthz`` needs the bearer
+token (``/metrics`` its own, if configured) and answers 401 without it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from otel_mlobs.processor.auth import TokenSet, api_middleware
 from otel_mlobs.processor.records import Key
 from otel_mlobs.processor.router import describe
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from otel_mlobs.processor.service import Processor
 
 _KEY_PARAMS = ("pipeline", "component", "model")
+MAX_BODY_BYTES = 64 * 1024
 
 
 def jsonable(obj: Any) -> Any:
@@ -76,7 +80,12 @@ class ApiServer:
         self._p = processor
 
     def app(self) -> web.Application:
-        app = web.Application()
+        security = self._p.config.security
+        auth = api_middleware(
+            TokenSet(security.api_tokens), TokenSet(security.scrape_tokens), self._p.auth_failures
+        )
+        # client_max_size: the only body accepted here is a small JSON flag; larger ones get 413.
+        app = web.Application(middlewares=[auth], client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/v1/status", self.status)

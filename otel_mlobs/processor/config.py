@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from otel_mlobs.processor.analyzers.base import Analyzer
+from otel_mlobs.processor.auth import SecurityConfig
+from otel_mlobs.processor.cardinality import DEFAULT_MAX_SERIES
 
 DEFAULT_GRPC_PORT = 4317
 DEFAULT_HTTP_PORT = 4318
@@ -21,6 +23,8 @@ class ProcessorConfig:
     ``queue_size`` counts export requests (one gRPC call or HTTP POST each) waiting for the
     worker; a request larger than the whole queue is still admitted when the queue is empty.
     ``analyzers`` defaults to :data:`otel_mlobs.processor.analyzers.DEFAULT_ANALYZERS`.
+    ``security`` (tokens, TLS) is off by default; see docs/security.md.
+    ``max_series_per_metric`` caps every exported metric family (see ``cardinality.py``).
     """
 
     host: str = "127.0.0.1"
@@ -34,6 +38,8 @@ class ProcessorConfig:
     retry_after_s: float = 1.0
     refresh_interval_s: float = 5.0
     analyzers: list[type[Analyzer]] | None = field(default=None)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    max_series_per_metric: int = DEFAULT_MAX_SERIES
 
     def __post_init__(self) -> None:
         for name in ("grpc_port", "http_port", "metrics_port"):
@@ -48,6 +54,13 @@ class ProcessorConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive number")
+        if not isinstance(self.max_series_per_metric, int) or self.max_series_per_metric < 2:
+            raise ValueError(
+                f"Invalid 'max_series_per_metric': {self.max_series_per_metric!r}; "
+                "expected an integer >= 2"
+            )
+        if not isinstance(self.security, SecurityConfig):
+            raise ValueError(f"Invalid 'security': {self.security!r}; expected SecurityConfig")
         if not self.host:
             raise ValueError("Invalid 'host': empty")
         if self.analyzers is not None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
+from itertools import chain
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,6 +26,14 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from otel_mlobs.processor.analyzers.base import Histogram, Metric
+from otel_mlobs.processor.cardinality import (
+    DEFAULT_MAX_SERIES,
+    SERIES_DROPPED,
+    SERIES_OVERFLOW,
+    SeriesKey,
+    SeriesLimiter,
+    bounded_label,
+)
 from otel_mlobs.processor.ingest import IngestQueue
 from otel_mlobs.processor.router import Router
 from otel_mlobs.processor.stats import Stats, StatsSnapshot
@@ -45,6 +54,7 @@ class _Family:
     help: str
     unit: str
     samples: list[tuple[dict[str, str], float | Histogram]]
+    keys: list[SeriesKey] = field(default_factory=list)  # parallel to samples (grouped ones)
 
 
 class ProcessorCollector(Collector):
@@ -52,7 +62,10 @@ class ProcessorCollector(Collector):
 
     Samples sharing a name must agree on kind and help; a clashing sample (different kind) or a
     duplicate series (same name and labels) is dropped and logged with the analyzer's evidence,
-    so one buggy analyzer cannot make Prometheus reject the whole scrape.
+    so one buggy analyzer cannot make Prometheus reject the whole scrape. Every family is
+    capped at ``max_series_per_metric`` series (:mod:`otel_mlobs.processor.cardinality`).
+    ``sources`` are extra sample providers (the processor's auth counters) grouped and capped
+    like the analyzers' samples.
     """
 
     def __init__(
@@ -62,6 +75,8 @@ class ProcessorCollector(Collector):
         stats: Stats,
         queue: IngestQueue,
         registry: CollectorRegistry | None = None,
+        max_series_per_metric: int = DEFAULT_MAX_SERIES,
+        sources: Sequence[Callable[[], Iterable[Metric]]] = (),
     ) -> None:
         self._router = router
         self._lock = lock
@@ -69,6 +84,9 @@ class ProcessorCollector(Collector):
         self._queue = queue
         self._version = version()
         self._warned: set[tuple[str, str]] = set()
+        self._sources = tuple(sources)
+        self._limiter = SeriesLimiter(max_series_per_metric)
+        self._limit_lock = threading.Lock()  # scrapes may run on two executor threads at once
         if registry is not None:
             registry.register(self)
 
@@ -81,8 +99,25 @@ class ProcessorCollector(Collector):
             errors = dict(self._router.errors)
             instances = self._router.count()
         stats = self._stats.snapshot()
-        families = self._group(samples)
+        families = self._group(chain(samples, *(source() for source in self._sources)))
+        with self._limit_lock:
+            self._limiter.limit(families)
+            dropped_total, last_dropped = self._limiter.dropped_total, self._limiter.last_dropped
         self._self_metrics(families, stats, errors, instances)
+        families[SERIES_DROPPED] = _Family(
+            "counter",
+            "Series left out of scrapes by the per-family series cap, summed over scrapes, "
+            "by metric family.",
+            "",
+            [({"metric": n}, float(v)) for n, v in sorted(dropped_total.items())],
+        )
+        families[SERIES_OVERFLOW] = _Family(
+            "gauge",
+            "Series the last scrape left out by the per-family series cap (counters and "
+            "histograms folded into the __overflow__ series, gauges dropped), by metric family.",
+            "",
+            [({"metric": n}, float(v)) for n, v in sorted(last_dropped.items())],
+        )
         for name, fam in families.items():
             try:
                 family = _build(name, fam)
@@ -99,8 +134,9 @@ class ProcessorCollector(Collector):
             if problem is not None:
                 self._warn_once(m.name, *problem)
                 continue
-            labels = {k: str(v) for k, v in m.labels.items()}
-            series = (m.name, tuple(sorted(labels.items())))
+            labels = {k: bounded_label(str(v)) for k, v in m.labels.items()}
+            key = tuple(sorted(labels.items()))
+            series = (m.name, key)
             if series in seen:
                 self._warn_once(m.name, "duplicate", f"duplicate series {m.name}{labels}")
                 continue
@@ -109,6 +145,7 @@ class ProcessorCollector(Collector):
             if fam is None:
                 fam = families[m.name] = _Family(m.kind, m.help, m.unit, [])
             fam.samples.append((labels, m.value))
+            fam.keys.append(key)
         return families
 
     def _warn_once(self, name: str, problem: str, message: str) -> None:

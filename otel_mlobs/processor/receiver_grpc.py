@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -77,8 +78,12 @@ class GrpcReceiver:
         port: int,
         max_message_bytes: int,
         workers: int,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._servicer = servicer
+        self._interceptors = list(interceptors)
+        self._credentials = credentials
         self._address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
         self._max_message_bytes = max_message_bytes
         self._workers = workers
@@ -92,10 +97,14 @@ class GrpcReceiver:
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=self._interceptors,
         )
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self._servicer, server)
         try:
-            port = server.add_insecure_port(self._address)
+            if self._credentials is None:
+                port = server.add_insecure_port(self._address)
+            else:
+                port = server.add_secure_port(self._address, self._credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot bind OTLP/gRPC on {self._address}: {exc}") from exc
         if port == 0:

@@ -3,8 +3,10 @@
 Accepts ``application/x-protobuf`` and ``application/json`` (OTLP/JSON), optionally
 ``Content-Encoding: gzip`` or ``deflate``, and answers in the request's content type, as the
 OTLP spec asks. Status codes follow the spec: 200 (possibly with ``partial_success``), 400 for a
-body that does not decode (never retried), 413 over the size limit, 415 for other content types
-or encodings, 503 with ``Retry-After`` when the ingest queue is full (retried).
+body that does not decode (never retried), 401 with ``WWW-Authenticate: Bearer`` when auth is
+on and the token is missing or wrong (checked before the body is read), 413 over the size
+limit, 415 for other content types or encodings, 503 with ``Retry-After`` when the ingest queue
+is full (retried).
 
 The size limit holds for the body as sent and as decompressed: decompression is incremental
 and stops one byte past the limit, so a small gzip bomb costs at most the limit in memory.
@@ -25,6 +27,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otel_mlobs.processor.auth import AuthFailures, TokenSet, challenge
 from otel_mlobs.processor.decode import DecodeResult, decode_request
 from otel_mlobs.processor.ingest import IngestQueue, admit
 from otel_mlobs.processor.otlp_json import OtlpJsonError, parse_trace_request, to_json
@@ -51,6 +54,7 @@ class _Refusal(Exception):
 
 _GRPC_CODES = {
     400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
     500: code_pb2.INTERNAL,
@@ -110,7 +114,11 @@ class HttpReceiver:
         executor: Executor,
         max_request_bytes: int,
         retry_after_s: float,
+        tokens: TokenSet | None = None,
+        auth_failures: AuthFailures | None = None,
     ) -> None:
+        self._tokens = tokens or TokenSet(())
+        self._auth_failures = auth_failures or AuthFailures()
         self._queue = queue
         self._stats = stats
         self._executor = executor
@@ -126,6 +134,13 @@ class HttpReceiver:
         received_at = time.monotonic()
         content_type = request.content_type.lower()
         reply_type = PROTOBUF if content_type == PROTOBUF else JSON
+        reason = self._tokens.check(request.headers.get("Authorization"))
+        if reason is not None:  # before reading the body: strangers cost no decoding
+            self._auth_failures.add("otlp_http", reason)
+            return self._error(
+                reply_type, 401, "missing or invalid bearer token",
+                {"WWW-Authenticate": challenge(reason)},
+            )
         try:
             result = await self._decode(request, content_type)
         except _Refusal as exc:

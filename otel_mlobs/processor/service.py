@@ -29,8 +29,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from otel_mlobs.processor import tls
 from otel_mlobs.processor.analyzers import DEFAULT_ANALYZERS
 from otel_mlobs.processor.api import ApiServer
+from otel_mlobs.processor.auth import (
+    AuthFailures,
+    GrpcAuthInterceptor,
+    TokenSet,
+    exposure_warning,
+)
 from otel_mlobs.processor.config import ProcessorConfig
 from otel_mlobs.processor.ingest import IngestQueue, Worker
 from otel_mlobs.processor.metrics import ProcessorCollector, version
@@ -74,8 +81,17 @@ class Processor:
         analyzers = self.config.analyzers
         self.router = Router(DEFAULT_ANALYZERS if analyzers is None else analyzers)
         self.queue = IngestQueue(self.config.queue_size)
+        security = self.config.security
+        self.auth_failures = AuthFailures()
+        otlp_tokens = TokenSet(security.api_tokens)
         self.collector = ProcessorCollector(
-            self.router, self.lock, self.stats, self.queue, self.registry
+            self.router,
+            self.lock,
+            self.stats,
+            self.queue,
+            self.registry,
+            max_series_per_metric=self.config.max_series_per_metric,
+            sources=(self.auth_failures.metrics,),
         )
         self.executor = ThreadPoolExecutor(
             max_workers=self.config.http_workers, thread_name_prefix="mlobs-http"
@@ -89,6 +105,16 @@ class Processor:
             self.config.grpc_port,
             self.config.max_request_bytes,
             self.config.grpc_workers,
+            interceptors=[
+                GrpcAuthInterceptor(
+                    otlp_tokens,
+                    self.auth_failures,
+                    lambda: self.stats.request("grpc", "UNAUTHENTICATED"),
+                )
+            ]
+            if otlp_tokens.enabled
+            else [],
+            credentials=tls.grpc_credentials(security),
         )
         self._http = HttpReceiver(
             self.queue,
@@ -96,7 +122,10 @@ class Processor:
             self.executor,
             self.config.max_request_bytes,
             self.config.retry_after_s,
+            tokens=otlp_tokens,
+            auth_failures=self.auth_failures,
         )
+        self._ssl_context = tls.server_context(security)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._receiver_runner: web.AppRunner | None = None
@@ -130,18 +159,25 @@ class Processor:
         self._ports = Ports(grpc_port, http_port, metrics_port)
         self._state = "running"
         host = self.config.host
+        scheme = "https" if self._ssl_context is not None else "http"
         logger.info(
-            "mlobs processor %s listening: OTLP/gRPC %s:%d, OTLP/HTTP http://%s:%d%s, "
-            "metrics http://%s:%d/metrics",
+            "mlobs processor %s listening: OTLP/gRPC %s:%d, OTLP/HTTP %s://%s:%d%s, "
+            "metrics %s://%s:%d/metrics (%r)",
             version(),
             host,
             grpc_port,
+            scheme,
             host,
             http_port,
             TRACES_PATH,
+            scheme,
             host,
             metrics_port,
+            self.config.security,
         )
+        warning = exposure_warning(host, self.config.security)
+        if warning:
+            logger.warning("%s; see docs/security.md", warning)
         return self
 
     async def _start_http(self) -> tuple[int, int]:
@@ -157,7 +193,9 @@ class Processor:
         ):
             await runner.setup()
             try:
-                await web.TCPSite(runner, self.config.host, port).start()
+                await web.TCPSite(
+                    runner, self.config.host, port, ssl_context=self._ssl_context
+                ).start()
             except OSError as exc:
                 raise OSError(
                     exc.errno, f"cannot bind {what} on {self.config.host}:{port}: {exc.strerror}"
