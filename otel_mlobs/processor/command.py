@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from types import FrameType
 
 from otel_mlobs.cli import byte_size, env_option, log_level, non_empty, port, positive_int
 from otel_mlobs.processor import config as cfg
+from otel_mlobs.processor.auth import SecurityConfig
+from otel_mlobs.processor.cardinality import DEFAULT_MAX_SERIES
 
 logger = logging.getLogger("otel_mlobs.processor")
 
@@ -64,6 +67,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     env_option(
         parser,
+        "--max-series-per-metric",
+        type=series_cap,
+        default=DEFAULT_MAX_SERIES,
+        metavar="N",
+        help="series per metric family before the rest fold into an __overflow__ series",
+    )
+    # Security: bearer tokens and TLS, all off by default (docs/security.md). Not an argument
+    # group: env_option reports bad environment values through the parser itself.
+    security = parser
+    env_option(
+        security,
+        "--auth-token",
+        type=non_empty,
+        metavar="TOKEN",
+        help="bearer token required on OTLP and the API; prefer the file or the variable, "
+        "since command lines are visible to other local users",
+    )
+    env_option(
+        security,
+        "--auth-token-file",
+        type=non_empty,
+        metavar="FILE",
+        help="file of bearer tokens (one per line; any is accepted) for OTLP and the API",
+    )
+    env_option(
+        security,
+        "--metrics-token-file",
+        type=non_empty,
+        metavar="FILE",
+        help="separate bearer token(s) for /metrics (Prometheus' scrape credentials); "
+        "default: the auth token",
+    )
+    security.add_argument(
+        "--metrics-open",
+        action="store_true",
+        default=None,
+        help="serve /metrics without a token even when auth is on [env MLOBS_METRICS_OPEN]",
+    )
+    env_option(security, "--tls-cert", type=non_empty, metavar="PEM",
+               help="server certificate (chain): serve every port over TLS")
+    env_option(security, "--tls-key", type=non_empty, metavar="PEM",
+               help="private key of --tls-cert")
+    env_option(security, "--tls-client-ca", type=non_empty, metavar="PEM",
+               help="CA of client certificates: require mutual TLS on every port")
+    env_option(
+        parser,
         "--log-level",
         type=log_level,
         default="INFO",
@@ -73,17 +122,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def series_cap(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2 (one place is the overflow series)")
+    return value
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def run(args: argparse.Namespace) -> int:
     from otel_mlobs.processor.service import Processor
 
-    config = cfg.ProcessorConfig(
-        host=args.host,
-        grpc_port=args.grpc_port,
-        http_port=args.http_port,
-        metrics_port=args.metrics_port,
-        max_request_bytes=args.max_request_bytes,
-        queue_size=args.queue_size,
-    )
+    try:
+        security = SecurityConfig(
+            auth_token=args.auth_token,
+            auth_token_file=args.auth_token_file,
+            metrics_token_file=args.metrics_token_file,
+            metrics_open=bool(args.metrics_open) or _env_flag("MLOBS_METRICS_OPEN"),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+        )
+        config = cfg.ProcessorConfig(
+            host=args.host,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            metrics_port=args.metrics_port,
+            max_request_bytes=args.max_request_bytes,
+            queue_size=args.queue_size,
+            security=security,
+            max_series_per_metric=args.max_series_per_metric,
+        )
+    except ValueError as exc:
+        logger.error("invalid settings: %s", exc)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -94,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             processor = Processor(config).start()
+        except ValueError as exc:  # e.g. a certificate that does not load
+            logger.error("invalid settings: %s", exc)
+            return 2
         except OSError as exc:
             logger.error("cannot start the processor: %s", exc)
             return 1

@@ -12,6 +12,10 @@ Configuration (arguments win over environment variables):
   warning because the Python HTTP exporter only speaks protobuf.
 * ``endpoint``, ``headers``: passed to the exporter; left ``None``, the exporter reads
   ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` / ``_HEADERS`` / ``_TIMEOUT`` / ``_COMPRESSION`` itself.
+  A processor with auth on wants ``headers={"authorization": "Bearer <token>"}`` or
+  ``OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>``; TLS comes from an ``https://``
+  endpoint and ``OTEL_EXPORTER_OTLP_CERTIFICATE`` (plus ``_CLIENT_CERTIFICATE`` and
+  ``_CLIENT_KEY`` for mutual TLS), which the exporters read themselves.
   An HTTP ``endpoint`` given without a path gets ``/v1/traces`` appended.
 * ``pipeline``: default pipeline name of runs and batches: the argument, else ``MLOBS_PIPELINE``,
   else ``OTEL_SERVICE_NAME``, else ``"default"``.
@@ -37,7 +41,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -200,14 +204,18 @@ def make_exporter(*, endpoint: str | None = None, protocol: str | None = None,
 
 
 def parse_headers(headers: Mapping[str, str] | str) -> dict[str, str]:
-    """``{"k": "v"}`` or the OTel env form ``"k1=v1,k2=v2"`` as a dict."""
+    """``{"k": "v"}`` or the OTel env form ``"k1=v1,k2=v2"`` (values URL-encoded) as a dict.
+
+    Names are lower-cased: gRPC refuses metadata keys with capitals, so
+    ``{"Authorization": "Bearer ..."}`` would otherwise fail every export over gRPC.
+    """
     if isinstance(headers, Mapping):
-        return {str(k): str(v) for k, v in headers.items()}
+        return {str(k).lower(): str(v) for k, v in headers.items()}
     out: dict[str, str] = {}
     for item in headers.split(","):
         if "=" in item:
             key, value = item.split("=", 1)
-            out[key.strip()] = value.strip()
+            out[unquote(key.strip()).lower()] = unquote(value.strip())
     return out
 
 
