@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from opentelemetry import trace
 
 from otel_mlobs import semconv
@@ -184,6 +185,15 @@ def sample_events(summary: FrameSummary, role: str, name: str) -> Iterator[Event
                  semconv.SAMPLE_COLUMNS: summary.sample_columns[lo:hi],
                  semconv.SAMPLE_VALUES: packed[lo:hi]}
         yield semconv.EVENT_SAMPLE, attrs, sum(sizes[lo:hi]) + 100
+
+
+def packed(arr: np.ndarray) -> bytes:
+    """:func:`otel_mlobs.packing.pack` of a 1-D array, built with a single copy of the buffer for
+    the dtypes the SDK itself produces (native-order numbers, booleans, fixed-width strings)."""
+    if arr.dtype.kind in "fiubSU" and arr.dtype.byteorder != ">":
+        return b"".join((arr.dtype.str.encode("ascii"), b"\n",
+                         memoryview(np.ascontiguousarray(arr)).cast("B")))
+    return pack(arr)
 
 
 def check_event(name: str, phase: str, passed: bool, message: str) -> Event:

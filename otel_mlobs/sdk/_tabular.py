@@ -4,12 +4,18 @@ Everything downstream (summaries, samples, content pointers) works on one shape 
 :class:`Table` of equal-length 1-D columns, each a numpy array or a pandas array (``Categorical``
 and other extension arrays are kept as they are, so categoricals stay codes + categories and
 nothing is materialized as Python objects). Conversion is by reference where the source allows it.
+
+A pandas DataFrame already stores its numeric columns as 2-D blocks, one per dtype. Those blocks
+are handed on as they are (:attr:`Table.blocks`), so the summarizer reduces a whole block with one
+numpy call per statistic instead of one per column, and reading a 24-column frame costs a few
+microseconds instead of one ``Series`` per column. The blocks are read from pandas' block manager
+(``DataFrame._mgr``); a pandas without it takes the per-column path, with the same result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,11 +29,17 @@ ACCEPTED = (
 
 @dataclass(slots=True)
 class Table:
-    """Equal-length named columns; names may repeat, be empty or hold any unicode."""
+    """Equal-length named columns; names may repeat, be empty or hold any unicode.
+
+    ``blocks`` optionally groups numeric and boolean numpy columns that share one 2-D array:
+    ``(positions, array)`` where row ``j`` of ``array`` (shape ``(len(positions), rows)``) is
+    the column at ``positions[j]``. Those columns are in ``columns`` too, as row views.
+    """
 
     names: list[str]
     columns: list[Any]
     rows: int
+    blocks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 def is_tabular(data: Any) -> bool:
@@ -67,15 +79,40 @@ def as_table(data: Any, name: str = "data") -> Table:
 
 def _from_pandas(df: pd.DataFrame) -> Table:
     names = [str(c) for c in df.columns]
-    dtypes = df.dtypes.tolist()
-    # One homogeneous numpy block (the common numeric frame): rows of the transposed view are
-    # contiguous columns, obtained without copying and without a Series per column.
-    if dtypes and all(isinstance(d, np.dtype) and d.kind in "fiub" for d in dtypes) and all(
-        d == dtypes[0] for d in dtypes
-    ):
-        block = df.to_numpy().T
-        return Table(names, list(block), len(df))
+    table = _from_blocks(df, names)
+    if table is not None:
+        return table
     return Table(names, [_series_values(s) for _, s in df.items()], len(df))
+
+
+def _from_blocks(df: pd.DataFrame, names: list[str]) -> Table | None:
+    """Columns straight from pandas' blocks, or None when the block manager is not readable."""
+    try:
+        blocks = [(blk.mgr_locs.as_array, blk.values) for blk in df._mgr.blocks]
+    except AttributeError:  # a pandas without the block manager API
+        return None
+    n = len(df)
+    columns: list[Any] = [None] * len(names)
+    numeric: list[tuple[np.ndarray, np.ndarray]] = []
+    placed = 0
+    for positions, values in blocks:
+        if getattr(values, "ndim", 0) == 2:
+            if values.shape != (len(positions), n):
+                return None
+            parts = list(values)  # row views: no copy
+            if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+                numeric.append((positions, values))
+        elif len(positions) == 1 and len(values) == n:
+            parts = [values]
+        else:
+            return None
+        for pos, part in zip(positions.tolist(), parts, strict=True):
+            if columns[pos] is None:
+                placed += 1
+            columns[pos] = part
+    if placed != len(names):
+        return None
+    return Table(names, columns, n, numeric)
 
 
 def _series_values(s: pd.Series) -> Any:

@@ -1,17 +1,23 @@
 """Content pointers: ``sha256:<hex>`` names for datasets, so lineage works without a catalogue.
 
 A run's outputs and a later run's inputs match when they hold the same data (mltrace's idea), so a
-pointer depends on content only: column names, row count and values, not on the Python object or
-the memory layout. It is computed on the caller's thread (``log_input`` returns it), so it is
-built for speed:
+pointer depends on content only: column names, row count and values, not on the Python object,
+the memory layout or the dtype a value happens to be stored in (an int column and a float column
+of equal values, a ``Categorical`` and an object column of equal strings, tz-aware and naive
+timestamps of the same instants all give the same pointer). It is computed on the caller's thread
+(``log_input`` returns it), so it is a *fingerprint* rather than a hash of every byte, built from
+what the summary computes anyway (:mod:`otel_mlobs.sdk._columns`):
 
-* fixed-width columns (numbers, booleans, datetimes) are viewed as one uint64 per row (no copy for
-  8-byte types) and folded into a per-row accumulator with a multiply-xor;
-* text columns (object, string and categorical) are joined into one UTF-8 buffer with a separator
-  and fed to SHA-256 as they are; nulls become a marker that no string holds. A categorical and
-  the object column with the same values therefore get the same pointer.
+* every row of every numeric, datetime and boolean column enters through exact statistics: null
+  count, min, max and the sum of the float64 bit patterns of its values (mod 2**64); text and
+  categorical columns through their null counts;
+* a sample of :data:`POINTER_ROWS` rows, drawn with a seed derived from those statistics, enters
+  whole: the numbers' bits and the text of every column.
 
-SHA-256 then runs over the names, the text buffers and the accumulator (8 bytes per row).
+Two datasets that differ anywhere in their numbers therefore get different pointers (barring a
+2**-64 coincidence of bit sums); two that differ only in text values outside the sampled rows, or
+only in the order of their rows, can share one. Passing ``pointer=`` to ``log_input`` /
+``log_output`` (a URI, a table version) skips the fingerprint.
 """
 
 from __future__ import annotations
@@ -22,65 +28,54 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from otel_mlobs.sdk._columns import Columns, prepare
 from otel_mlobs.sdk._tabular import Table, as_table
 
 PREFIX = "sha256:"
-_MIX = np.uint64(0x100000001B3)
+POINTER_ROWS = 64
 _SEP = "\x1f"
 _NULL = "\x00null\x00"
 
 
 def content_pointer(data: Any, name: str = "data") -> str:
-    """``sha256:<hex>`` of ``data``'s column names, row count and values."""
-    table = data if isinstance(data, Table) else as_table(data, name)
-    digest = hashlib.sha256(f"mlobs-table-v1\n{table.rows}\n".encode())
-    acc = np.zeros(table.rows, dtype=np.uint64)
-    for col_name, col in zip(table.names, table.columns, strict=True):
-        digest.update(col_name.encode("utf-8", errors="surrogatepass") + b"\x00")
-        words = _fixed_width_words(col)
-        if words is None:
-            digest.update(_text(col))
-            continue
-        acc *= _MIX
-        acc ^= words
-    digest.update(acc.tobytes())
+    """``sha256:<hex>`` of ``data``'s column names, row count and values (see the module docs).
+
+    ``data`` is anything :func:`~otel_mlobs.sdk.summarize.summarize_frame` accepts, or a
+    prepared :class:`~otel_mlobs.sdk._columns.Columns`.
+    """
+    cols = data if isinstance(data, Columns) else prepare(
+        data if isinstance(data, Table) else as_table(data, name))
+    digest = hashlib.sha256(b"mlobs-table-v2\n" + cols.digest)
+    rows = _rows(cols)
+    if len(rows) and len(cols.float_index):
+        values = cols.float_rows(rows)[np.argsort(cols.float_index, kind="stable")]
+        np.copyto(values, np.nan, where=np.isnan(values))  # one NaN bit pattern
+        digest.update(values.astype("<f8").tobytes())
+    text = [(c.index, _category_text(c.codes[rows], c.categories)) for c in cols.categories]
+    text += [(t.index, _text(t.values[rows])) for t in cols.texts]
+    for _, values in sorted(text, key=lambda item: item[0]):
+        digest.update(_SEP.join(values).encode("utf-8", errors="surrogatepass") + b"\x1e")
     return PREFIX + digest.hexdigest()
 
 
-def _fixed_width_words(col: Any) -> np.ndarray | None:
-    """One uint64 per value for fixed-width columns, None for text-like ones."""
-    if isinstance(col, np.ndarray):
-        kind = col.dtype.kind
-        if kind in "fiuMm" and col.dtype.itemsize == 8:
-            return np.ascontiguousarray(col).view(np.uint64)
-        if kind in "fiub":
-            return col.astype(np.float64).view(np.uint64)
-        return None
-    dtype = getattr(col, "dtype", None)
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return np.asarray(col.tz_convert(None)).view(np.int64).view(np.uint64)
-    if dtype is not None and not isinstance(dtype, pd.CategoricalDtype) and (
-        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-    ):
-        return col.to_numpy(dtype=np.float64, na_value=np.nan).view(np.uint64)
-    return None
+def _rows(cols: Columns) -> np.ndarray:
+    if cols.rows <= POINTER_ROWS:
+        return np.arange(cols.rows)
+    rng = np.random.default_rng([cols.seed, 1])
+    return np.sort(rng.integers(0, cols.rows, size=POINTER_ROWS))
 
 
-def _text(col: Any) -> bytes:
-    """The column's values as separator-joined UTF-8 (nulls as a marker)."""
-    if isinstance(col, pd.Categorical):
-        names = [str(c) for c in col.categories] + [_NULL]
-        codes = np.asarray(col.codes)
-        text = _SEP.join([names[c] for c in codes.tolist()])
-        return text.encode("utf-8", errors="surrogatepass")
-    values = np.asarray(col, dtype=object)
-    missing = pd.isna(values)
-    if missing.any():
-        values = values.copy()
-        values[missing] = _NULL
-    try:
-        text = _SEP.join(values.tolist())
-    except TypeError:  # not all strings: use their text
-        text = _SEP.join(map(str, values.tolist()))
-    return text.encode("utf-8", errors="surrogatepass")
+def _category_text(codes: np.ndarray, categories: np.ndarray) -> list[str]:
+    names = [_str(c) for c in categories.tolist()] + [_NULL]
+    return [names[c] for c in codes.tolist()]
 
+
+def _text(values: np.ndarray) -> list[str]:
+    missing = pd.isna(np.asarray(values, dtype=object)).tolist()
+    return [_NULL if gone else _str(v) for v, gone in zip(values.tolist(), missing, strict=True)]
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

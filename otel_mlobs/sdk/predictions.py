@@ -24,12 +24,14 @@ import pandas as pd
 from opentelemetry import trace
 
 from otel_mlobs import semconv
-from otel_mlobs.packing import label_strings, pack
+from otel_mlobs.packing import label_strings
 from otel_mlobs.sdk import _emit
+from otel_mlobs.sdk._columns import TextColumn, classify
+from otel_mlobs.sdk._strings import as_text, category_text, fixed_width
 from otel_mlobs.sdk._tabular import as_table
 from otel_mlobs.sdk.run import current_run, to_event_time
 from otel_mlobs.sdk.setup import get_tracer, pipeline_name
-from otel_mlobs.sdk.summarize import _prepare
+from otel_mlobs.sdk.summarize import _factorize
 
 
 def log_predictions(model: str, ids: Any, scores: Any = None, labels: Any = None, *,
@@ -122,15 +124,10 @@ def _ids(ids: Any) -> np.ndarray:
     if arr.dtype.kind == "S":
         return arr
     if arr.dtype.kind == "O":
-        try:  # the common case, Python strings: size the array once, then encode in C
-            width = max(map(len, arr.tolist()), default=1) or 1
-        except TypeError:
+        try:  # the common case, Python strings: each read once (see _strings)
+            return fixed_width(arr)
+        except TypeError:  # not all strings: their text
             arr = arr.astype(str)
-        else:
-            try:
-                return arr.astype(f"S{width}")
-            except UnicodeEncodeError:
-                return arr.astype(f"<U{width}")
     if arr.dtype.kind != "U":
         arr = arr.astype(str)
     arr = _tight(arr)
@@ -218,10 +215,10 @@ def _timestamps(timestamps: Any, n: int) -> np.ndarray:
     arr = _one_d("timestamps", timestamps, n)
     if arr.dtype.kind in "Mm" or isinstance(getattr(timestamps, "dtype", None),
                                              pd.DatetimeTZDtype):
-        return _prepare(timestamps.array if isinstance(timestamps, pd.Series) else arr)[1]
+        return classify(timestamps.array if isinstance(timestamps, pd.Series) else arr)[1]
     if arr.dtype.kind == "O":
         stamps = pd.to_datetime(pd.Series(arr), utc=True)
-        return _prepare(stamps.array)[1]
+        return classify(stamps.array)[1]
     return arr.astype(np.float64)
 
 
@@ -231,15 +228,29 @@ def _features(features: Any, n: int) -> tuple[list[str], list[np.ndarray]]:
     table = as_table(features, "feature")
     if table.rows != n:
         raise ValueError(f"features have {table.rows} rows but ids has {n}")
-    arrays = []
-    for col in table.columns:
-        kind, values = _prepare(col)
-        if kind == semconv.KIND_CATEGORICAL:
-            codes, uniques = values
-            text = np.array([str(u) for u in uniques] + [""], dtype=str)
-            values = text[codes]  # code -1 (null) picks the trailing ""
-        arrays.append(values)
-    return list(table.names), arrays
+    return list(table.names), [_feature(col) for col in table.columns]
+
+
+def _feature(col: Any) -> np.ndarray:
+    """One feature's values: float64 (NaN nulls) for numbers, booleans and datetimes (seconds);
+    fixed-width text (``""`` for nulls) otherwise."""
+    if (isinstance(col, np.ndarray) and col.dtype.kind == "O") or isinstance(
+            getattr(col, "dtype", None), pd.StringDtype):
+        # Factorize first: one pass over the objects, after which only the distinct values
+        # are inspected (numbers stored as objects become floats, text a lookup table).
+        codes, uniques = _factorize(col)
+        _, values = classify(uniques)
+        if isinstance(values, TextColumn):
+            return category_text(codes, [as_text(u) for u in uniques.tolist()])
+        return np.append(values, np.nan)[codes]  # code -1 (null) picks the trailing NaN
+    kind, values = classify(col)
+    if isinstance(values, TextColumn):
+        codes, uniques = _factorize(values.values)
+        return category_text(codes, [as_text(u) for u in uniques.tolist()])
+    if kind == semconv.KIND_CATEGORICAL:
+        codes, categories = values
+        return category_text(codes, [as_text(c) for c in categories.tolist()])
+    return values
 
 
 # --- emission ---------------------------------------------------------------------------------
@@ -288,12 +299,12 @@ def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
     try:
         for lo in range(0, n, rows_per_event):
             hi = min(lo + rows_per_event, n)
-            attrs: dict[str, Any] = {key: pack(arr[lo:hi].reshape(-1))
+            attrs: dict[str, Any] = {key: _emit.packed(arr[lo:hi].reshape(-1))
                                      for key, arr in columns.items()}
             attrs.update(fixed)
             if feature_names:
                 attrs[semconv.PRED_FEATURE_NAMES] = list(feature_names)
-                attrs[semconv.PRED_FEATURES] = [pack(a[lo:hi]) for a in feature_arrays]
+                attrs[semconv.PRED_FEATURES] = [_emit.packed(a[lo:hi]) for a in feature_arrays]
             sink.add(event_name, attrs, (hi - lo) * row_bytes + fixed_bytes)
     finally:
         sink.close()

@@ -48,7 +48,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from otel_mlobs import semconv
 from otel_mlobs.sdk import _emit
-from otel_mlobs.sdk._tabular import as_table, is_tabular
+from otel_mlobs.sdk._columns import Columns, prepare
+from otel_mlobs.sdk._tabular import Table, as_table, is_tabular
 from otel_mlobs.sdk.checks import Check, CheckFailed, CheckFailedWarning, check_name, evaluate
 from otel_mlobs.sdk.pointers import content_pointer
 from otel_mlobs.sdk.setup import get_tracer, pipeline_name
@@ -216,8 +217,12 @@ class Run:
 
     def _log(self, role: str, name: str, data: Any, sensitive: Collection[str],
              sample_rows: int | None, pointer: str | None, sketch_rows: int | None) -> str:
-        table = as_table(data, name)
-        ptr = pointer if pointer is not None else content_pointer(table)
+        table: Table | Columns = as_table(data, name)
+        if pointer is None:  # the fingerprint and the summary share one pass over the rows
+            table = prepare(table)
+            ptr = content_pointer(table)
+        else:
+            ptr = pointer
         if not self._recording:
             return ptr
         try:

@@ -1,0 +1,55 @@
+"""Python strings to fixed-width numpy arrays, touching each string object as few times as possible.
+
+Prediction ids and text features are sent whole, so every value has to become bytes on the
+caller's thread. Reading 10,000 scattered ``str`` objects is what costs (each is a cache miss once
+the model has run), so these helpers read each object once where they can:
+
+* :func:`fixed_width` of equal-length ASCII strings (ids such as ``"20251225-000123"``) joins
+  them into one buffer and reshapes it; other strings go through one numpy cast at a width read
+  from the joined length check.
+* :func:`category_text` of a low-cardinality column converts its distinct values only.
+
+ASCII text becomes ``|S`` (one byte a character, a quarter of ``<U``); anything else ``<U``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_SEP = "\x00"
+
+
+def fixed_width(values: np.ndarray) -> np.ndarray:
+    """A 1-D object array of ``str`` as ``|S`` (all ASCII) or ``<U`` at its longest value's width.
+
+    Raises :class:`TypeError` if a value is not a ``str`` (callers convert those themselves).
+    """
+    items = values.tolist()
+    text = _SEP.join(items)  # TypeError on the first non-str value
+    n = len(items)
+    if not n:
+        return np.zeros(0, dtype="S1")
+    if text.isascii():
+        data = text.encode("ascii")
+        width = len(items[0])
+        if width and len(data) == n * (width + 1) - 1 and data.count(0) == n - 1:
+            rows = np.frombuffer(data + b"\x00", dtype=np.uint8).reshape(n, width + 1)
+            if not rows[:, width].any():  # every separator where equal widths put it
+                return np.ascontiguousarray(rows[:, :width]).view(f"S{width}").reshape(n)
+        return values.astype(f"S{max(map(len, items)) or 1}")
+    return values.astype(f"<U{max(map(len, items)) or 1}")
+
+
+def category_text(codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """``names[code]`` for every code, ``""`` for code -1, as ``|S`` or ``<U``."""
+    table = fixed_width(np.array([*names, ""], dtype=object))
+    return table[codes]
+
+
+def as_text(value: Any) -> str:
+    """The text of one value; bytes are read as UTF-8."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
