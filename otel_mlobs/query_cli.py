@@ -2,7 +2,9 @@
 
 Every command reads the processor's JSON API (``--url``, else ``MLOBS_URL``, else
 http://127.0.0.1:9464) and prints a readable table; ``--json`` prints the raw answer for
-scripts. An unknown component or pointer is an error that lists what the processor knows; a
+scripts. A processor with auth on wants its token (``--token``, else ``MLOBS_TOKEN``); one
+serving TLS with a private CA wants ``--cacert`` (and ``--client-cert``/``--client-key`` for
+mutual TLS). An unknown component or pointer is an error that lists what the processor knows; a
 processor that cannot be reached is a clear message and exit code 3.
 
 Exit codes: 0 ok, 1 the processor refused the query (unknown name, bad parameter), 2 bad
@@ -40,15 +42,30 @@ class QueryError(Exception):
 class Client:
     """The few API calls the commands need, with errors turned into :class:`QueryError`."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        *,
+        token: str | None = None,
+        cacert: str | None = None,
+        client_cert: tuple[str, str] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._tls: dict[str, Any] = {}
+        if cacert:
+            self._tls["verify"] = cacert
+        if client_cert:
+            self._tls["cert"] = client_cert
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         import requests
 
         try:
-            resp = requests.request(method, self.url + path, timeout=self.timeout, **kw)
+            resp = requests.request(method, self.url + path, timeout=self.timeout,
+                                    headers=self._headers, **self._tls, **kw)
         except requests.RequestException as exc:
             raise QueryError(
                 f"cannot reach the processor at {self.url} ({type(exc).__name__}); is "
@@ -58,6 +75,10 @@ class Client:
             body = resp.json()
         except ValueError:
             body = {"error": resp.text.strip()[:500]}
+        if resp.status_code == 401:
+            hint = "pass --token or set MLOBS_TOKEN" if not self._headers else "check the token"
+            raise QueryError(f"the processor refused the request: {_error_text(body, 401)} "
+                             f"({hint})")
         if resp.status_code >= 400:
             raise QueryError(_error_text(body, resp.status_code))
         return body
@@ -288,11 +309,31 @@ COMMANDS = {
 }
 
 
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    """``--url``, ``--token`` and the TLS files, each backed by its ``MLOBS_`` variable."""
+    env_option(p, "--url", type=non_empty, default=DEFAULT_URL, help="processor API base URL")
+    env_option(p, "--token", type=non_empty, metavar="TOKEN",
+               help="bearer token of a processor with auth on (prefer the variable: command "
+               "lines are visible to other local users)")
+    env_option(p, "--cacert", type=non_empty, metavar="PEM",
+               help="CA that signed the processor's TLS certificate")
+    env_option(p, "--client-cert", type=non_empty, metavar="PEM",
+               help="client certificate, for a processor requiring mutual TLS")
+    env_option(p, "--client-key", type=non_empty, metavar="PEM", help="key of --client-cert")
+
+
+def client_from_args(args: argparse.Namespace) -> Client:
+    """The :class:`Client` the connection options describe."""
+    if bool(args.client_cert) != bool(args.client_key):
+        raise QueryError("--client-cert and --client-key go together", 2)
+    cert = (args.client_cert, args.client_key) if args.client_cert else None
+    return Client(args.url, token=args.token, cacert=args.cacert, client_cert=cert)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     for name, (fn, help_text) in COMMANDS.items():
         p = subparsers.add_parser(name, help=help_text, description=help_text + ".")
-        env_option(p, "--url", type=non_empty, default=DEFAULT_URL,
-                   help="processor API base URL")
+        add_connection_options(p)
         p.add_argument("--pipeline", default=None, help="pipeline (default: every known one)")
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         if name == "suspects":
@@ -314,7 +355,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _runner(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
-            fn(args, Client(args.url))
+            fn(args, client_from_args(args))
         except QueryError as exc:
             print(f"mlobs {args.command}: {exc}", file=sys.stderr)
             return exc.code

@@ -3,7 +3,8 @@
     mlobs report                                   # asks http://127.0.0.1:9464, writes report.html
     mlobs report --url http://mlobs:9464 -o /tmp/taxi.html --pipeline taxi_tips
 
-The page is built from the processor's JSON API (``--url``, else ``MLOBS_URL``) and holds:
+The page is built from the processor's JSON API (``--url``, else ``MLOBS_URL``; ``--token``, else
+``MLOBS_TOKEN``, when the processor has auth on) and holds:
 
 * per model, estimated, realized and combined accuracy per day of predictions, with 95% bands,
   and how many predictions and labels each day had;
@@ -31,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from otel_mlobs import report_plots as plots
-from otel_mlobs.cli import env_option, non_empty
 from otel_mlobs.query_cli import (
-    DEFAULT_URL,
     EXIT_REFUSED,
     ROOT_CAUSES,
     STUCK_FEEDBACK,
     Client,
     QueryError,
+    add_connection_options,
+    client_from_args,
 )
 
 DEFAULT_OUTPUT = "report.html"
@@ -380,8 +381,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write one HTML page (inline SVG charts, nothing fetched) with accuracy "
         "over time, the alert timeline, ranked suspects and stuck-feedback patterns, from the "
         "processor's JSON API.")
-    env_option(parser, "--url", type=non_empty, default=DEFAULT_URL,
-               help="processor API base URL")
+    add_connection_options(parser)
     parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="FILE",
                         help=f"where to write the page [{DEFAULT_OUTPUT}]")
     parser.add_argument("--pipeline", default=None, help="only this pipeline [all]")
@@ -408,7 +408,7 @@ def write_atomically(path: Path, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``mlobs report`` command; returns the exit code."""
     try:
-        data = collect(Client(args.url), args.pipeline)
+        data = collect(client_from_args(args), args.pipeline)
     except QueryError as exc:
         print(f"mlobs report: {exc}", file=sys.stderr)
         return exc.code
