@@ -7,8 +7,6 @@ The structural checks below run everywhere.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,20 +14,11 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from _tools import need
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 KEY_LABELS = ["pipeline", "component", "model"]
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not on PATH"
-    if os.environ.get("MLOBS_REQUIRE_PROMETHEUS") == "1":
-        pytest.fail(f"{message} and MLOBS_REQUIRE_PROMETHEUS=1")
-    pytest.skip(message)
 
 
 def config() -> dict[str, Any]:
@@ -39,7 +28,7 @@ def config() -> dict[str, Any]:
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [require_tool("amtool"), *args], capture_output=True, text=True, timeout=60
+        [need("amtool"), *args], capture_output=True, text=True, timeout=60
     )
 
 

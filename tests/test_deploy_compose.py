@@ -11,13 +11,13 @@ Tools missing from PATH skip these tests, or fail them when MLOBS_REQUIRE_PROMET
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _tools import need
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -40,16 +40,6 @@ PUBLISHED = {
 NO_HEALTHCHECK = {"otelcol", "jaeger"}
 
 
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not on PATH"
-    if os.environ.get("MLOBS_REQUIRE_PROMETHEUS") == "1":
-        pytest.fail(f"{message} and MLOBS_REQUIRE_PROMETHEUS=1")
-    pytest.skip(message)
-
-
 def load(path: Path) -> Any:
     with path.open() as fh:
         return yaml.safe_load(fh)
@@ -58,7 +48,7 @@ def load(path: Path) -> Any:
 @pytest.fixture(scope="module")
 def stack() -> dict[str, Any]:
     """The stack as docker-compose resolves it (paths made absolute, defaults filled in)."""
-    binary = require_tool("docker-compose")
+    binary = need("docker-compose")
     env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
     result = subprocess.run(
         [binary, "-f", str(COMPOSE), "config"],
@@ -273,7 +263,7 @@ def test_grafana_provisioning_files() -> None:
 
 @pytest.mark.prometheus
 def test_promtool_accepts_the_compose_prometheus_config() -> None:
-    promtool = require_tool("promtool")
+    promtool = need("promtool")
     result = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(PROM_COMPOSE)],
         capture_output=True,
