@@ -13,6 +13,7 @@ DEFAULT_HTTP_PORT = 4318
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP spec's recommended minimum to accept
 DEFAULT_QUEUE_SIZE = 1000  # export requests waiting for the worker, like the Collector's queue
+DEFAULT_CHECKPOINT_INTERVAL_S = 30.0
 
 
 @dataclass
@@ -25,6 +26,9 @@ class ProcessorConfig:
     ``analyzers`` defaults to :data:`otel_mlobs.processor.analyzers.DEFAULT_ANALYZERS`.
     ``security`` (tokens, TLS) is off by default; see docs/security.md.
     ``max_series_per_metric`` caps every exported metric family (see ``cardinality.py``).
+    ``state_dir`` turns persistence on (checkpoints plus a write-ahead log, see
+    docs/persistence.md); ``None`` or ``""`` keeps state in memory only, the programmatic
+    default (tests, the demo). ``mlobs processor`` persists by default.
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +44,8 @@ class ProcessorConfig:
     analyzers: list[type[Analyzer]] | None = field(default=None)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     max_series_per_metric: int = DEFAULT_MAX_SERIES
+    state_dir: str | None = None
+    checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S
 
     def __post_init__(self) -> None:
         for name in ("grpc_port", "http_port", "metrics_port"):
@@ -50,7 +56,7 @@ class ProcessorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive integer")
-        for name in ("retry_after_s", "refresh_interval_s"):
+        for name in ("retry_after_s", "refresh_interval_s", "checkpoint_interval_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive number")
@@ -63,6 +69,8 @@ class ProcessorConfig:
             raise ValueError(f"Invalid 'security': {self.security!r}; expected SecurityConfig")
         if not self.host:
             raise ValueError("Invalid 'host': empty")
+        if self.state_dir is not None and not isinstance(self.state_dir, str):
+            raise ValueError(f"Invalid 'state_dir': {self.state_dir!r}; expected a path string")
         if self.analyzers is not None:
             bad = [
                 a for a in self.analyzers if not (isinstance(a, type) and issubclass(a, Analyzer))

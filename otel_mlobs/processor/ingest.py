@@ -4,6 +4,10 @@ Receivers decode on their own threads and ``offer`` the records of one export re
 batch; a full queue refuses the batch at once (the receiver answers "retry later") instead of
 blocking a receiving thread or growing without bound. The single worker applies batches to the
 router under the state lock, so analyzers never see concurrent updates.
+
+With a :class:`Journal` (persistence on), ``offer`` numbers each batch in the log under the
+queue's lock, so log order is apply order, and returns only once the batch is durable: the
+receiver acknowledges after that.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from otel_mlobs.processor.decode import DecodeResult
 from otel_mlobs.processor.records import Record
@@ -29,6 +34,20 @@ class Batch:
 
     records: list[Record]
     received_at: float = field(default_factory=time.monotonic)
+    seq: int = 0  # number in the write-ahead log; 0 without persistence
+
+
+class Journal(Protocol):
+    """Where accepted batches become durable (see :mod:`otel_mlobs.processor.persistence`)."""
+
+    def prepare(self, records: list[Record]) -> Any:
+        """Encode a batch, outside every lock."""
+
+    def append(self, prepared: Any) -> int:
+        """Write it; returns its number. Called under the queue's lock. May raise OSError."""
+
+    def sync(self, seq: int) -> None:
+        """Return once batch ``seq`` is on disk. May raise OSError."""
 
 
 class IngestQueue:
@@ -42,6 +61,7 @@ class IngestQueue:
         self._busy = 0  # batches taken but not yet done
         self._closed = False
         self._cond = threading.Condition()
+        self.journal: Journal | None = None  # set before receivers start, never changed after
 
     def __len__(self) -> int:
         return len(self._items)
@@ -53,13 +73,36 @@ class IngestQueue:
             return sum(len(b.records) for b in self._items)
 
     def offer(self, batch: Batch) -> bool:
-        """Enqueue without blocking; False when the queue is full or closed."""
+        """Enqueue without waiting for room; False when the queue is full or closed.
+
+        With a journal, also False when the batch cannot be made durable (logged and counted
+        by the journal; the client retries).
+        """
+        journal = self.journal
+        if journal is None:
+            with self._cond:
+                if self._closed or len(self._items) >= self.capacity:
+                    return False
+                self._items.append(batch)
+                self._cond.notify_all()
+                return True
+        if self._closed or len(self._items) >= self.capacity:
+            return False  # early answer: do not encode a batch that cannot be queued
+        prepared = journal.prepare(batch.records)
         with self._cond:
             if self._closed or len(self._items) >= self.capacity:
                 return False
+            try:
+                batch.seq = journal.append(prepared)
+            except OSError:
+                return False
             self._items.append(batch)
             self._cond.notify_all()
-            return True
+        try:
+            journal.sync(batch.seq)
+        except OSError:
+            return False  # queued, so applied; the retry may apply it twice (at-least-once)
+        return True
 
     def take(self, timeout: float) -> Batch | None:
         """The next batch, or None after ``timeout`` s or once closed and drained.
@@ -127,6 +170,7 @@ class Worker(threading.Thread):
         self._refresh_interval = refresh_interval_s
         self._clock = clock
         self._next_refresh = clock() + refresh_interval_s
+        self.applied_seq = 0  # log number of the last batch applied; written under the lock
 
     def run(self) -> None:
         while True:
@@ -136,6 +180,8 @@ class Worker(threading.Thread):
                     with self._lock:
                         for record in batch.records:
                             self._router.dispatch(record)
+                        if batch.seq:
+                            self.applied_seq = batch.seq
                     self._stats.applied(batch.records, self._clock() - batch.received_at)
                 finally:
                     self._queue.done()

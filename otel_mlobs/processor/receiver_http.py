@@ -148,7 +148,12 @@ class HttpReceiver:
         except Exception as exc:  # a bug, not the client's fault: answer (and count) a 500
             logger.exception("cannot handle an OTLP/HTTP request")
             return self._error(reply_type, 500, f"internal error: {type(exc).__name__}")
-        if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
+        # On the executor: with persistence on, admission waits for the batch to reach disk.
+        loop = asyncio.get_running_loop()
+        admitted = loop.run_in_executor(
+            self._executor, admit, self._queue, self._stats, TRANSPORT, result, received_at
+        )
+        if not await admitted:
             return self._error(
                 reply_type,
                 503,

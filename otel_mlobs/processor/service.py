@@ -24,6 +24,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -41,10 +43,12 @@ from otel_mlobs.processor.auth import (
 from otel_mlobs.processor.config import ProcessorConfig
 from otel_mlobs.processor.ingest import IngestQueue, Worker
 from otel_mlobs.processor.metrics import ProcessorCollector, version
+from otel_mlobs.processor.persistence import Persistence
 from otel_mlobs.processor.receiver_grpc import GrpcReceiver, TraceServicer
 from otel_mlobs.processor.receiver_http import TRACES_PATH, HttpReceiver
 from otel_mlobs.processor.records import Key
 from otel_mlobs.processor.router import Router, SnapshotKey
+from otel_mlobs.processor.state_metrics import state_metrics
 from otel_mlobs.processor.stats import Stats
 
 logger = logging.getLogger("otel_mlobs.processor")
@@ -84,6 +88,18 @@ class Processor:
         security = self.config.security
         self.auth_failures = AuthFailures()
         otlp_tokens = TokenSet(security.api_tokens)
+        # Durable state (docs/persistence.md); None keeps everything in memory.
+        self.persistence = (
+            Persistence(
+                Path(self.config.state_dir),
+                self.config.checkpoint_interval_s,
+                self.router,
+                self.lock,
+                applied=lambda: self._worker.applied_seq,
+            )
+            if self.config.state_dir
+            else None
+        )
         self.collector = ProcessorCollector(
             self.router,
             self.lock,
@@ -91,7 +107,8 @@ class Processor:
             self.queue,
             self.registry,
             max_series_per_metric=self.config.max_series_per_metric,
-            sources=(self.auth_failures.metrics,),
+            sources=(self.auth_failures.metrics,)
+            + (() if self.persistence is None else (partial(state_metrics, self.persistence),)),
         )
         self.executor = ThreadPoolExecutor(
             max_workers=self.config.http_workers, thread_name_prefix="mlobs-http"
@@ -143,6 +160,10 @@ class Processor:
         self._state = "starting"
         self._started_at = time.time()
         try:
+            if self.persistence is not None:  # replayed batches come before any new one
+                self._worker.applied_seq = self.persistence.recover().last_seq
+                self.queue.journal = self.persistence
+                self.persistence.start()
             self._worker.start()
             grpc_port = self._grpc.start()
             self._loop = asyncio.new_event_loop()
@@ -217,6 +238,8 @@ class Processor:
         self.queue.close()
         if self._worker.is_alive():
             self._worker.join(timeout)
+        if self.persistence is not None:
+            self.persistence.close()  # the final checkpoint
         self._run_on_loop(self._cleanup(self._api_runner))
         if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
