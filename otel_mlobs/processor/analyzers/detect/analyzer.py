@@ -117,7 +117,6 @@ class ModelAccuracyAnalyzer(Analyzer):
         self._generation = 0
         self._bucket_var = np.zeros(self._n_buckets)  # reference variance of each bucket's rate
         self._now = -np.inf  # latest live prediction time
-        self._predictions = 0
         self._joined = 0
         self._correct = 0
         self._rejected = 0  # prediction rows with a bad timestamp
@@ -198,7 +197,6 @@ class ModelAccuracyAnalyzer(Analyzer):
         bucket, est, stats = self._estimate(b, labels, rows)
         for ring in self._rings:
             ring.add_live(ts, bucket, stats)
-        self._predictions += rows.size
         self._now = max(self._now, float(ts.max()))
         self._join.advance(float(ts.max()))
         level = self._join.level
@@ -401,8 +399,6 @@ class ModelAccuracyAnalyzer(Analyzer):
 
     def _join_metrics(self) -> Iterable[Metric]:
         j = self._join
-        yield self._m("mlobs_model_predictions_total", "counter",
-                      "Live predictions received.", float(self._predictions))  # fmt: skip
         yield self._m("mlobs_model_joined_total", "counter",
                       "Predictions joined with their feedback (in the join's sample).",
                       float(self._joined))  # fmt: skip
