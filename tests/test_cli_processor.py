@@ -113,7 +113,8 @@ def _start(*argv, env=None):
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, **(env or {})},
+        # In memory: concurrent runs must not contend for one default state directory.
+        env={**os.environ, "MLOBS_STATE_DIR": "", **(env or {})},
     )
 
 

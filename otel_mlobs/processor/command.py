@@ -73,6 +73,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="series per metric family before the rest fold into an __overflow__ series",
     )
+    # Persistence (docs/persistence.md): on by default for the command, off for the library.
+    env_option(
+        parser,
+        "--state-dir",
+        type=str,
+        default=cfg.DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help="checkpoints and write-ahead log, relative to the working directory; "
+        "'' keeps state in memory only",
+    )
+    parser.add_argument(
+        "--no-persistence",
+        action="store_true",
+        default=None,
+        help="keep state in memory only: lost on restart [env MLOBS_NO_PERSISTENCE]",
+    )
+    env_option(
+        parser,
+        "--checkpoint-interval",
+        type=positive_seconds,
+        default=cfg.DEFAULT_CHECKPOINT_INTERVAL_S,
+        metavar="SECONDS",
+        help="time between checkpoints (batches since the last one are in the log)",
+    )
     # Security: bearer tokens and TLS, all off by default (docs/security.md). Not an argument
     # group: env_option reports bad environment values through the parser itself.
     security = parser
@@ -129,6 +153,16 @@ def series_cap(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -155,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
             queue_size=args.queue_size,
             security=security,
             max_series_per_metric=args.max_series_per_metric,
+            state_dir=None
+            if args.no_persistence or _env_flag("MLOBS_NO_PERSISTENCE")
+            else args.state_dir,
+            checkpoint_interval_s=args.checkpoint_interval,
         )
     except ValueError as exc:
         logger.error("invalid settings: %s", exc)

@@ -14,6 +14,7 @@ DEFAULT_METRICS_PORT = 9464
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP spec's recommended minimum to accept
 DEFAULT_QUEUE_SIZE = 1000  # export requests waiting for the worker, like the Collector's queue
 DEFAULT_CHECKPOINT_INTERVAL_S = 30.0
+DEFAULT_STATE_DIR = "mlobs-state"  # the CLI's default, relative to the working directory
 
 
 @dataclass

@@ -328,6 +328,23 @@ class Persistence:
     def state_bytes(self) -> int:
         return self._store.file_bytes()
 
+    def status(self) -> dict[str, object]:
+        """The ``persistence`` part of ``GET /api/v1/status``."""
+        rec = self.recovery
+        return {
+            "state_dir": str(self.state_dir),
+            "checkpoint_interval_s": self.checkpoint_interval_s,
+            "checkpoint_covers": self._covered,
+            "last_checkpoint_at": self.last_checkpoint_at or rec.checkpoint_written_at,
+            "log_batches": self.log_pending(),
+            "recovery": {
+                "seconds": rec.seconds,
+                "restored_entries": rec.restored_entries,
+                "replayed_batches": rec.replayed_batches,
+                "dropped": {r: n for r, n in self.dropped.items() if n},
+            },
+        }
+
     def close(self) -> None:
         """Stop checkpointing, write the final checkpoint, close the files, unlock.
 

@@ -312,5 +312,7 @@ class Processor:
                 "capacity": self.queue.capacity,
                 "full_total": sum(stats.queue_full.values()),
             },
+            "idle": self.queue.wait_idle(0),  # every accepted request is applied
+            "persistence": None if self.persistence is None else self.persistence.status(),
             "analyzers": {name: [k.labels() for k in ks] for name, ks in keys.items()},
         }

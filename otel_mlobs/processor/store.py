@@ -74,7 +74,7 @@ class WriteResult:
     seconds: float
 
 
-class StateFormatError(RuntimeError):
+class StateFormatError(OSError):
     """The state file was written by a newer, incompatible version: refuse rather than lose it."""
 
 
