@@ -385,7 +385,8 @@ class LikelihoodAnalyzer(Analyzer):
             text += (f"; most surprising: {col.name} {model.coders[j].labels()[cj]} with "
                      f"{model.columns[b].name} {model.coders[b].labels()[cb]}")
         if collateral:
-            text += f" ({', '.join(collateral)} score low too, but only through {col.name})"
+            verb = "scores" if len(collateral) == 1 else "score"
+            text += f" ({', '.join(collateral)} {verb} low too, but only through {col.name})"
         return text
 
     # -- feedback -----------------------------------------------------------------------------
