@@ -306,8 +306,11 @@ def _evidently(frames, scenario, judged, reference_runs: int) -> dict[str, Any]:
 def _save(frame: pd.DataFrame, path: Path) -> None:
     arrays = {}
     for name, s in frame.items():
-        arrays[name] = (s.to_numpy(dtype=float) if s.dtype.kind == "f"
-                        else np.asarray(s.astype(str).tolist(), dtype=str))
+        arrays[name] = (
+            s.to_numpy(dtype=float)
+            if s.dtype.kind == "f"
+            else np.asarray(s.astype(str).tolist(), dtype=str)
+        )
     np.savez(path, **arrays)
 
 

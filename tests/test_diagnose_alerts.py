@@ -10,9 +10,21 @@ from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook, alert_id
 
 
 def _fire(book: AlertBook, source="out/trips/fare/range_high", run="r1", t=1.0, **kw):
-    args = dict(source=source, cls="soft", severity="warning", role="output", dataset="trips",
-                columns=("fare",), check="range_high", explanation="fare: 41% lie above 18.2",
-                run_id=run, event_time=t, value=0.41, threshold=0.05, rows=500)
+    args = dict(
+        source=source,
+        cls="soft",
+        severity="warning",
+        role="output",
+        dataset="trips",
+        columns=("fare",),
+        check="range_high",
+        explanation="fare: 41% lie above 18.2",
+        run_id=run,
+        event_time=t,
+        value=0.41,
+        threshold=0.05,
+        rows=500,
+    )
     args.update(kw)
     return book.fire(**args)
 
@@ -51,20 +63,34 @@ def test_metrics_count_active_alerts_per_column_and_totals():
     _fire(book, columns=("fare", "tip"))
     _fire(book, source="s2", cls="hard", severity="critical", columns=("fare",))
     book.mark(_fire(book, source="s3").id, False)
-    samples = {(m.name, tuple(sorted(m.labels.items()))): m.value
-               for m in book.metrics({"pipeline": "taxi", "component": "clean"})}
+    samples = {
+        (m.name, tuple(sorted(m.labels.items()))): m.value
+        for m in book.metrics({"pipeline": "taxi", "component": "clean"})
+    }
     base = (("component", "clean"), ("method", "constraints"), ("pipeline", "taxi"))
 
     def key(name, **labels):
         return name, tuple(sorted((*base, *labels.items())))
 
-    assert samples[key("mlobs_alerts_active", **{"class": "soft", "severity": "warning",
-                                                 "column": "tip"})] == 1
-    assert samples[key("mlobs_alerts_active", **{"class": "hard", "severity": "critical",
-                                                 "column": "fare"})] == 1
+    assert (
+        samples[
+            key("mlobs_alerts_active", **{"class": "soft", "severity": "warning", "column": "tip"})
+        ]
+        == 1
+    )
+    assert (
+        samples[
+            key(
+                "mlobs_alerts_active", **{"class": "hard", "severity": "critical", "column": "fare"}
+            )
+        ]
+        == 1
+    )
     assert samples[key("mlobs_alerts_total", **{"class": "soft", "severity": "warning"})] == 2
-    assert samples[key("mlobs_alert_feedback_total", **{"class": "soft",
-                                                        "verdict": "false_positive"})] == 1
+    assert (
+        samples[key("mlobs_alert_feedback_total", **{"class": "soft", "verdict": "false_positive"})]
+        == 1
+    )
 
 
 def test_json_form_is_serializable():

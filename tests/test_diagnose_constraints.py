@@ -26,8 +26,11 @@ def table(run: int, n: int = 800, **change) -> dict[str, np.ndarray]:
         "zone": rng.choice(["north", "south", "east", "west"], n, p=[0.4, 0.3, 0.2, 0.1]),
         "paid": rng.random(n) < 0.7,
         "tip": np.where(rng.random(n) < 0.05, np.nan, rng.exponential(2.0, n).round(2)),
-        "pickup": (np.datetime64("2025-12-20") + np.timedelta64(run, "D")
-                   + rng.integers(0, 86_400, n).astype("timedelta64[s]")),
+        "pickup": (
+            np.datetime64("2025-12-20")
+            + np.timedelta64(run, "D")
+            + rng.integers(0, 86_400, n).astype("timedelta64[s]")
+        ),
     }
     for name, values in change.items():
         if values is None:
@@ -37,10 +40,17 @@ def table(run: int, n: int = 800, **change) -> dict[str, np.ndarray]:
     return cols
 
 
-def feed(analyzer: ConstraintAnalyzer, run: int, cols: dict, role: str = "output",
-         dataset: str = "trips", close: bool = True) -> None:
-    summary, sample = records(analyzer.key, f"r{run}", T0 + run * DAY, cols, role=role,
-                              dataset=dataset, seed=run)
+def feed(
+    analyzer: ConstraintAnalyzer,
+    run: int,
+    cols: dict,
+    role: str = "output",
+    dataset: str = "trips",
+    close: bool = True,
+) -> None:
+    summary, sample = records(
+        analyzer.key, f"r{run}", T0 + run * DAY, cols, role=role, dataset=dataset, seed=run
+    )
     analyzer.update(summary)
     if sample is not None:
         analyzer.update(sample)
@@ -87,8 +97,9 @@ def test_all_null_column_is_a_hard_alert_naming_it():
     a = trained()
     feed(a, 20, table(20, fare=np.full(800, np.nan)))
     hard = [x for x in broken(a) if x.cls == "hard"]
-    assert [(x.columns, x.check, x.component) for x in hard] == [(("fare",), "not_all_null",
-                                                                  "clean")]
+    assert [(x.columns, x.check, x.component) for x in hard] == [
+        (("fare",), "not_all_null", "clean")
+    ]
     assert "all 800 values are null" in hard[0].explanation
     assert hard[0].severity == "critical"
     # the soft completeness check would only repeat the news
@@ -142,8 +153,9 @@ def test_creeping_nulls_are_soft():
     fare[:200] = np.nan
     feed(a, 20, table(20, fare=fare))
     soft = [x for x in broken(a) if x.check == "completeness"]
-    assert soft and soft[0].columns == ("fare",) and "25% of values are null" in (
-        soft[0].explanation)
+    assert (
+        soft and soft[0].columns == ("fare",) and "25% of values are null" in (soft[0].explanation)
+    )
 
 
 def test_frozen_column_is_hard():
@@ -190,8 +202,14 @@ def test_constant_and_all_null_reference_columns_and_tiny_runs_are_handled():
         feed(a, run, table(run, flag=np.full(800, 1.0), empty=np.full(800, np.nan)))
     feed(a, 10, table(10, flag=np.full(800, 1.0), empty=np.full(800, np.nan)))
     assert broken(a) == []
-    feed(a, 11, {k: v[:1] for k, v in table(11, flag=np.full(800, 1.0),
-                                               empty=np.full(800, np.nan)).items()})
+    feed(
+        a,
+        11,
+        {
+            k: v[:1]
+            for k, v in table(11, flag=np.full(800, 1.0), empty=np.full(800, np.nan)).items()
+        },
+    )
     assert [x.check for x in broken(a)] == []  # one row: nothing distributional to judge
     assert a.query()["runs_judged"] == 3
 
@@ -207,8 +225,9 @@ def test_failed_runs_are_left_out_of_the_reference():
     assert a.ready
     feed(a, REF + 1, table(REF + 1))
     assert broken(a) == []
-    assert "fare" not in {c["column"] for c in a.query()["constraints"]
-                          if c["check"] == "not_all_null" and c["muted"]}
+    assert "fare" not in {
+        c["column"] for c in a.query()["constraints"] if c["check"] == "not_all_null" and c["muted"]
+    }
 
 
 def test_false_positive_feedback_widens_and_lowers_precision():
@@ -250,17 +269,28 @@ def test_accepting_a_new_column_stops_its_alert():
 def test_metrics_and_query_report_alerts():
     a = trained()
     feed(a, 20, table(20, fare=np.full(800, np.nan)))
-    active = metric(a, "mlobs_alerts_active", column="fare", severity="critical",
-                    method="constraints")
+    active = metric(
+        a, "mlobs_alerts_active", column="fare", severity="critical", method="constraints"
+    )
     assert active == 1.0
     assert metric(a, "mlobs_alerts_total", **{"class": "hard", "severity": "critical"}) == 1.0
-    assert metric(a, "mlobs_constraint_violations_total", check="not_all_null",
-                  column="fare") == 1.0
+    assert (
+        metric(a, "mlobs_constraint_violations_total", check="not_all_null", column="fare") == 1.0
+    )
     q = a.query()
     assert q["alerts"][0]["class"] == "hard" and q["alerts"][0]["component"] == "clean"
     checks = {c["check"] for c in q["constraints"]}
-    assert {"present", "type", "completeness", "range_high", "domain", "uniqueness",
-            "shape", "fresh", "time_offset"} <= checks
+    assert {
+        "present",
+        "type",
+        "completeness",
+        "range_high",
+        "domain",
+        "uniqueness",
+        "shape",
+        "fresh",
+        "time_offset",
+    } <= checks
     assert all(c["description"] for c in q["constraints"])
 
 
@@ -269,16 +299,19 @@ def test_snapshot_restore_continues_identically():
     clone = ConstraintAnalyzer(KEY, reference_runs=REF)
     clone.restore(a.snapshot())
     # one set of records for both: KLL sketches of the same data differ between builds
-    later = [records(KEY, f"r{run}", T0 + run * DAY, cols, seed=run, dataset="trips")
-             for run, cols in ((20, table(20, fare=np.full(800, np.nan))),
-                               (21, table(21, zone=None)))]
+    later = [
+        records(KEY, f"r{run}", T0 + run * DAY, cols, seed=run, dataset="trips")
+        for run, cols in ((20, table(20, fare=np.full(800, np.nan))), (21, table(21, zone=None)))
+    ]
     for analyzer in (a, clone):
         for summary, sample in later:
             analyzer.update(summary)
             analyzer.update(sample)
             analyzer.flush()
+
     def norm(x):
         return sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in x.metrics())
+
     assert norm(a) == norm(clone)
     assert [x.id for x in a.alerts()] == [x.id for x in clone.alerts()]
 

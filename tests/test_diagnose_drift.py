@@ -103,8 +103,9 @@ def test_shift_raises_a_drift_alert_naming_the_column():
     text = alerts[0].explanation
     assert "AUC" in text and "fare" in text and "PSI" in text
     assert "no constraint says a component broke" in text
-    weights = {m.labels["column"]: m.value for m in a.metrics()
-               if m.name == "mlobs_drift_feature_weight"}
+    weights = {
+        m.labels["column"]: m.value for m in a.metrics() if m.name == "mlobs_drift_feature_weight"
+    }
     assert max(weights, key=weights.get) == "fare"
     feed(a, 21, table(21))
     feed(a, 22, table(22))
@@ -136,20 +137,31 @@ def test_metrics_waiting_state_feedback_and_snapshot():
     a = trained()
     feed(a, 20, table(20, shift=6.0))
     names = {m.name for m in a.metrics()}
-    assert {"mlobs_drift_auc", "mlobs_drift_log_loss", "mlobs_drift_rows_total",
-            "mlobs_drift_feature_weight", "mlobs_column_psi", "mlobs_column_wasserstein",
-            "mlobs_column_jensen_shannon", "mlobs_alerts_active"} <= names
+    assert {
+        "mlobs_drift_auc",
+        "mlobs_drift_log_loss",
+        "mlobs_drift_rows_total",
+        "mlobs_drift_feature_weight",
+        "mlobs_column_psi",
+        "mlobs_column_wasserstein",
+        "mlobs_column_jensen_shannon",
+        "mlobs_alerts_active",
+    } <= names
     assert sum(m.name == "mlobs_drift_feature_weight" for m in a.metrics()) <= a.top_k
     clone = DriftAnalyzer(KEY, reference_runs=5)
     clone.restore(a.snapshot())
     # one set of records for both: KLL sketches of the same data differ between builds
-    same = [r for r in records(KEY, "r21", T0 + 21 * DAY, table(21, shift=6.0), seed=21,
-                               dataset="trips") if r is not None]
+    same = [
+        r
+        for r in records(KEY, "r21", T0 + 21 * DAY, table(21, shift=6.0), seed=21, dataset="trips")
+        if r is not None
+    ]
     for analyzer in (a, clone):
         for record in same:
             analyzer.update(record)
     assert sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in a.metrics()) == (
-        sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in clone.metrics()))
+        sorted((m.name, tuple(sorted(m.labels.items())), m.value) for m in clone.metrics())
+    )
     alert = a.alerts()[0]
     out = a.mark_alert(alert.id, true_positive=False)
     assert out["precision"] < 0.5 and a.alerts() == []
@@ -171,8 +183,9 @@ def test_update_cost_per_row_is_small():
     import time
 
     a = trained()
-    summary, sample = records(a.key, "r99", T0 + 99 * DAY, table(99, n=4000), seed=99,
-                              dataset="trips", sample_rows=4000)
+    summary, sample = records(
+        a.key, "r99", T0 + 99 * DAY, table(99, n=4000), seed=99, dataset="trips", sample_rows=4000
+    )
     start = time.perf_counter()
     a.update(sample)
     per_row = (time.perf_counter() - start) / 4000

@@ -82,8 +82,9 @@ def test_coder_handles_nulls_out_of_range_and_clocks():
     coder = fit_coder("x", per_run, [0.0, 0.0], bins=4)
     codes = coder.encode(np.array([np.nan, -5.0, 99.0, 6.0]), 0.0)
     assert codes[0] == NULL and codes[1] == LOW and codes[2] == HIGH and codes[3] > HIGH
-    clock = fit_coder("t", [np.arange(0.0, DAY, 3600.0) + d * DAY for d in range(3)],
-                      [d * DAY for d in range(3)])
+    clock = fit_coder(
+        "t", [np.arange(0.0, DAY, 3600.0) + d * DAY for d in range(3)], [d * DAY for d in range(3)]
+    )
     assert clock.kind == "offset"
     ids = fit_coder("id", [np.arange(100) + 1000 * d for d in range(3)], [0.0, 1.0, 2.0])
     assert ids is None  # a new range every run, even relative to the run's time
@@ -122,8 +123,16 @@ def test_broken_link_between_columns_is_caught_even_with_healthy_marginals():
 
 def test_a_new_mix_of_an_unlinked_column_is_not_breakage():
     a = trained()
-    feed(a, 10, rows(10, passengers=np.random.default_rng(3).choice(
-        [1.0, 2.0, 3.0, 4.0], 600, p=[0.25, 0.25, 0.25, 0.25])))
+    feed(
+        a,
+        10,
+        rows(
+            10,
+            passengers=np.random.default_rng(3).choice(
+                [1.0, 2.0, 3.0, 4.0], 600, p=[0.25, 0.25, 0.25, 0.25]
+            ),
+        ),
+    )
     assert a.alerts() == []
 
 
@@ -167,8 +176,9 @@ def test_waits_for_reference():
     for run in range(4):
         feed(a, run, rows(run, fare=np.full(600, np.nan) if run == 3 else rows(run)["fare"]))
     assert not a.ready and a.alerts() == []
-    assert a.query()["waiting"] == [{"role": "output", "dataset": "features", "runs": 4,
-                                     "needed": 5}]
+    assert a.query()["waiting"] == [
+        {"role": "output", "dataset": "features", "runs": 4, "needed": 5}
+    ]
     assert {m.name: m.value for m in a.metrics()}["mlobs_likelihood_ready"] == 0.0
 
 
@@ -177,10 +187,13 @@ def test_metrics_feedback_and_snapshot():
     bad = rows(10)
     bad["trip_distance"] = bad["trip_distance"] * 1.609
     feed(a, 10, bad)
-    values = {(m.name, m.labels.get("column"), m.labels.get("window")): m.value
-              for m in a.metrics()}
-    assert values[("mlobs_column_likelihood", "trip_distance", "run")] < values[
-        ("mlobs_column_likelihood", "trip_distance", "reference")] - 1.0
+    values = {
+        (m.name, m.labels.get("column"), m.labels.get("window")): m.value for m in a.metrics()
+    }
+    assert (
+        values[("mlobs_column_likelihood", "trip_distance", "run")]
+        < values[("mlobs_column_likelihood", "trip_distance", "reference")] - 1.0
+    )
     clone = LikelihoodAnalyzer(KEY, reference_runs=5)
     clone.restore(a.snapshot())
     alert = a.alerts()[0]

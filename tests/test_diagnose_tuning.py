@@ -79,8 +79,9 @@ def test_mean_noise_uses_unit_sd():
     assert t.margin(9) == pytest.approx(2.0 * 3.0 / 3.0)
 
 
-@pytest.mark.parametrize("kw", [{"side": "up"}, {"noise": "gauss"}, {"floor": -1.0},
-                                {"k": 0.0}, {"window": 0}])
+@pytest.mark.parametrize(
+    "kw", [{"side": "up"}, {"noise": "gauss"}, {"floor": -1.0}, {"k": 0.0}, {"window": 0}]
+)
 def test_bad_parameters_are_refused(kw):
     args = {"side": "upper", "floor": 0.0, **kw}
     with pytest.raises(ValueError):

@@ -24,8 +24,18 @@ import pandas as pd
 from evidently import Report
 from evidently.presets import DataDriftPreset
 
-_P_VALUE_METHODS = ("K-S", "chi-square", "Z-test", "p_value", "Fisher", "Anderson", "Mann-Whitney",
-                    "Cramer-von Mises", "Epps-Singleton", "T-Test")
+_P_VALUE_METHODS = (
+    "K-S",
+    "chi-square",
+    "Z-test",
+    "p_value",
+    "Fisher",
+    "Anderson",
+    "Mann-Whitney",
+    "Cramer-von Mises",
+    "Epps-Singleton",
+    "T-Test",
+)
 
 
 def load(path: Path) -> pd.DataFrame:
@@ -35,8 +45,9 @@ def load(path: Path) -> pd.DataFrame:
 
 def drift_of(reference: pd.DataFrame, current: pd.DataFrame) -> dict:
     common = [c for c in reference.columns if c in current.columns]
-    report = Report([DataDriftPreset()]).run(current_data=current[common],
-                                             reference_data=reference[common])
+    report = Report([DataDriftPreset()]).run(
+        current_data=current[common], reference_data=reference[common]
+    )
     out = {"dataset_drift": False, "drifted_columns": [], "share": 0.0}
     for metric in report.dict()["metrics"]:
         config, value = metric["config"], metric["value"]
@@ -69,8 +80,12 @@ def main() -> None:
         try:
             results[job] = drift_of(refs[stem], load(args.data_dir / job))
         except ValueError as exc:  # e.g. a column that arrived all-null
-            results[job] = {"error": str(exc)[:300], "dataset_drift": None,
-                            "drifted_columns": [], "share": None}
+            results[job] = {
+                "error": str(exc)[:300],
+                "dataset_drift": None,
+                "drifted_columns": [],
+                "share": None,
+            }
     print(json.dumps({"evidently": metadata.version("evidently"), "results": results}))
 
 

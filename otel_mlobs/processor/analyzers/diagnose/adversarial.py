@@ -38,8 +38,9 @@ class RowEncoder:
     owner: np.ndarray
 
     @classmethod
-    def fit(cls, coders: Sequence[ColumnCoder], samples: Sequence[tuple[float, Mapping]]
-            ) -> RowEncoder:
+    def fit(
+        cls, coders: Sequence[ColumnCoder], samples: Sequence[tuple[float, Mapping]]
+    ) -> RowEncoder:
         """Learn standardization of numeric columns from reference samples (event time, cols)."""
         means, stds, offsets, owner = [], [], [], []
         f = 0
@@ -57,8 +58,14 @@ class RowEncoder:
             means.append(float(x.mean()) if len(x) else 0.0)
             sd = float(x.std()) if len(x) else 0.0
             stds.append(sd if sd > 0 else 1.0)
-        return cls(list(coders), np.array(means), np.array(stds), offsets, f,
-                   np.array(owner, dtype=np.int64))
+        return cls(
+            list(coders),
+            np.array(means),
+            np.array(stds),
+            offsets,
+            f,
+            np.array(owner, dtype=np.int64),
+        )
 
     def encode(self, columns: Mapping[str, np.ndarray], event_time: float) -> np.ndarray:
         """Feature matrix of one sample (missing columns encode as all-zero features)."""

@@ -191,21 +191,28 @@ class AlertBook:
         base = {**labels, "method": self.method}
         for (cls, severity, column), n in sorted(active.items()):
             yield Metric(
-                "mlobs_alerts_active", "gauge",
+                "mlobs_alerts_active",
+                "gauge",
                 "Alerts currently firing, per class, severity and column.",
-                {**base, "class": cls, "severity": severity, "column": column}, float(n),
+                {**base, "class": cls, "severity": severity, "column": column},
+                float(n),
             )
         for cls in CLASSES:
             for severity in SEVERITIES:
                 n = self._totals.get((cls, severity), 0)
                 if n:
                     yield Metric(
-                        "mlobs_alerts_total", "counter", "Alerts raised since start.",
-                        {**base, "class": cls, "severity": severity}, float(n),
+                        "mlobs_alerts_total",
+                        "counter",
+                        "Alerts raised since start.",
+                        {**base, "class": cls, "severity": severity},
+                        float(n),
                     )
         for (cls, verdict), n in sorted(self._feedback.items()):
             yield Metric(
-                "mlobs_alert_feedback_total", "counter",
+                "mlobs_alert_feedback_total",
+                "counter",
                 "Verdicts people gave on alerts (true or false positive).",
-                {**base, "class": cls, "verdict": verdict}, float(n),
+                {**base, "class": cls, "verdict": verdict},
+                float(n),
             )

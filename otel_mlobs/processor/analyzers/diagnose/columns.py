@@ -83,8 +83,18 @@ def _r(x: float) -> float | None:
 def columns_of(record: SummaryRecord) -> Iterator[ColumnSummary]:
     """Slice a columnar record into per-column views (bad lengths raise ``ValueError``)."""
     n = len(record.columns)
-    arrays = (record.kinds, record.count, record.nulls, record.mean, record.std, record.min,
-              record.max, record.distinct, record.sketches, record.top_values)
+    arrays = (
+        record.kinds,
+        record.count,
+        record.nulls,
+        record.mean,
+        record.std,
+        record.min,
+        record.max,
+        record.distinct,
+        record.sketches,
+        record.top_values,
+    )
     if any(len(a) != n for a in arrays):
         raise ValueError(f"summary of {record.dataset!r}: per-column arrays differ in length")
     quantiles = np.asarray(record.quantiles, dtype=np.float64).reshape(n, -1) if n else None

@@ -60,7 +60,8 @@ class NewColumn(HardConstraint):
         if col is None:
             return None
         return self._outcome(
-            1.0, True,
+            1.0,
+            True,
             f"{self.column}: new column in {self.role} {self.dataset!r}, absent from every "
             "reference run (mark the alert a false positive to accept it into the schema)",
         )
@@ -79,9 +80,14 @@ class DatasetPresent(HardConstraint):
 
     def judge(self, present: bool) -> Outcome:
         """Whether the dataset appeared in the closed run."""
-        text = "" if present else (
-            f"{self.role} {self.dataset!r} missing from this run; it appeared in every "
-            "reference run (a skipped step or a failed source)")
+        text = (
+            ""
+            if present
+            else (
+                f"{self.role} {self.dataset!r} missing from this run; it appeared in every "
+                "reference run (a skipped step or a failed source)"
+            )
+        )
         return self._outcome(float(not present), not present, text)
 
 
@@ -206,7 +212,8 @@ class ConstraintAnalyzer(Analyzer):
     def refresh(self) -> None:
         """Close the pending run once nothing new has arrived for ``close_after_s``."""
         if self._pending is not None and time.monotonic() - self._pending.arrived > (
-                self.close_after_s):
+            self.close_after_s
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -214,6 +221,13 @@ class ConstraintAnalyzer(Analyzer):
         if self._pending is not None:
             self._close(self._pending)
             self._pending = None
+
+    def restore(self, blob: bytes) -> None:
+        """Restore a snapshot; the pending run's idle clock restarts (monotonic clocks do not
+        carry across processes)."""
+        super().restore(blob)
+        if self._pending is not None:
+            self._pending.arrived = time.monotonic()
 
     def _start(self, run_id: str, event_time: float) -> None:
         if self._pending is not None and self._pending.run_id != run_id:
@@ -225,8 +239,12 @@ class ConstraintAnalyzer(Analyzer):
     def _track(self, key: DatasetKey) -> bool:
         pending = self._pending
         assert pending is not None
-        known = key in self._suites or key in pending.seen or key in self._new_datasets or any(
-            key in r.seen for r in self._reference)
+        known = (
+            key in self._suites
+            or key in pending.seen
+            or key in self._new_datasets
+            or any(key in r.seen for r in self._reference)
+        )
         if known:
             return True
         if len(self._suites) + len(self._new_datasets) + len(pending.seen) >= self.max_datasets:
@@ -273,7 +291,8 @@ class ConstraintAnalyzer(Analyzer):
             return
         if not self.ready:
             pending.samples[key] = {
-                n: np.asarray(v)[:_MAX_SAMPLE_ROWS] for n, v in rec.columns.items()}
+                n: np.asarray(v)[:_MAX_SAMPLE_ROWS] for n, v in rec.columns.items()
+            }
             return
         pending.samples[key] = {}
         check = self._repeats.get(key)
@@ -287,14 +306,19 @@ class ConstraintAnalyzer(Analyzer):
             check.check = "new_dataset"  # type: ignore[misc]
         if check.muted:
             return
-        outcome = check._outcome(1.0, True, f"{rec.role} {rec.dataset!r}: a dataset the "
-                                 "reference never had (mark the alert a false positive to "
-                                 "accept it)")
+        outcome = check._outcome(
+            1.0,
+            True,
+            f"{rec.role} {rec.dataset!r}: a dataset the "
+            "reference never had (mark the alert a false positive to "
+            "accept it)",
+        )
         self._apply(check, outcome, rec.run_id, rec.event_time)
 
     # -- judging ------------------------------------------------------------------------------
-    def _apply(self, check: Constraint, outcome: Outcome | None, run_id: str,
-               event_time: float) -> None:
+    def _apply(
+        self, check: Constraint, outcome: Outcome | None, run_id: str, event_time: float
+    ) -> None:
         if outcome is None:
             return
         self._evaluations[check.cls] += 1
@@ -303,8 +327,11 @@ class ConstraintAnalyzer(Analyzer):
         if not outcome.fired:
             self._book.resolve(check.id, event_time)
             return
-        columns = check.key_columns if isinstance(check, RepeatedRows) else (
-            (check.column,) if check.column else ())
+        columns = (
+            check.key_columns
+            if isinstance(check, RepeatedRows)
+            else ((check.column,) if check.column else ())
+        )
         self._book.fire(
             source=check.id,
             cls=check.cls,
@@ -328,8 +355,11 @@ class ConstraintAnalyzer(Analyzer):
             return "info"
         if check.cls == "hard":
             return "warning" if check.check in ("new_column", "new_dataset") else "critical"
-        center = (outcome.low + outcome.high) / 2 if np.isfinite(outcome.low + outcome.high) else (
-            outcome.high if np.isfinite(outcome.high) else outcome.low)
+        center = (
+            (outcome.low + outcome.high) / 2
+            if np.isfinite(outcome.low + outcome.high)
+            else (outcome.high if np.isfinite(outcome.high) else outcome.low)
+        )
         threshold = outcome.high if outcome.value > outcome.high else outcome.low
         if not np.isfinite(center):
             center = 0.0
@@ -356,10 +386,14 @@ class ConstraintAnalyzer(Analyzer):
             for name in suite.expected - run.seen[key]:
                 for check in suite.constraints.get(name, []):
                     if check.check == "present" and not check.muted:
-                        self._apply(check, check.evaluate(None, run.event_time), run.run_id,
-                                    run.event_time)
-        broken = {(o.constraint.role, o.constraint.dataset, o.constraint.column)
-                  for o in run.outcomes if o.fired and o.constraint.cls != "drift"}
+                        self._apply(
+                            check, check.evaluate(None, run.event_time), run.run_id, run.event_time
+                        )
+        broken = {
+            (o.constraint.role, o.constraint.dataset, o.constraint.column)
+            for o in run.outcomes
+            if o.fired and o.constraint.cls != "drift"
+        }
         for o in run.outcomes:
             c = o.constraint
             if not o.fired and (c.role, c.dataset, c.column) not in broken:
@@ -367,8 +401,11 @@ class ConstraintAnalyzer(Analyzer):
         self._tag_origins(run)
 
     def _tag_origins(self, run: _Pending) -> None:
-        broken_inputs = {a.columns for a in self._book.active()
-                         if a.role == "input" and a.run_id == run.run_id and a.cls != "drift"}
+        broken_inputs = {
+            a.columns
+            for a in self._book.active()
+            if a.role == "input" and a.run_id == run.run_id and a.cls != "drift"
+        }
         broken_columns = {c for cols in broken_inputs for c in cols}
         for alert in self._book.active():
             if alert.role == "output" and alert.run_id == run.run_id:
@@ -392,13 +429,19 @@ class ConstraintAnalyzer(Analyzer):
                 self._repeats[key] = check
         self._reference = []
 
-    def _repeat_check(self, key: DatasetKey, samples: list[dict[str, np.ndarray]]
-                      ) -> RepeatedRows | None:
+    def _repeat_check(
+        self, key: DatasetKey, samples: list[dict[str, np.ndarray]]
+    ) -> RepeatedRows | None:
         names = sorted(set.intersection(*(set(s) for s in samples)) - identifier_columns(samples))
         check = RepeatedRows(key[0], key[1], names, k=self.k, window=self.window)
         hashes = [row_hashes(s, names) for s in samples]
-        check.seed([overlap(b, a) for a, b in zip(hashes, hashes[1:], strict=False)
-                    if min(len(a), len(b)) >= 30])
+        check.seed(
+            [
+                overlap(b, a)
+                for a, b in zip(hashes, hashes[1:], strict=False)
+                if min(len(a), len(b)) >= 30
+            ]
+        )
         check._last = hashes[-1]
         return check if names else None
 
@@ -425,37 +468,62 @@ class ConstraintAnalyzer(Analyzer):
     # -- reporting ----------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
         labels = self.labels()
-        yield Metric("mlobs_constraints_ready", "gauge",
-                     "1 once the reference runs are in and runs are judged, else 0.", labels,
-                     1.0 if self.ready else 0.0)
-        yield Metric("mlobs_constraint_reference_runs", "gauge",
-                     "Healthy runs collected for the reference (target: reference_runs).",
-                     labels, float(self.reference_runs if self.ready else len(self._reference)))
+        yield Metric(
+            "mlobs_constraints_ready",
+            "gauge",
+            "1 once the reference runs are in and runs are judged, else 0.",
+            labels,
+            1.0 if self.ready else 0.0,
+        )
+        yield Metric(
+            "mlobs_constraint_reference_runs",
+            "gauge",
+            "Healthy runs collected for the reference (target: reference_runs).",
+            labels,
+            float(self.reference_runs if self.ready else len(self._reference)),
+        )
         per_class = Counter(c.cls for c in self.constraints() if not c.muted)
         for cls, n in sorted(per_class.items()):
-            yield Metric("mlobs_constraints", "gauge", "Active (unmuted) constraints.",
-                         {**labels, "class": cls}, float(n))
+            yield Metric(
+                "mlobs_constraints",
+                "gauge",
+                "Active (unmuted) constraints.",
+                {**labels, "class": cls},
+                float(n),
+            )
         for cls, n in sorted(self._evaluations.items()):
-            yield Metric("mlobs_constraint_evaluations_total", "counter",
-                         "Constraint evaluations (denominator of the violation ratio).",
-                         {**labels, "class": cls}, float(n))
+            yield Metric(
+                "mlobs_constraint_evaluations_total",
+                "counter",
+                "Constraint evaluations (denominator of the violation ratio).",
+                {**labels, "class": cls},
+                float(n),
+            )
         violations: Counter[tuple[str, str, str]] = Counter()
         for c in self.constraints():
             if c.violations:
                 violations[(c.cls, c.check, c.column)] += c.violations
         for (cls, check, column), n in sorted(violations.items()):
-            yield Metric("mlobs_constraint_violations_total", "counter",
-                         "Constraint violations, per class, check and column.",
-                         {**labels, "class": cls, "check": check, "column": column}, float(n))
+            yield Metric(
+                "mlobs_constraint_violations_total",
+                "counter",
+                "Constraint violations, per class, check and column.",
+                {**labels, "class": cls, "check": check, "column": column},
+                float(n),
+            )
         precision: dict[tuple[str, str, str], float] = {}
         for c in self.constraints():
             if c.violations or c.precision.true_positives or c.precision.false_positives:
                 k = (c.cls, c.check, c.column)
                 precision[k] = min(precision.get(k, 1.0), c.precision.mean)
         for (cls, check, column), p in sorted(precision.items()):
-            yield Metric("mlobs_constraint_precision", "gauge",
-                         "Estimated precision of a constraint's alerts (Beta posterior mean).",
-                         {**labels, "class": cls, "check": check, "column": column}, p)
+            yield Metric(
+                "mlobs_constraint_precision",
+                "gauge",
+                "Estimated precision of a constraint's alerts (Beta posterior mean).",
+                {**labels, "class": cls, "check": check, "column": column},
+                p,
+            )
         yield from self._book.metrics(labels)
 
     def query(self, **params: Any) -> dict[str, Any]:
@@ -468,8 +536,10 @@ class ConstraintAnalyzer(Analyzer):
         if self.ready:
             status = f"judging runs against a reference of {self.reference_runs} runs"
         else:
-            status = (f"waiting for reference: {len(self._reference)} of {self.reference_runs} "
-                      "healthy runs collected; no alerts until then")
+            status = (
+                f"waiting for reference: {len(self._reference)} of {self.reference_runs} "
+                "healthy runs collected; no alerts until then"
+            )
         out.update(
             ready=self.ready,
             status=status,
@@ -481,8 +551,11 @@ class ConstraintAnalyzer(Analyzer):
         if str(params.get("constraints", "true")).lower() not in ("false", "0", "no"):
             chosen = [c.state() for c in self.constraints() if _matches(c, params)]
             out["constraints"] = chosen
-            out["notes"] = {f"{s.role}/{s.dataset}/{col}": note for s in self._suites.values()
-                            for col, note in s.notes.items()}
+            out["notes"] = {
+                f"{s.role}/{s.dataset}/{col}": note
+                for s in self._suites.values()
+                for col, note in s.notes.items()
+            }
         return out
 
 

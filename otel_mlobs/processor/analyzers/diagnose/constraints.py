@@ -95,8 +95,15 @@ class Constraint:
         """A person judged one of this constraint's alerts (``value`` on ``rows`` values)."""
         self.precision.update(true_positive)
 
-    def _outcome(self, value: float, fired: bool, text: str, n: int = 0,
-                 low: float = np.nan, high: float = np.nan) -> Outcome:
+    def _outcome(
+        self,
+        value: float,
+        fired: bool,
+        text: str,
+        n: int = 0,
+        low: float = np.nan,
+        high: float = np.nan,
+    ) -> Outcome:
         self.evaluations += 1
         self.violations += int(fired)
         return Outcome(self, float(value), float(low), float(high), int(n), bool(fired), text)
@@ -148,7 +155,8 @@ class Present(HardConstraint):
         text = (
             f"{self.column}: column missing from {self.role} {self.dataset!r}; it was present "
             "in every reference run (renamed, dropped, or its source failed)"
-            if fired else ""
+            if fired
+            else ""
         )
         return self._outcome(float(fired), fired, text)
 
@@ -171,7 +179,8 @@ class KindMatches(HardConstraint):
         fired = col.kind != self.kind
         text = (
             f"{self.column}: type changed from {self.kind} to {col.kind} in {self.dataset!r}"
-            if fired else ""
+            if fired
+            else ""
         )
         return self._outcome(float(fired), fired, text)
 
@@ -186,8 +195,10 @@ class HasValues(HardConstraint):
         self.ref_null_max = ref_null_max
 
     def describe(self) -> str:
-        return (f"{self.column}: has values in every run (at most {_pct(self.ref_null_max)} "
-                "null in the reference)")
+        return (
+            f"{self.column}: has values in every run (at most {_pct(self.ref_null_max)} "
+            "null in the reference)"
+        )
 
     def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
         if col is None or col.total == 0:
@@ -196,7 +207,8 @@ class HasValues(HardConstraint):
         text = (
             f"{self.column}: all {col.total} values are null in {self.dataset!r}; the reference "
             f"had at most {_pct(self.ref_null_max)} null, so its source has likely failed"
-            if fired else ""
+            if fired
+            else ""
         )
         return self._outcome(float(fired), fired, text, n=col.total)
 
@@ -212,19 +224,23 @@ class NotFrozen(HardConstraint):
         self.ref_distinct_min = ref_distinct_min
 
     def describe(self) -> str:
-        return (f"{self.column}: varies within a run (at least {self.ref_distinct_min:.0f} "
-                "distinct values in every reference run)")
+        return (
+            f"{self.column}: varies within a run (at least {self.ref_distinct_min:.0f} "
+            "distinct values in every reference run)"
+        )
 
     def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
         if col is None or col.count < self._MIN_VALUES or not np.isfinite(col.distinct):
             return None
-        constant = col.distinct <= 1 or (np.isfinite(col.std) and col.std == 0 and
-                                         col.kind in colmod.NUMERIC_KINDS)
+        constant = col.distinct <= 1 or (
+            np.isfinite(col.std) and col.std == 0 and col.kind in colmod.NUMERIC_KINDS
+        )
         text = (
             f"{self.column}: all {col.count} values are identical ({_num(col.min)}) in "
             f"{self.dataset!r}; every reference run had at least {self.ref_distinct_min:.0f} "
             "distinct values, so the column looks stuck or defaulted"
-            if constant else ""
+            if constant
+            else ""
         )
         return self._outcome(float(constant), bool(constant), text, n=col.count)
 
@@ -252,7 +268,8 @@ class NotRepeated(HardConstraint):
             f"{self.column}: the summary of {self.dataset!r} is identical to the previous run's "
             "(same count, nulls, mean, spread and extremes); its source is "
             "likely serving stale data"
-            if fired else ""
+            if fired
+            else ""
         )
         return self._outcome(float(fired), fired, text, n=col.count)
 
@@ -270,8 +287,9 @@ class SoftConstraint(Constraint):
 
     def __init__(self, role: str, dataset: str, column: str, *, k: float, window: int) -> None:
         super().__init__(role, dataset, column)
-        self.threshold = RobustThreshold(self.side, self.floor, k=k, window=window,
-                                         noise=self.noise)  # type: ignore[arg-type]
+        self.threshold = RobustThreshold(
+            self.side, self.floor, k=k, window=window, noise=self.noise
+        )  # type: ignore[arg-type]
 
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         """(value, n) for this run, or ``None`` when it cannot be measured."""
@@ -309,8 +327,12 @@ class SoftConstraint(Constraint):
     def state(self) -> dict:
         out = super().state()
         t = self.threshold
-        out.update(center=_json(t.center), spread=_json(t.spread),
-                   sensitivity=round(t.sensitivity, 4), history=len(t._history))
+        out.update(
+            center=_json(t.center),
+            spread=_json(t.spread),
+            sensitivity=round(t.sensitivity, 4),
+            history=len(t._history),
+        )
         return out
 
 
@@ -336,7 +358,8 @@ class NullShare(SoftConstraint):
         text = (
             f"{self.column}: {_pct(value)} of values are null in this run; healthy runs have "
             f"about {_pct(self.threshold.center)} (alert above {_pct(high)})"
-            if fired else ""
+            if fired
+            else ""
         )
         return self._outcome(value, fired, text, n, low, high)
 
@@ -355,8 +378,9 @@ class _BandConstraint(SoftConstraint):
 
     floor: ClassVar[float] = 0.10
 
-    def __init__(self, role: str, dataset: str, column: str, *, lo: float, hi: float,
-                 k: float, window: int) -> None:
+    def __init__(
+        self, role: str, dataset: str, column: str, *, lo: float, hi: float, k: float, window: int
+    ) -> None:
         super().__init__(role, dataset, column, k=k, window=window)
         self.lo, self.hi = float(lo), float(hi)
 
@@ -372,14 +396,17 @@ class AboveRange(_BandConstraint):
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         share = colmod.share_above(col.sketch, self.hi)
         if not np.isfinite(share):
-            share = 1.0 - float(colmod.cdf_from_quantiles(col.levels, col.quantiles,
-                                                          np.array([self.hi]))[0])
+            share = 1.0 - float(
+                colmod.cdf_from_quantiles(col.levels, col.quantiles, np.array([self.hi]))[0]
+            )
         return share, col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
-        return (f"{self.column}: 99% of reference values lie in [{_num(self.lo)}, "
-                f"{_num(self.hi)}]; in this run {_pct(value)} lie above {_num(self.hi)} "
-                f"(healthy runs: about {_pct(self.threshold.center)})")
+        return (
+            f"{self.column}: 99% of reference values lie in [{_num(self.lo)}, "
+            f"{_num(self.hi)}]; in this run {_pct(value)} lie above {_num(self.hi)} "
+            f"(healthy runs: about {_pct(self.threshold.center)})"
+        )
 
 
 class BelowRange(_BandConstraint):
@@ -390,14 +417,17 @@ class BelowRange(_BandConstraint):
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         share = colmod.share_below(col.sketch, self.lo)
         if not np.isfinite(share):
-            share = float(colmod.cdf_from_quantiles(col.levels, col.quantiles,
-                                                    np.array([self.lo]))[0])
+            share = float(
+                colmod.cdf_from_quantiles(col.levels, col.quantiles, np.array([self.lo]))[0]
+            )
         return share, col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
-        return (f"{self.column}: 99% of reference values lie in [{_num(self.lo)}, "
-                f"{_num(self.hi)}]; in this run {_pct(value)} lie below {_num(self.lo)} "
-                f"(healthy runs: about {_pct(self.threshold.center)})")
+        return (
+            f"{self.column}: 99% of reference values lie in [{_num(self.lo)}, "
+            f"{_num(self.hi)}]; in this run {_pct(value)} lie below {_num(self.lo)} "
+            f"(healthy runs: about {_pct(self.threshold.center)})"
+        )
 
 
 def quantile_displacement(ref_sketch: bytes, col: ColumnSummary) -> tuple[float, float, float]:
@@ -438,15 +468,26 @@ class Shape(SoftConstraint):
     noise: ClassVar[str] = "distance"
     floor: ClassVar[float] = 0.05
 
-    def __init__(self, role: str, dataset: str, column: str, *, ref_sketch: bytes,
-                 ref_median: float, k: float, window: int) -> None:
+    def __init__(
+        self,
+        role: str,
+        dataset: str,
+        column: str,
+        *,
+        ref_sketch: bytes,
+        ref_median: float,
+        k: float,
+        window: int,
+    ) -> None:
         super().__init__(role, dataset, column, k=k, window=window)
         self.ref_sketch = ref_sketch
         self.ref_median = float(ref_median)
 
     def describe(self) -> str:
-        return (f"{self.column}: each decile of a run sits near the same decile of the reference "
-                f"(reference median {_num(self.ref_median)})")
+        return (
+            f"{self.column}: each decile of a run sits near the same decile of the reference "
+            f"(reference median {_num(self.ref_median)})"
+        )
 
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         return quantile_displacement(self.ref_sketch, col)[0], col.measured
@@ -454,10 +495,12 @@ class Shape(SoftConstraint):
     def explain(self, col: ColumnSummary, value: float) -> str:
         _, level, rank = quantile_displacement(self.ref_sketch, col)
         run_q = float(colmod.quantiles(col.sketch, [level])[0]) if col.sketch else float("nan")
-        return (f"{self.column}: the whole distribution moved; this run's {100 * level:.0f}th "
-                f"percentile ({_num(run_q)}) sits at the reference's {100 * rank:.0f}th, and "
-                f"its deciles are displaced by {_pct(value)} of rank on median (healthy runs: "
-                f"about {_pct(self.threshold.center)})")
+        return (
+            f"{self.column}: the whole distribution moved; this run's {100 * level:.0f}th "
+            f"percentile ({_num(run_q)}) sits at the reference's {100 * rank:.0f}th, and "
+            f"its deciles are displaced by {_pct(value)} of rank on median (healthy runs: "
+            f"about {_pct(self.threshold.center)})"
+        )
 
 
 class UnseenCategories(SoftConstraint):
@@ -465,8 +508,16 @@ class UnseenCategories(SoftConstraint):
 
     check: ClassVar[str] = "domain"
 
-    def __init__(self, role: str, dataset: str, column: str, *, domain: dict[str, float],
-                 k: float, window: int) -> None:
+    def __init__(
+        self,
+        role: str,
+        dataset: str,
+        column: str,
+        *,
+        domain: dict[str, float],
+        k: float,
+        window: int,
+    ) -> None:
         super().__init__(role, dataset, column, k=k, window=window)
         self.domain = domain  # category -> reference share
 
@@ -485,10 +536,13 @@ class UnseenCategories(SoftConstraint):
         new = sorted(((c, v) for v, c in col.top.items() if v not in self.domain), reverse=True)
         named = ", ".join(f"{v!r} ({_pct(c / max(col.count, 1))})" for c, v in new[:3])
         gone = [v for v, share in self.domain.items() if share >= 0.01 and v not in col.top]
-        tail = (f"; reference categories now absent: {', '.join(map(repr, gone[:3]))}"
-                if gone else "")
-        return (f"{self.column}: {_pct(value)} of values are categories never seen in the "
-                f"reference: {named}{tail}")
+        tail = (
+            f"; reference categories now absent: {', '.join(map(repr, gone[:3]))}" if gone else ""
+        )
+        return (
+            f"{self.column}: {_pct(value)} of values are categories never seen in the "
+            f"reference: {named}{tail}"
+        )
 
 
 class CategoryMix(SoftConstraint):
@@ -499,8 +553,16 @@ class CategoryMix(SoftConstraint):
     noise: ClassVar[str] = "distance"
     floor: ClassVar[float] = 0.05
 
-    def __init__(self, role: str, dataset: str, column: str, *, domain: dict[str, float],
-                 k: float, window: int) -> None:
+    def __init__(
+        self,
+        role: str,
+        dataset: str,
+        column: str,
+        *,
+        domain: dict[str, float],
+        k: float,
+        window: int,
+    ) -> None:
         super().__init__(role, dataset, column, k=k, window=window)
         self.domain = domain
 
@@ -515,12 +577,15 @@ class CategoryMix(SoftConstraint):
 
     def explain(self, col: ColumnSummary, value: float) -> str:
         _, worst, ref, run = category_tvd(self.domain, col.top, col.count)
-        return (f"{self.column}: category shares moved by {_pct(value)} (total variation); "
-                f"{worst!r} is {_pct(run)} of this run against {_pct(ref)} in the reference")
+        return (
+            f"{self.column}: category shares moved by {_pct(value)} (total variation); "
+            f"{worst!r} is {_pct(run)} of this run against {_pct(ref)} in the reference"
+        )
 
 
-def category_tvd(domain: dict[str, float], top: dict[str, int], count: int
-                 ) -> tuple[float, str, float, float]:
+def category_tvd(
+    domain: dict[str, float], top: dict[str, int], count: int
+) -> tuple[float, str, float, float]:
     """Total variation distance between reference shares and a run's top values, and the
     category that moved most (values beyond both lists are pooled as one "other")."""
     cats = list(dict.fromkeys([*domain, *top]))
@@ -550,8 +615,10 @@ class Duplicates(SoftConstraint):
         return max(0.0, 1.0 - col.distinct / max(col.count, 1)), col.measured
 
     def explain(self, col: ColumnSummary, value: float) -> str:
-        return (f"{self.column}: about {_pct(value)} of values are duplicates "
-                f"({col.distinct:.0f} distinct of {col.count}); the reference was unique")
+        return (
+            f"{self.column}: about {_pct(value)} of values are duplicates "
+            f"({col.distinct:.0f} distinct of {col.count}); the reference was unique"
+        )
 
 
 class TrueShare(SoftConstraint):
@@ -569,8 +636,10 @@ class TrueShare(SoftConstraint):
         return col.mean, col.count
 
     def explain(self, col: ColumnSummary, value: float) -> str:
-        return (f"{self.column}: {_pct(value)} true in this run; healthy runs have about "
-                f"{_pct(self.threshold.center)}")
+        return (
+            f"{self.column}: {_pct(value)} true in this run; healthy runs have about "
+            f"{_pct(self.threshold.center)}"
+        )
 
 
 class TimeLag(SoftConstraint):
@@ -580,8 +649,9 @@ class TimeLag(SoftConstraint):
     side: ClassVar[str] = "both"
     noise: ClassVar[str] = "none"
 
-    def __init__(self, role: str, dataset: str, column: str, *, span_s: float, k: float,
-                 window: int) -> None:
+    def __init__(
+        self, role: str, dataset: str, column: str, *, span_s: float, k: float, window: int
+    ) -> None:
         super().__init__(role, dataset, column, k=k, window=window)
         # A quarter of a run's own time span: a late evening rush is not a broken clock, a
         # feed re-delivering yesterday or shifted by a time zone is.
@@ -589,8 +659,10 @@ class TimeLag(SoftConstraint):
         self.span_s = float(span_s)
 
     def describe(self) -> str:
-        return (f"{self.column}: median timestamp about {_hours(self.threshold.center)} from "
-                "the run's event time")
+        return (
+            f"{self.column}: median timestamp about {_hours(self.threshold.center)} from "
+            "the run's event time"
+        )
 
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         mid = colmod.quantiles(col.sketch, [0.5])[0] if col.sketch else np.nan
@@ -599,8 +671,10 @@ class TimeLag(SoftConstraint):
         return float(mid - event_time), col.count
 
     def explain(self, col: ColumnSummary, value: float) -> str:
-        return (f"{self.column}: median timestamp is {_hours(value)} from the run's event time; "
-                f"healthy runs: {_hours(self.threshold.center)}")
+        return (
+            f"{self.column}: median timestamp is {_hours(value)} from the run's event time; "
+            f"healthy runs: {_hours(self.threshold.center)}"
+        )
 
 
 def _hours(seconds: float) -> str:

@@ -167,8 +167,9 @@ def fit_coder(
     return ColumnCoder(name, kind, edges, np.empty(0), lo, hi)
 
 
-def encode_rows(coders: Sequence[ColumnCoder], columns: Mapping[str, np.ndarray],
-                event_time: float) -> tuple[np.ndarray, np.ndarray]:
+def encode_rows(
+    coders: Sequence[ColumnCoder], columns: Mapping[str, np.ndarray], event_time: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Codes matrix (rows, coders) and a mask of the coders whose column is present."""
     n = len(next(iter(columns.values()))) if columns else 0
     codes = np.zeros((n, len(coders)), dtype=np.int64)

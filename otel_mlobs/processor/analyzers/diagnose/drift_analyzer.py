@@ -78,8 +78,9 @@ class _Adversary:
         reference: stale weights on a column that has since returned to normal count for
         nothing, only what separates *this* run does."""
         gap = live.mean(0) - self.ref_holdout.mean(0)
-        self.contributions = np.bincount(self.encoder.owner, weights=gap * self.model.weights,
-                                         minlength=len(self.encoder.coders))
+        self.contributions = np.bincount(
+            self.encoder.owner, weights=gap * self.model.weights, minlength=len(self.encoder.coders)
+        )
 
     def importance(self) -> dict[str, float]:
         """Share of the latest run's live-vs-reference separation carried by each column."""
@@ -88,8 +89,9 @@ class _Adversary:
             return dict.fromkeys(names, 0.0)
         positive = np.clip(self.contributions, 0.0, None)
         total = positive.sum()
-        return {names[j]: float(positive[j] / total) if total > 0 else 0.0
-                for j in range(len(names))}
+        return {
+            names[j]: float(positive[j] / total) if total > 0 else 0.0 for j in range(len(names))
+        }
 
 
 @dataclass
@@ -201,8 +203,11 @@ class DriftAnalyzer(Analyzer):
             return
         self._seen.append(ident)
         pending = self._pending.get(key)
-        if pending is not None and record.run_id not in pending.runs and len(
-                pending.runs) >= self.reference_runs:
+        if (
+            pending is not None
+            and record.run_id not in pending.runs
+            and len(pending.runs) >= self.reference_runs
+        ):
             # The first record of the run after the reference: the reference runs are complete.
             self._build(key, pending)
         if key in self._effects:
@@ -220,7 +225,8 @@ class DriftAnalyzer(Analyzer):
             pending.runs.append(record.run_id)
         if kind == "summary":
             pending.summaries.setdefault(record.run_id, {}).update(
-                {c.name: c for c in columns_of(record)})
+                {c.name: c for c in columns_of(record)}
+            )
         else:
             pending.samples.add(record.run_id, record.event_time, record.columns, self._rng)
 
@@ -235,12 +241,16 @@ class DriftAnalyzer(Analyzer):
             if not cols:
                 continue
             kind = cols[0].kind
-            if kind == semconv.KIND_NUMERIC and any(c.sketch for c in cols) and not is_trending(
-                    cols):
+            if (
+                kind == semconv.KIND_NUMERIC
+                and any(c.sketch for c in cols)
+                and not is_trending(cols)
+            ):
                 merged = colmod.merge_sketches([c.sketch for c in cols])
                 effects.numeric[name] = (merged, _pooled_std(cols))
-            elif kind in (semconv.KIND_CATEGORICAL, semconv.KIND_BOOLEAN) and all(c.top for c in
-                                                                                  cols):
+            elif kind in (semconv.KIND_CATEGORICAL, semconv.KIND_BOOLEAN) and all(
+                c.top for c in cols
+            ):
                 total: Counter[str] = Counter()
                 for c in cols:
                     total.update(c.top)
@@ -255,8 +265,11 @@ class DriftAnalyzer(Analyzer):
     def _fit_adversary(self, ref: SampleReference) -> _Adversary | None:
         names = ref.columns()
         times = [t for _, t, _ in ref.samples]
-        coders = [c for c in (fit_coder(n, [s[n] for _, _, s in ref.samples], times)
-                              for n in names) if c is not None]
+        coders = [
+            c
+            for c in (fit_coder(n, [s[n] for _, _, s in ref.samples], times) for n in names)
+            if c is not None
+        ]
         if not coders:
             return None
         encoder = RowEncoder.fit(coders, [(t, s) for _, t, s in ref.samples])
@@ -265,11 +278,22 @@ class DriftAnalyzer(Analyzer):
         half = len(rows) // 2
         if half < _BATCH:
             return None
-        threshold = RobustThreshold("upper", self.min_auc - 0.5, k=self.k, window=self.history,
-                                    noise="mean", unit_sd=_AUC_UNIT_SD)
+        threshold = RobustThreshold(
+            "upper",
+            self.min_auc - 0.5,
+            k=self.k,
+            window=self.history,
+            noise="mean",
+            unit_sd=_AUC_UNIT_SD,
+        )
         threshold.observe(0.5)
-        return _Adversary(encoder, OnlineLogit(encoder.n_features, lr=self.lr),
-                          rows[order[:half]], rows[order[half:]], threshold)
+        return _Adversary(
+            encoder,
+            OnlineLogit(encoder.n_features, lr=self.lr),
+            rows[order[:half]],
+            rows[order[half:]],
+            threshold,
+        )
 
     # -- judging ------------------------------------------------------------------------------
     def _on_summary(self, key: DatasetKey, rec: SummaryRecord) -> None:
@@ -281,8 +305,9 @@ class DriftAnalyzer(Analyzer):
                 sketch, std = effects.numeric[col.name]
                 sizes = es.effect_sizes_numeric(sketch, std, col.sketch)
             elif col.name in effects.categorical:
-                sizes = es.effect_sizes_categorical(effects.categorical[col.name], col.top,
-                                                    col.count)
+                sizes = es.effect_sizes_categorical(
+                    effects.categorical[col.name], col.top, col.count
+                )
             else:
                 continue
             if sizes:
@@ -292,10 +317,16 @@ class DriftAnalyzer(Analyzer):
             source = f"{key[0]}/{key[1]}/effect_size"
             if moved:
                 worst = max(moved.values(), key=lambda s: s["psi"])["psi"]
-                self._fire(key, source, rec, sorted(moved, key=lambda c: -moved[c]["psi"]),
-                           worst, self.psi_alert,
-                           f"{key[0]} {key[1]!r} moved (no row sample to weigh columns jointly): "
-                           f"{self._moved_text(effects, list(moved))}")
+                self._fire(
+                    key,
+                    source,
+                    rec,
+                    sorted(moved, key=lambda c: -moved[c]["psi"]),
+                    worst,
+                    self.psi_alert,
+                    f"{key[0]} {key[1]!r} moved (no row sample to weigh columns jointly): "
+                    f"{self._moved_text(effects, list(moved))}",
+                )
             else:
                 self._book.resolve(source, rec.event_time)
 
@@ -309,7 +340,7 @@ class DriftAnalyzer(Analyzer):
             return
         scores, labels, losses = [], [], []
         for start in range(0, n, _BATCH):
-            x_live = live[start:start + _BATCH]
+            x_live = live[start : start + _BATCH]
             m = len(x_live)
             x_hold = adv.ref_holdout[self._rng.integers(0, len(adv.ref_holdout), m)]
             s_live, s_hold = adv.model.predict(x_live), adv.model.predict(x_hold)
@@ -333,13 +364,24 @@ class DriftAnalyzer(Analyzer):
             effects = self._effects[key]
             cols = [c for c in ranked[: self.top_k] if weights[c] >= 0.1 or _moved(effects, c)]
             cols = cols or ranked[:1]
-            self._fire(key, source, rec, cols, adv.run_auc, high,
-                       f"{key[0]} {key[1]!r} moved: a classifier tells this run's rows from the "
-                       f"reference with AUC {adv.run_auc:.2f} (0.5 = indistinguishable; alert "
-                       f"above {high:.2f}). It relies most on "
-                       + ", ".join(f"{c} ({weights[c]:.0%} of the separation)" for c in cols)
-                       + (f"; effect sizes: {self._moved_text(effects, cols)}"
-                          if any(c in effects.last for c in cols) else ""), rows=n)
+            self._fire(
+                key,
+                source,
+                rec,
+                cols,
+                adv.run_auc,
+                high,
+                f"{key[0]} {key[1]!r} moved: a classifier tells this run's rows from the "
+                f"reference with AUC {adv.run_auc:.2f} (0.5 = indistinguishable; alert "
+                f"above {high:.2f}). It relies most on "
+                + ", ".join(f"{c} ({weights[c]:.0%} of the separation)" for c in cols)
+                + (
+                    f"; effect sizes: {self._moved_text(effects, cols)}"
+                    if any(c in effects.last for c in cols)
+                    else ""
+                ),
+                rows=n,
+            )
         else:
             self._book.resolve(source, rec.event_time)
             # Learn only comfortably healthy runs: a drift building up just under the line
@@ -347,14 +389,32 @@ class DriftAnalyzer(Analyzer):
             if adv.run_auc <= adv.threshold.center + 0.5 * adv.threshold.margin(n):
                 adv.threshold.observe(adv.run_auc)
 
-    def _fire(self, key: DatasetKey, source: str, rec: Record, columns: list[str], value: float,
-              threshold: float, text: str, rows: int = 0) -> None:
+    def _fire(
+        self,
+        key: DatasetKey,
+        source: str,
+        rec: Record,
+        columns: list[str],
+        value: float,
+        threshold: float,
+        text: str,
+        rows: int = 0,
+    ) -> None:
         self._book.fire(
-            source=source, cls="drift", severity="info", role=key[0], dataset=key[1],
-            columns=columns, check=source.rsplit("/", 1)[1],
+            source=source,
+            cls="drift",
+            severity="info",
+            role=key[0],
+            dataset=key[1],
+            columns=columns,
+            check=source.rsplit("/", 1)[1],
             explanation=text + ". The data changed; no constraint says a component broke.",
-            run_id=rec.run_id, event_time=rec.event_time, value=value, threshold=threshold,
-            rows=rows, origin="input" if key[0] == "input" else "introduced",
+            run_id=rec.run_id,
+            event_time=rec.event_time,
+            value=value,
+            threshold=threshold,
+            rows=rows,
+            origin="input" if key[0] == "input" else "introduced",
         )
 
     @staticmethod
@@ -363,9 +423,10 @@ class DriftAnalyzer(Analyzer):
         for c in cols:
             sizes = effects.last.get(c)
             if sizes:
-                parts.append(c + " (" + ", ".join(
-                    f"{'W' if k == 'wasserstein' else 'JS' if k == 'jensen_shannon' else 'PSI'} "
-                    f"{v:.2f}" for k, v in sizes.items() if np.isfinite(v)) + ")")
+                shown = ", ".join(
+                    f"{_SHORT[k]} {v:.2f}" for k, v in sizes.items() if np.isfinite(v)
+                )
+                parts.append(f"{c} ({shown})")
         return "; ".join(parts) or "no summary effect sizes"
 
     # -- feedback -----------------------------------------------------------------------------
@@ -380,40 +441,69 @@ class DriftAnalyzer(Analyzer):
                 adv.threshold.narrow()
             else:
                 adv.threshold.widen(at=alert.value, n=max(alert.rows, 1))
-        return {"alert": alert.to_json(),
-                "precision": round(adv.precision.mean, 4) if adv is not None else None}
+        return {
+            "alert": alert.to_json(),
+            "precision": round(adv.precision.mean, 4) if adv is not None else None,
+        }
 
     # -- reporting ----------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
         base = self.labels()
-        yield Metric("mlobs_drift_ready", "gauge",
-                     "1 once at least one dataset has its drift reference, else 0.", base,
-                     1.0 if self.ready else 0.0)
+        yield Metric(
+            "mlobs_drift_ready",
+            "gauge",
+            "1 once at least one dataset has its drift reference, else 0.",
+            base,
+            1.0 if self.ready else 0.0,
+        )
         for (role, dataset), adv in sorted(self._adversaries.items()):
             labels = {**base, "role": role, "dataset": dataset}
             if np.isfinite(adv.run_auc):
-                yield Metric("mlobs_drift_auc", "gauge",
-                             "Prequential AUC of the live-vs-reference classifier on the latest "
-                             "run (0.5: no drift).", labels, adv.run_auc)
-                yield Metric("mlobs_drift_log_loss", "gauge",
-                             "Prequential log loss of the live-vs-reference classifier on the "
-                             "latest run (ln 2 = 0.693: no drift).", labels, adv.run_log_loss)
-            yield Metric("mlobs_drift_rows_total", "counter",
-                         "Live rows the drift classifier has scored and learned from.", labels,
-                         float(adv.rows_total))
+                yield Metric(
+                    "mlobs_drift_auc",
+                    "gauge",
+                    "Prequential AUC of the live-vs-reference classifier on the latest "
+                    "run (0.5: no drift).",
+                    labels,
+                    adv.run_auc,
+                )
+                yield Metric(
+                    "mlobs_drift_log_loss",
+                    "gauge",
+                    "Prequential log loss of the live-vs-reference classifier on the "
+                    "latest run (ln 2 = 0.693: no drift).",
+                    labels,
+                    adv.run_log_loss,
+                )
+            yield Metric(
+                "mlobs_drift_rows_total",
+                "counter",
+                "Live rows the drift classifier has scored and learned from.",
+                labels,
+                float(adv.rows_total),
+            )
             weights = adv.importance()
             for column in sorted(weights, key=lambda c: -weights[c])[: self.top_k]:
-                yield Metric("mlobs_drift_feature_weight", "gauge",
-                             "Share of the latest run's live-vs-reference separation carried by "
-                             "a column (top-k only).",
-                             {**labels, "column": column}, weights[column])
+                yield Metric(
+                    "mlobs_drift_feature_weight",
+                    "gauge",
+                    "Share of the latest run's live-vs-reference separation carried by "
+                    "a column (top-k only).",
+                    {**labels, "column": column},
+                    weights[column],
+                )
         for (role, dataset), effects in sorted(self._effects.items()):
             labels = {**base, "role": role, "dataset": dataset}
             for column, sizes in sorted(effects.last.items()):
                 for name, value in sizes.items():
                     if np.isfinite(value):
-                        yield Metric(f"mlobs_column_{name}", "gauge",
-                                     _HELP[name], {**labels, "column": column}, value)
+                        yield Metric(
+                            f"mlobs_column_{name}",
+                            "gauge",
+                            _HELP[name],
+                            {**labels, "column": column},
+                            value,
+                        )
         yield from self._book.metrics(base)
 
     def query(self, **params: Any) -> dict[str, Any]:
@@ -422,24 +512,36 @@ class DriftAnalyzer(Analyzer):
         datasets = []
         for key, effects in self._effects.items():
             adv = self._adversaries.get(key)
-            entry: dict[str, Any] = {"role": key[0], "dataset": key[1],
-                                     "effect_sizes": {c: {k: _num(v) for k, v in s.items()}
-                                                      for c, s in effects.last.items()
-                                                      if params.get("column") in (None, "", c)}}
+            entry: dict[str, Any] = {
+                "role": key[0],
+                "dataset": key[1],
+                "effect_sizes": {
+                    c: {k: _num(v) for k, v in s.items()}
+                    for c, s in effects.last.items()
+                    if params.get("column") in (None, "", c)
+                },
+            }
             if adv is not None:
-                entry.update(auc=_num(adv.run_auc), log_loss=_num(adv.run_log_loss),
-                             window_auc=_num(self._window_auc(adv)),
-                             alert_above=_num(adv.threshold.bounds(512)[1]),
-                             weights=adv.importance(), runs=adv.runs,
-                             precision=round(adv.precision.mean, 4))
+                entry.update(
+                    auc=_num(adv.run_auc),
+                    log_loss=_num(adv.run_log_loss),
+                    window_auc=_num(self._window_auc(adv)),
+                    alert_above=_num(adv.threshold.bounds(512)[1]),
+                    weights=adv.importance(),
+                    runs=adv.runs,
+                    precision=round(adv.precision.mean, 4),
+                )
             datasets.append(entry)
         out.update(
             ready=self.ready,
-            status="watching for drift" if self.ready else (
-                "waiting for reference runs; no alerts until then"),
+            status="watching for drift"
+            if self.ready
+            else ("waiting for reference runs; no alerts until then"),
             datasets=datasets,
-            waiting=[{"role": r, "dataset": d, "runs": len(p.summaries), "needed":
-                      self.reference_runs} for (r, d), p in self._pending.items()],
+            waiting=[
+                {"role": r, "dataset": d, "runs": len(p.summaries), "needed": self.reference_runs}
+                for (r, d), p in self._pending.items()
+            ],
             alerts=[a.to_json() for a in self._book.active()],
             recent_alerts=[a.to_json() for a in self._book.recent()[:50]],
             ignored_datasets=self._ignored,
@@ -454,12 +556,13 @@ class DriftAnalyzer(Analyzer):
         return auc(s, y)
 
 
+_SHORT = {"psi": "PSI", "wasserstein": "W", "jensen_shannon": "JS"}
 _HELP = {
     "psi": "Population stability index of a column against the reference (latest run).",
     "wasserstein": "Wasserstein-1 distance of a column from the reference, in reference "
-                   "standard deviations (latest run).",
+    "standard deviations (latest run).",
     "jensen_shannon": "Jensen-Shannon distance (base 2) of a column from the reference "
-                      "(latest run).",
+    "(latest run).",
 }
 
 

@@ -75,8 +75,9 @@ def wasserstein_normalized(ref_sketch: bytes, cur_sketch: bytes, ref_std: float)
     return w / ref_std
 
 
-def category_shares(ref: Mapping[str, float], top: Mapping[str, int], count: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def category_shares(
+    ref: Mapping[str, float], top: Mapping[str, int], count: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned reference and current shares over the union of categories plus "other"."""
     cats = list(dict.fromkeys([*ref, *top]))
     p = np.array([ref.get(c, 0.0) for c in cats] + [0.0])
@@ -85,8 +86,7 @@ def category_shares(ref: Mapping[str, float], top: Mapping[str, int], count: int
     return p, q
 
 
-def effect_sizes_numeric(ref_sketch: bytes, ref_std: float, cur_sketch: bytes
-                         ) -> dict[str, float]:
+def effect_sizes_numeric(ref_sketch: bytes, ref_std: float, cur_sketch: bytes) -> dict[str, float]:
     """PSI, normalized Wasserstein and Jensen-Shannon of one numeric column."""
     edges = numeric_bins(ref_sketch)
     p, q = numeric_shares(ref_sketch, edges), numeric_shares(cur_sketch, edges)
@@ -99,8 +99,9 @@ def effect_sizes_numeric(ref_sketch: bytes, ref_std: float, cur_sketch: bytes
     }
 
 
-def effect_sizes_categorical(ref_shares: Mapping[str, float], top: Mapping[str, int],
-                             count: int) -> dict[str, float]:
+def effect_sizes_categorical(
+    ref_shares: Mapping[str, float], top: Mapping[str, int], count: int
+) -> dict[str, float]:
     """PSI and Jensen-Shannon of one categorical column (no Wasserstein: no order)."""
     if not top or count <= 0:
         return {}

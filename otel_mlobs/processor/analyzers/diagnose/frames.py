@@ -73,8 +73,16 @@ def summary_record(
     seed: int | None = None,
 ) -> SummaryRecord:
     """The summary record of ``data`` (anything the SDK summarizes: a DataFrame, a dict...)."""
-    return records(key, run_id, event_time, data, role=role, dataset=dataset,
-                   sample_rows=sample_rows, seed=seed)[0]
+    return records(
+        key,
+        run_id,
+        event_time,
+        data,
+        role=role,
+        dataset=dataset,
+        sample_rows=sample_rows,
+        seed=seed,
+    )[0]
 
 
 def sample_record(
@@ -89,8 +97,16 @@ def sample_record(
     seed: int | None = None,
 ) -> SampleRecord | None:
     """The sample record of ``data`` (``None`` when it has no rows to sample)."""
-    return records(key, run_id, event_time, data, role=role, dataset=dataset,
-                   sample_rows=sample_rows, seed=seed)[1]
+    return records(
+        key,
+        run_id,
+        event_time,
+        data,
+        role=role,
+        dataset=dataset,
+        sample_rows=sample_rows,
+        seed=seed,
+    )[1]
 
 
 def records(

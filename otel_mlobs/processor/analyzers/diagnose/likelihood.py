@@ -47,8 +47,14 @@ def mutual_information(x: np.ndarray, y: np.ndarray, kx: int, ky: int) -> float:
 class ChowLiuTree:
     """Tree-structured model of discrete columns (codes ``0..k_j-1``)."""
 
-    def __init__(self, n_codes: Sequence[int], parent: np.ndarray, root_log_p: list[np.ndarray],
-                 cpts: list[np.ndarray | None], mi: np.ndarray) -> None:
+    def __init__(
+        self,
+        n_codes: Sequence[int],
+        parent: np.ndarray,
+        root_log_p: list[np.ndarray],
+        cpts: list[np.ndarray | None],
+        mi: np.ndarray,
+    ) -> None:
         self.n_codes = list(n_codes)
         self.parent = parent  # -1 for the root(s)
         self.root_log_p = root_log_p  # per column: log P(x_j), used for roots
@@ -61,8 +67,10 @@ class ChowLiuTree:
     def fit(cls, codes: np.ndarray, n_codes: Sequence[int], min_mi: float = 1e-3) -> ChowLiuTree:
         """Learn structure (maximum spanning tree of mutual information) and tables."""
         n, d = codes.shape
-        used = [max(int(np.count_nonzero(np.bincount(codes[:, j], minlength=k))), 1)
-                for j, k in enumerate(n_codes)]
+        used = [
+            max(int(np.count_nonzero(np.bincount(codes[:, j], minlength=k))), 1)
+            for j, k in enumerate(n_codes)
+        ]
         weights = np.zeros((d, d))
         for i in range(d):
             for j in range(i + 1, d):
@@ -71,8 +79,10 @@ class ChowLiuTree:
                 # standard deviations is real dependence, not sampling noise.
                 df = (used[i] - 1) * (used[j] - 1)
                 noise = 3.0 * np.sqrt(2.0 * df) / (2.0 * max(n, 1))
-                weights[i, j] = weights[j, i] = max(0.0, mutual_information(
-                    codes[:, i], codes[:, j], n_codes[i], n_codes[j]) - noise)
+                weights[i, j] = weights[j, i] = max(
+                    0.0,
+                    mutual_information(codes[:, i], codes[:, j], n_codes[i], n_codes[j]) - noise,
+                )
         parent = np.full(d, -1)
         mi = np.zeros(d)
         # Prim's algorithm from the column with the strongest links; edges too weak to be
@@ -114,8 +124,12 @@ class ChowLiuTree:
         p = int(self.parent[j])
         return ([p] if p >= 0 else []) + self.children[j].tolist()
 
-    def column_scores(self, codes: np.ndarray, present: np.ndarray | None = None,
-                      only: Sequence[int] | None = None) -> np.ndarray:
+    def column_scores(
+        self,
+        codes: np.ndarray,
+        present: np.ndarray | None = None,
+        only: Sequence[int] | None = None,
+    ) -> np.ndarray:
         """``log P(x_j | blanket)`` per row and column, shape (rows, columns).
 
         Columns not ``present`` score NaN and are marginalized out of their neighbours' scores

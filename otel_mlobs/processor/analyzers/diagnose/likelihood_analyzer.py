@@ -229,13 +229,15 @@ class LikelihoodAnalyzer(Analyzer):
         for j, coder in enumerate(coders):
             ref_mean = float(np.median(run_means[:, j]))
             unit_sd = float(np.nanstd(row_scores[:, j]))
-            threshold = RobustThreshold("upper", self.min_drop, k=self.k, window=self.history,
-                                        noise="mean", unit_sd=unit_sd)
+            threshold = RobustThreshold(
+                "upper", self.min_drop, k=self.k, window=self.history, noise="mean", unit_sd=unit_sd
+            )
             for m in run_means[:, j]:
                 threshold.observe(ref_mean - float(m))
             hist = np.bincount(all_codes[:, j], minlength=coder.n_codes) / len(all_codes)
-            columns.append(_Column(coder.name, ref_mean, hist, unit_sd, tree.link_strength(j),
-                                   threshold))
+            columns.append(
+                _Column(coder.name, ref_mean, hist, unit_sd, tree.link_strength(j), threshold)
+            )
         keep = self._rng.permutation(len(all_codes))[:_KEPT_REFERENCE_ROWS]
         return _Model(coders, tree, columns, skipped, all_codes[np.sort(keep)].astype(np.int16))
 
@@ -256,8 +258,7 @@ class LikelihoodAnalyzer(Analyzer):
                 continue
             col.last_mean, col.last_n = float(sums[j] / n), n
             drop = baseline[j] - col.last_mean
-            if n >= _MIN_RUN_ROWS and col.link >= self.min_link and col.threshold.violated(drop,
-                                                                                          n):
+            if n >= _MIN_RUN_ROWS and col.link >= self.min_link and col.threshold.violated(drop, n):
                 fired[j] = drop
         # The window pools the runs that passed on their own: it exists to catch a fault
         # spread too thinly over small runs, not to echo a run that already alerted.
@@ -277,28 +278,51 @@ class LikelihoodAnalyzer(Analyzer):
         for j, col in enumerate(model.columns):
             if not present[j]:
                 continue
-            for scope, mean, rows in (("run", col.last_mean, n),
-                                      ("window", col.window_mean, col.window_n)):
+            for scope, mean, rows in (
+                ("run", col.last_mean, n),
+                ("window", col.window_mean, col.window_n),
+            ):
                 source = f"{key[0]}/{key[1]}/{col.name}/likelihood_{scope}"
                 reference = baseline[j] if scope == "run" else col.ref_mean
                 drop = reference - mean
                 # The window only speaks for faults the single runs are too small to show.
-                hit = (j in fired and j not in collateral) if scope == "run" else (
-                    col.link >= self.min_link and j not in fired and rows > n
-                    and col.threshold.violated(drop, rows))
+                hit = (
+                    (j in fired and j not in collateral)
+                    if scope == "run"
+                    else (
+                        col.link >= self.min_link
+                        and j not in fired
+                        and rows > n
+                        and col.threshold.violated(drop, rows)
+                    )
+                )
                 if not hit:
                     self._book.resolve(source, rec.event_time)
                     continue
                 low, high = col.threshold.bounds(rows)
                 self._book.fire(
-                    source=source, cls="soft",
+                    source=source,
+                    cls="soft",
                     severity="critical" if drop > 3 * high else "warning",
-                    role=key[0], dataset=key[1], columns=(col.name,),
+                    role=key[0],
+                    dataset=key[1],
+                    columns=(col.name,),
                     check=f"likelihood_{scope}",
-                    explanation=self._explain(model, j, codes, scores, reference, drop, scope,
-                                              rows, [model.columns[c].name for c, nb in
-                                                     collateral.items() if nb == j]),
-                    run_id=rec.run_id, event_time=rec.event_time, value=drop, threshold=high,
+                    explanation=self._explain(
+                        model,
+                        j,
+                        codes,
+                        scores,
+                        reference,
+                        drop,
+                        scope,
+                        rows,
+                        [model.columns[c].name for c, nb in collateral.items() if nb == j],
+                    ),
+                    run_id=rec.run_id,
+                    event_time=rec.event_time,
+                    value=drop,
+                    threshold=high,
                     rows=rows,
                     origin="input" if key[0] == "input" else "introduced",
                 )
@@ -312,15 +336,19 @@ class LikelihoodAnalyzer(Analyzer):
         base = np.array([c.ref_mean for c in model.columns])
         if present.all():
             return base
-        touched = [j for j in range(len(base)) if present[j] and not all(
-            present[b] for b in model.tree.blanket(j))]
+        touched = [
+            j
+            for j in range(len(base))
+            if present[j] and not all(present[b] for b in model.tree.blanket(j))
+        ]
         if touched:
             ref = model.tree.column_scores(model.ref_codes.astype(np.int64), present, only=touched)
             base[touched] = np.nanmean(ref[:, touched], 0)
         return base
 
-    def _collateral(self, model: _Model, codes: np.ndarray, present: np.ndarray,
-                    fired: dict[int, float]) -> dict[int, int]:
+    def _collateral(
+        self, model: _Model, codes: np.ndarray, present: np.ndarray, fired: dict[int, float]
+    ) -> dict[int, int]:
         """Fired columns that only fire through a fired neighbour.
 
         For two fired neighbours, each is re-scored with the other masked out: a column whose
@@ -340,8 +368,7 @@ class LikelihoodAnalyzer(Analyzer):
             ref_mask[without] = False
             ref = model.tree.column_scores(model.ref_codes.astype(np.int64), ref_mask, only=[j])
             col = model.columns[j]
-            return col.threshold.violated(float(np.mean(ref[:, j]) - np.nanmean(alone)),
-                                          len(codes))
+            return col.threshold.violated(float(np.mean(ref[:, j]) - np.nanmean(alone)), len(codes))
 
         def moved(j: int) -> float:
             """Total variation between the column's own code shares now and in the reference."""
@@ -357,8 +384,11 @@ class LikelihoodAnalyzer(Analyzer):
                 j_alone, b_alone = survives(j, b), survives(b, j)
                 if not j_alone and b_alone:
                     out[j] = b
-                elif not j_alone and not b_alone and moved(b) > max(2 * moved(j),
-                                                                    moved(j) + _TIE_MARGIN):
+                elif (
+                    not j_alone
+                    and not b_alone
+                    and moved(b) > max(2 * moved(j), moved(j) + _TIE_MARGIN)
+                ):
                     # Only their relation broke: the column whose own values moved is the one
                     # that changed (kilometres where miles were), the other merely lost its match.
                     out[j] = b
@@ -366,24 +396,37 @@ class LikelihoodAnalyzer(Analyzer):
                     break
         return out
 
-    def _explain(self, model: _Model, j: int, codes: np.ndarray, scores: np.ndarray,
-                 reference: float, drop: float, scope: str, rows: int,
-                 collateral: list[str]) -> str:
+    def _explain(
+        self,
+        model: _Model,
+        j: int,
+        codes: np.ndarray,
+        scores: np.ndarray,
+        reference: float,
+        drop: float,
+        scope: str,
+        rows: int,
+        collateral: list[str],
+    ) -> str:
         col = model.columns[j]
         blanket = model.tree.blanket(j)
         neighbours = ", ".join(model.columns[b].name for b in blanket) or "no other column"
         what = "this run" if scope == "run" else f"the last {self.window_s / 86400:g} days"
-        text = (f"{col.name}: values are {np.exp(drop):.3g}x less likely given {neighbours} than "
-                f"in healthy runs (mean log-likelihood {reference - drop:.2f} vs "
-                f"{reference:.2f} nats per row over {rows} sampled rows of {what})")
+        text = (
+            f"{col.name}: values are {np.exp(drop):.3g}x less likely given {neighbours} than "
+            f"in healthy runs (mean log-likelihood {reference - drop:.2f} vs "
+            f"{reference:.2f} nats per row over {rows} sampled rows of {what})"
+        )
         if blanket and scope == "run":
             b = blanket[0]
             worst = np.argsort(scores[:, j])[: max(1, len(codes) // 10)]
             pairs = codes[worst][:, [j, b]]
             uniq, counts = np.unique(pairs, axis=0, return_counts=True)
             cj, cb = uniq[int(np.argmax(counts))]
-            text += (f"; most surprising: {col.name} {model.coders[j].labels()[cj]} with "
-                     f"{model.columns[b].name} {model.coders[b].labels()[cb]}")
+            text += (
+                f"; most surprising: {col.name} {model.coders[j].labels()[cj]} with "
+                f"{model.columns[b].name} {model.coders[b].labels()[cb]}"
+            )
         if collateral:
             verb = "scores" if len(collateral) == 1 else "score"
             text += f" ({', '.join(collateral)} {verb} low too, but only through {col.name})"
@@ -403,29 +446,45 @@ class LikelihoodAnalyzer(Analyzer):
                 col.threshold.narrow()
             else:
                 col.threshold.widen(at=alert.value, n=max(alert.rows, 1))
-        return {"alert": alert.to_json(),
-                "precision": round(col.precision.mean, 4) if col is not None else None}
+        return {
+            "alert": alert.to_json(),
+            "precision": round(col.precision.mean, 4) if col is not None else None,
+        }
 
     # -- reporting ----------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
         base = self.labels()
-        yield Metric("mlobs_likelihood_ready", "gauge",
-                     "1 once a density model is fit for at least one dataset, else 0.", base,
-                     1.0 if self.ready else 0.0)
+        yield Metric(
+            "mlobs_likelihood_ready",
+            "gauge",
+            "1 once a density model is fit for at least one dataset, else 0.",
+            base,
+            1.0 if self.ready else 0.0,
+        )
         for (role, dataset), model in sorted(self._models.items()):
             labels = {**base, "role": role, "dataset": dataset}
-            yield Metric("mlobs_likelihood_rows_total", "counter",
-                         "Sampled rows scored by the density model.", labels,
-                         float(model.rows_scored))
+            yield Metric(
+                "mlobs_likelihood_rows_total",
+                "counter",
+                "Sampled rows scored by the density model.",
+                labels,
+                float(model.rows_scored),
+            )
             for col in model.columns:
-                for window, value in (("reference", col.ref_mean), ("run", col.last_mean),
-                                      ("window", col.window_mean)):
+                for window, value in (
+                    ("reference", col.ref_mean),
+                    ("run", col.last_mean),
+                    ("window", col.window_mean),
+                ):
                     if np.isfinite(value):
                         yield Metric(
-                            "mlobs_column_likelihood", "gauge",
+                            "mlobs_column_likelihood",
+                            "gauge",
                             "Mean log-likelihood per row of a column given its neighbours "
                             "(nats; reference, latest run, sliding window).",
-                            {**labels, "column": col.name, "window": window}, value)
+                            {**labels, "column": col.name, "window": window},
+                            value,
+                        )
         yield from self._book.metrics(base)
 
     def query(self, **params: Any) -> dict[str, Any]:
@@ -437,24 +496,36 @@ class LikelihoodAnalyzer(Analyzer):
             for j, col in enumerate(model.columns):
                 if params.get("column") not in (None, "", col.name):
                     continue
-                cols.append({
-                    "column": col.name,
-                    "neighbours": [model.columns[b].name for b in model.tree.blanket(j)],
-                    "link_nats": round(col.link, 4),
-                    "reference": col.ref_mean,
-                    "run": col.last_mean if np.isfinite(col.last_mean) else None,
-                    "window": col.window_mean if np.isfinite(col.window_mean) else None,
-                    "alert_above_drop": col.threshold.bounds(max(col.last_n, 1))[1],
-                    "precision": round(col.precision.mean, 4),
-                })
-            datasets.append({"role": role, "dataset": dataset, "runs_scored": model.runs_scored,
-                             "columns": cols, "skipped": model.skipped})
-        waiting = [{"role": r, "dataset": d, "runs": len(ref.samples), "needed": ref.runs}
-                   for (r, d), ref in self._references.items()]
+                cols.append(
+                    {
+                        "column": col.name,
+                        "neighbours": [model.columns[b].name for b in model.tree.blanket(j)],
+                        "link_nats": round(col.link, 4),
+                        "reference": col.ref_mean,
+                        "run": col.last_mean if np.isfinite(col.last_mean) else None,
+                        "window": col.window_mean if np.isfinite(col.window_mean) else None,
+                        "alert_above_drop": col.threshold.bounds(max(col.last_n, 1))[1],
+                        "precision": round(col.precision.mean, 4),
+                    }
+                )
+            datasets.append(
+                {
+                    "role": role,
+                    "dataset": dataset,
+                    "runs_scored": model.runs_scored,
+                    "columns": cols,
+                    "skipped": model.skipped,
+                }
+            )
+        waiting = [
+            {"role": r, "dataset": d, "runs": len(ref.samples), "needed": ref.runs}
+            for (r, d), ref in self._references.items()
+        ]
         out.update(
             ready=self.ready,
-            status="scoring" if self.ready else (
-                "waiting for reference samples; no alerts until then"),
+            status="scoring"
+            if self.ready
+            else ("waiting for reference samples; no alerts until then"),
             datasets=datasets,
             waiting=waiting,
             alerts=[a.to_json() for a in self._book.active()],

@@ -27,15 +27,21 @@ class SampleReference:
         """Whether enough runs are in."""
         return len(self.samples) >= self.runs
 
-    def add(self, run_id: str, event_time: float, columns: Mapping[str, np.ndarray],
-            rng: np.random.Generator) -> None:
+    def add(
+        self,
+        run_id: str,
+        event_time: float,
+        columns: Mapping[str, np.ndarray],
+        rng: np.random.Generator,
+    ) -> None:
         """Keep one run's sample (uniformly thinned to ``max_rows``), once per run."""
         if self.complete or any(r == run_id for r, _, _ in self.samples) or not columns:
             return
         n = len(next(iter(columns.values())))
         take = np.sort(rng.choice(n, self.max_rows, replace=False)) if n > self.max_rows else None
-        kept = {k: np.asarray(v) if take is None else np.asarray(v)[take]
-                for k, v in columns.items()}
+        kept = {
+            k: np.asarray(v) if take is None else np.asarray(v)[take] for k, v in columns.items()
+        }
         self.samples.append((run_id, float(event_time), kept))
 
     def drop(self, run_id: str) -> None:

@@ -71,15 +71,25 @@ class RepeatedRows(SoftConstraint):
 
     check: ClassVar[str] = "repeated_rows"
 
-    def __init__(self, role: str, dataset: str, key_columns: Sequence[str], *, k: float,
-                 window: int, last: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        dataset: str,
+        key_columns: Sequence[str],
+        *,
+        k: float,
+        window: int,
+        last: np.ndarray | None = None,
+    ) -> None:
         super().__init__(role, dataset, ",".join(key_columns), k=k, window=window)
         self.key_columns = tuple(key_columns)
         self._last = last
 
     def describe(self) -> str:
-        return (f"rows of ({', '.join(self.key_columns)}) in {self.dataset!r}: about "
-                f"{_pct(self.threshold.center)} repeat a row of the previous run")
+        return (
+            f"rows of ({', '.join(self.key_columns)}) in {self.dataset!r}: about "
+            f"{_pct(self.threshold.center)} repeat a row of the previous run"
+        )
 
     def evaluate_sample(self, columns: Mapping[str, np.ndarray]) -> Outcome | None:
         """Judge one run's sample, then remember it as the run to compare the next one with."""
@@ -96,7 +106,8 @@ class RepeatedRows(SoftConstraint):
             f"{', '.join(self.key_columns)}: {_pct(value)} of sampled rows of {self.dataset!r} "
             f"repeat a row of the previous run exactly (healthy runs: about "
             f"{_pct(self.threshold.center)}); the source is likely serving stale data"
-            if fired else ""
+            if fired
+            else ""
         )
         return self._outcome(value, fired, text, n, low, high)
 

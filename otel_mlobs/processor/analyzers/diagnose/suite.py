@@ -66,8 +66,9 @@ class DatasetSuite:
 Build = Callable[[Sequence[ColumnSummary]], SoftConstraint | None]
 
 
-def _seeded(build: Build, runs: Sequence[ColumnSummary], times: Sequence[float]
-            ) -> SoftConstraint | None:
+def _seeded(
+    build: Build, runs: Sequence[ColumnSummary], times: Sequence[float]
+) -> SoftConstraint | None:
     """Build on all runs; seed its history with each run measured against the others."""
     final = build(runs)
     if final is None:
@@ -113,8 +114,11 @@ def is_trending(runs: Sequence[ColumnSummary]) -> bool:
         return False
     iqr = []
     for r in runs:
-        q = colmod.quantiles(r.sketch, [0.25, 0.75]) if r.sketch else np.interp(
-            [0.25, 0.75], r.levels, r.quantiles)
+        q = (
+            colmod.quantiles(r.sketch, [0.25, 0.75])
+            if r.sketch
+            else np.interp([0.25, 0.75], r.levels, r.quantiles)
+        )
         iqr.append(q)
     overlaps = []
     for (a0, a1), (b0, b1) in zip(iqr, iqr[1:], strict=False):
@@ -155,20 +159,33 @@ def column_constraints(
     if not with_values:
         return out, "no values in the reference: only schema and completeness are checked"
 
-    distinct_min = min(r.distinct for r in with_values if np.isfinite(r.distinct)) if any(
-        np.isfinite(r.distinct) for r in with_values) else np.nan
-    if np.isfinite(distinct_min) and distinct_min >= _MIN_DISTINCT_VARYING and kind != (
-            semconv.KIND_BOOLEAN):
+    distinct_min = (
+        min(r.distinct for r in with_values if np.isfinite(r.distinct))
+        if any(np.isfinite(r.distinct) for r in with_values)
+        else np.nan
+    )
+    if (
+        np.isfinite(distinct_min)
+        and distinct_min >= _MIN_DISTINCT_VARYING
+        and kind != (semconv.KIND_BOOLEAN)
+    ):
         out.append(NotFrozen(role, dataset, name, distinct_min))
     fingerprints = [r.fingerprint() for r in runs]
-    if len(runs) >= 2 and all(r.has_content() for r in runs) and all(
-            a != b for a, b in zip(fingerprints, fingerprints[1:], strict=False)):
+    if (
+        len(runs) >= 2
+        and all(r.has_content() for r in runs)
+        and all(a != b for a, b in zip(fingerprints, fingerprints[1:], strict=False))
+    ):
         out.append(NotRepeated(role, dataset, name, fingerprints[-1]))
     ratios = [r.distinct / r.count for r in with_values if r.count >= 20]
     # Only categorical columns are keys: timestamps and floats are unique by chance, and
     # collide more as volume grows (the birthday effect), which is not a broken key.
-    if (kind == semconv.KIND_CATEGORICAL and ratios and len(ratios) == len(with_values)
-            and min(ratios) >= _UNIQUE_RATIO):
+    if (
+        kind == semconv.KIND_CATEGORICAL
+        and ratios
+        and len(ratios) == len(with_values)
+        and min(ratios) >= _UNIQUE_RATIO
+    ):
         dup = Duplicates(role, dataset, name, **soft)
         dup.seed([max(0.0, 1.0 - x) for x in ratios])
         out.append(dup)
@@ -181,8 +198,9 @@ def column_constraints(
     elif kind == semconv.KIND_DATETIME:
         spans = [r.quantiles[-1] - r.quantiles[0] for r in with_values if r.quantiles.size]
         span = float(np.nanmedian(spans)) if spans else 0.0
-        lag = _seeded(lambda rs: TimeLag(role, dataset, name, span_s=span, **soft),
-                      with_values, times)
+        lag = _seeded(
+            lambda rs: TimeLag(role, dataset, name, span_s=span, **soft), with_values, times
+        )
         if lag is not None:
             out.append(lag)
     elif kind == semconv.KIND_BOOLEAN:
@@ -194,7 +212,9 @@ def column_constraints(
             for cls in (UnseenCategories, CategoryMix):
                 built = _seeded(
                     lambda rs, c=cls: c(role, dataset, name, domain=_domain(rs), **soft),
-                    with_values, times)
+                    with_values,
+                    times,
+                )
                 if built is not None:
                     out.append(built)
         else:
@@ -202,8 +222,14 @@ def column_constraints(
     return out, note
 
 
-def _numeric(role: str, dataset: str, name: str, runs: Sequence[ColumnSummary],
-             times: Sequence[float], soft: dict) -> tuple[list[Constraint], str]:
+def _numeric(
+    role: str,
+    dataset: str,
+    name: str,
+    runs: Sequence[ColumnSummary],
+    times: Sequence[float],
+    soft: dict,
+) -> tuple[list[Constraint], str]:
     if not any(r.sketch for r in runs):
         return [], "no quantile sketch sent: range and shape skipped"
 
@@ -256,13 +282,15 @@ def build_suite(
     for _, cols in present:
         names.update(dict.fromkeys(cols))
     expected = {n for n in names if all(n in cols for _, cols in present)}
-    suite = DatasetSuite(role, dataset, expected=expected, known=set(names),
-                         always=len(present) == len(reference))
+    suite = DatasetSuite(
+        role, dataset, expected=expected, known=set(names), always=len(present) == len(reference)
+    )
     for name in names:
         runs = [cols[name] for _, cols in present if name in cols]
         times = [t for t, cols in present if name in cols]
-        built, note = column_constraints(role, dataset, name, runs, times, len(present),
-                                         k=k, window=window)
+        built, note = column_constraints(
+            role, dataset, name, runs, times, len(present), k=k, window=window
+        )
         suite.constraints[name] = built
         if note:
             suite.notes[name] = note

@@ -133,8 +133,9 @@ class RobustThreshold:
                 self._cache = (float("nan"), 0.0)
             else:
                 center = _median(h)
-                spread = _MAD_TO_SD * _median(sorted(abs(x - center) for x in h)) if len(h) > 1 \
-                    else 0.0
+                spread = (
+                    _MAD_TO_SD * _median(sorted(abs(x - center) for x in h)) if len(h) > 1 else 0.0
+                )
                 self._cache = (center, spread)
         return self._cache
 
