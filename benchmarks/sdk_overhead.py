@@ -82,7 +82,7 @@ def scenario_workload(rows: int, seed: int) -> Workload:
         model_matrix,
     )
 
-    per_day = 5000
+    per_day = min(5000, max(400, rows))  # the scenario's default; smaller for smoke runs
     live_days = -(-rows // (per_day // 2)) + 1  # weekends and holidays shrink some days
     scenario = TaxiScenario(seed=seed, days=5 + live_days, rows_per_day=per_day, train_days=5)
     frames = []

@@ -8,11 +8,11 @@ What each side computes, per column:
 * bare pandas pass -- floats: count, mean, std, min, max, 7 quantiles (exact);
   categoricals: ``value_counts`` (exact). No sketches, no distinct count for floats.
 * SDK ``summarize_frame`` -- floats: count, nulls, mean, std, min, max, 7 quantiles read from a
-  serialized KLL sketch (k=200), a distinct estimate (linear counting over a hash bitmap);
-  categoricals: count, nulls, exact distinct, top values with counts; plus a bounded uniform
-  row sample (512 rows). Timed twice: with ``sketch_rows=None`` (sketches over every row: the
-  equal-content figure the targets are judged on) and with the SDK's defaults (sketches over a
-  bounded row subsample, what ``log_input`` does unless told otherwise).
+  serialized KLL sketch (k=200), a distinct estimate; categoricals: count, nulls, distinct, top
+  values with counts; plus a bounded uniform row sample. Timed twice: with ``sketch_rows=None``
+  (sketches, distinct counts and top values over every row: the equal-content figure the targets
+  are judged on) and with the SDK's defaults (those three from a bounded row sample while counts,
+  nulls, moments and extremes stay exact; what ``log_input`` does unless told otherwise).
 * whylogs ``why.log(df)`` (default schema) -- floats: counts (n, null, NaN, inf), type counts,
   KLL distribution (k=1024: mean, stddev, min, max, quantiles) and HLL cardinality;
   strings: counts, type counts, HLL cardinality and a frequent-items sketch.
@@ -68,8 +68,8 @@ def load_sdk_summarizer(*, every_row: bool) -> Callable[[Any], Any]:
     """The SDK's pure summarizing function.
 
     ``every_row=True`` builds each KLL sketch from every row (``sketch_rows=None``), the content
-    whylogs computes; ``False`` keeps the SDK's default, which sketches a bounded row subsample
-    (``DEFAULT_SKETCH_ROWS``) while counts, moments, extremes, distinct and top values stay exact.
+    whylogs computes; ``False`` keeps the SDK's default, which takes sketches, distinct estimates
+    and text top values from a bounded row sample (``DEFAULT_SKETCH_ROWS``).
     """
     from otel_mlobs.sdk.summarize import summarize_frame
 
@@ -240,7 +240,7 @@ def render_markdown(p: dict[str, Any]) -> str:
     res, rat, m, d = p["results"], p["ratios"], p["machine"], p["data"]
     labels = {
         "sdk": "otel-mlobs `summarize_frame(sketch_rows=None)` (equal content)",
-        "sdk_default": "otel-mlobs `summarize_frame` defaults (sketch of a row subsample)",
+        "sdk_default": "otel-mlobs `summarize_frame` defaults (sketches from a row sample)",
         "pandas": "bare pandas pass",
         "whylogs": "whylogs `why.log`",
     }
@@ -283,16 +283,16 @@ def render_markdown(p: dict[str, Any]) -> str:
             f"on CPU time: {rat['whylogs_cpu_over_sdk_cpu']:.1f}x"
         )
     out += [
-        f"- Targets are judged on the equal-content SDK row, whose KLL sketches see every row. "
-        f"With its defaults the SDK sketches a {res['sdk_default']['sketch_rows']:,}-row "
-        f"subsample (counts, moments, extremes, distinct and top values stay exact): "
-        f"{rat['sdk_default_time_over_pandas']:.2f}x the pandas time.",
+        f"- Targets are judged on the equal-content SDK row, whose sketches, distinct counts "
+        f"and top values see every row. With its defaults the SDK takes those from a "
+        f"{res['sdk_default']['sketch_rows']:,}-row sample (counts, nulls, moments and extremes "
+        f"stay exact): {rat['sdk_default_time_over_pandas']:.2f}x the pandas time.",
         "",
         "What each computes: pandas -- count, mean, std, min, max, 7 exact quantiles for floats, "
         "`value_counts` for categoricals. SDK -- count, nulls, mean, std, min, max, 7 quantiles "
-        "read from a serialized KLL sketch (k=200) and a distinct estimate (linear counting) per "
-        "float column; count, nulls, exact distinct and top values with counts per categorical; "
-        "a 512-row sample. whylogs -- counts, types, KLL distribution (k=1024) and HLL per float "
+        "read from a serialized KLL sketch (k=200) and a distinct estimate per float column; "
+        "count, nulls, distinct and top values with counts per categorical; a row sample. "
+        "whylogs -- counts, types, KLL distribution (k=1024) and HLL per float "
         "column; counts, types, HLL and frequent items per string column.",
         "",
         f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}, "

@@ -103,9 +103,10 @@ def test_summarize_benchmark_rejects_tiny_rows(tmp_path):
 def test_sdk_overhead_benchmark_exports_to_a_real_processor(tmp_path):
     payload = _run(
         "sdk_overhead.py",
-        *("--rows", "300", "--repeats", "2", "--warmup", "0", "--model", "standin"),
+        *("--rows", "300", "--repeats", "2", "--warmup", "0"),
         out_dir=tmp_path,
     )
+    assert payload["workload"].startswith("taxi scenario forest")
     export = payload["export"]
     assert export["exporter"] == "otlp-grpc"
     # Each observed call makes a run span and a predictions span; all must arrive, none rejected.
@@ -128,11 +129,12 @@ def test_sdk_overhead_benchmark_exports_to_a_real_processor(tmp_path):
     assert res["background"]["flush_wall_median_ms"] >= 0
 
 
-def test_sdk_overhead_benchmark_in_memory_with_scenario_model(tmp_path):
+def test_sdk_overhead_benchmark_in_memory_with_standin_model(tmp_path):
     payload = _run(
         "sdk_overhead.py",
-        *("--rows", "300", "--repeats", "1", "--warmup", "0", "--exporter", "memory"),
+        *("--rows", "300", "--repeats", "1", "--warmup", "0"),
+        *("--exporter", "memory", "--model", "standin"),
         out_dir=tmp_path,
     )
     assert payload["export"]["spans_exported"] >= 2
-    assert payload["workload"].startswith("taxi scenario forest")
+    assert payload["workload"].startswith("stand-in forest")
