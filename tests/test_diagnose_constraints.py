@@ -321,3 +321,11 @@ def test_bad_parameters_are_refused():
         ConstraintAnalyzer(KEY, reference_runs=0)
     with pytest.raises(ValueError):
         ConstraintAnalyzer(KEY, k=-1)
+
+
+def test_ragged_summary_is_a_clear_error():
+    a = trained()
+    summary, _ = records(KEY, "r30", T0 + 30 * DAY, table(30), seed=30, dataset="trips")
+    summary.count = summary.count[:-1]
+    with pytest.raises(ValueError, match="'trips'.*differ in length"):
+        a.update(summary)

@@ -218,3 +218,13 @@ def test_bad_parameters_are_refused():
         LikelihoodAnalyzer(KEY, roles=("sideways",))
     with pytest.raises(ValueError):
         LikelihoodAnalyzer(KEY, min_drop=0)
+
+
+def test_wide_datasets_model_a_bounded_number_of_columns():
+    a = LikelihoodAnalyzer(KEY, reference_runs=2, max_columns=8)
+    rng = np.random.default_rng(0)
+    for run in range(3):
+        feed(a, run, {f"c{i:03d}": rng.normal(0, 1, 200) for i in range(40)})
+    model = next(d for d in a.query()["datasets"])
+    assert len(model["columns"]) == 8
+    assert sum("max_columns" in why for why in model["skipped"].values()) == 32

@@ -120,6 +120,8 @@ class DriftAnalyzer(Analyzer):
         For datasets without row samples: the PSI at which a column's move alerts.
     top_k
         Columns exported with their classifier weight.
+    max_columns
+        Columns the classifier encodes per dataset (the first ones).
     lr
         SGD learning rate.
 
@@ -152,6 +154,7 @@ class DriftAnalyzer(Analyzer):
         top_k: int = 5,
         lr: float = 0.5,
         max_datasets: int = 16,
+        max_columns: int = 64,
         history: int = 60,
         seed: int = 0,
     ) -> None:
@@ -167,6 +170,9 @@ class DriftAnalyzer(Analyzer):
         self.top_k = int(top_k)
         self.lr = float(lr)
         self.max_datasets = int(max_datasets)
+        if max_columns < 2:
+            raise ValueError("max_columns must be >= 2")
+        self.max_columns = int(max_columns)
         self.history = int(history)
         self.seed = int(seed)
         self._pending: dict[DatasetKey, _Pending] = {}
@@ -263,7 +269,7 @@ class DriftAnalyzer(Analyzer):
                 self._adversaries[key] = adversary
 
     def _fit_adversary(self, ref: SampleReference) -> _Adversary | None:
-        names = ref.columns()
+        names = ref.columns()[: self.max_columns]
         times = [t for _, t, _ in ref.samples]
         coders = [
             c

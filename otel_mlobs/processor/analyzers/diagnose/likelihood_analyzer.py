@@ -91,6 +91,8 @@ class LikelihoodAnalyzer(Analyzer):
         Quantile bins per numeric column.
     max_datasets
         Datasets modelled per component.
+    max_columns
+        Columns modelled per dataset (the first ones); fitting costs the square of this.
 
     Examples
     --------
@@ -124,6 +126,7 @@ class LikelihoodAnalyzer(Analyzer):
         min_link: float = 0.05,
         bins: int = 10,
         max_datasets: int = 16,
+        max_columns: int = 64,
         history: int = 60,
     ) -> None:
         super().__init__(key)
@@ -142,6 +145,9 @@ class LikelihoodAnalyzer(Analyzer):
         self.min_link = float(min_link)
         self.bins = int(bins)
         self.max_datasets = int(max_datasets)
+        if max_columns < 2:
+            raise ValueError("max_columns must be >= 2")
+        self.max_columns = int(max_columns)
         self.history = int(history)
         self._references: dict[DatasetKey, SampleReference] = {}
         self._models: dict[DatasetKey, _Model] = {}
@@ -194,6 +200,9 @@ class LikelihoodAnalyzer(Analyzer):
         names = ref.columns()
         times = [t for _, t, _ in ref.samples]
         coders, skipped = [], {}
+        for name in names[self.max_columns :]:
+            skipped[name] = f"beyond the first {self.max_columns} columns (max_columns)"
+        names = names[: self.max_columns]
         for name in names:
             coder = fit_coder(name, [c[name] for _, _, c in ref.samples], times, bins=self.bins)
             if coder is None:
