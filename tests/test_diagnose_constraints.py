@@ -329,3 +329,5 @@ def test_ragged_summary_is_a_clear_error():
     summary.count = summary.count[:-1]
     with pytest.raises(ValueError, match="'trips'.*differ in length"):
         a.update(summary)
+    feed(a, 31, table(31))
+    assert broken(a) == []  # the bad record left no half-open run behind

@@ -203,10 +203,12 @@ class ConstraintAnalyzer(Analyzer):
             return
         if record.run_id in self._closed:
             return  # a straggler of a run already judged
-        self._start(record.run_id, record.event_time)
         if isinstance(record, SummaryRecord):
-            self._on_summary(record)
+            cols = {c.name: c for c in columns_of(record)}  # a malformed record stops here
+            self._start(record.run_id, record.event_time)
+            self._on_summary(record, cols)
         elif isinstance(record, SampleRecord):
+            self._start(record.run_id, record.event_time)
             self._on_sample(record)
 
     def refresh(self) -> None:
@@ -252,13 +254,12 @@ class ConstraintAnalyzer(Analyzer):
             return False
         return True
 
-    def _on_summary(self, rec: SummaryRecord) -> None:
+    def _on_summary(self, rec: SummaryRecord, cols: dict[str, ColumnSummary]) -> None:
         key = (rec.role, rec.dataset)
         pending = self._pending
         assert pending is not None
         if not self._track(key):
             return
-        cols = {c.name: c for c in columns_of(rec)}
         seen = pending.seen.setdefault(key, set())
         fresh = {n: c for n, c in cols.items() if n not in seen}
         seen.update(fresh)
