@@ -6,116 +6,50 @@ updating) does the opposite: its run-to-run variation collapses to zero while hi
 A z-score sees the first and is blind to the second, so both are kept and combined into one
 error score ζ that the root-cause ranking multiplies along lineage paths.
 
-Scalar estimates are pluggable: each is a function ``SummaryRecord -> (n_columns,) float`` named
-in :data:`ESTIMATORS` (mean, std, null ratio, top-value share), and any other source (a density
-model's log-likelihood, say) can be fed per run through :meth:`ComponentSeries.observe`.
+Ingest and scoring are split. :meth:`ComponentSeries.add_summary` only writes a run's estimates
+(a few vectorized assignments over its columns) and marks the run pending;
+:meth:`ComponentSeries.score_pending` scores every pending run at once, with window sums from
+prefix sums and window minima from a sparse table (:mod:`.window_stats`), so the cost of a
+refresh grows with the history kept, not with the number of runs that arrived since the last.
 
 Memory is bounded: each component keeps a ring of at most ``max_runs`` runs and
-``max_columns`` columns; the oldest run (by event time) is evicted first.
+``max_columns`` columns; the oldest run (by event time) is evicted first. A run evicted before
+any refresh scored it is never scored.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
-from otel_mlobs import semconv
+from otel_mlobs.processor.analyzers.react.estimates import (
+    COUNT,
+    DEFAULT_FLOOR,
+    ESTIMATORS,
+    NOISE,
+    NOVEL,
+    STD_FLOORS,
+    kind_masks,
+    register_estimator,
+)
+from otel_mlobs.processor.analyzers.react.window_stats import prefix, range_min, window_sum
 from otel_mlobs.processor.records import SummaryRecord
 
 DAY_S = 86_400.0
-
-Estimator = Callable[[SummaryRecord], np.ndarray]
-
-
-def _numeric_mask(rec: SummaryRecord) -> np.ndarray:
-    kinds = np.asarray(rec.kinds, dtype=object)
-    return (kinds == semconv.KIND_NUMERIC) | (kinds == semconv.KIND_BOOLEAN)
-
-
-def _est_mean(rec: SummaryRecord) -> np.ndarray:
-    out = np.asarray(rec.mean, dtype=np.float64).copy()
-    out[~_numeric_mask(rec)] = np.nan  # datetimes trend by design; categoricals have no mean
-    return out
-
-
-def _est_std(rec: SummaryRecord) -> np.ndarray:
-    out = np.asarray(rec.std, dtype=np.float64).copy()
-    out[~_numeric_mask(rec)] = np.nan
-    return out
-
-
-def _est_null_ratio(rec: SummaryRecord) -> np.ndarray:
-    count = np.asarray(rec.count, dtype=np.float64)
-    nulls = np.asarray(rec.nulls, dtype=np.float64)
-    total = count + nulls
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, nulls / np.maximum(total, 1.0), np.nan)
-
-
-def _est_top_share(rec: SummaryRecord) -> np.ndarray:
-    out = np.full(len(rec.columns), np.nan)
-    for i, top in enumerate(rec.top_values):
-        if top and rec.kinds[i] == semconv.KIND_CATEGORICAL and rec.count[i] > 0:
-            out[i] = max(top.values()) / float(rec.count[i])
-    return out
-
-
-def _quantile(level: float) -> Estimator:
-    def est(rec: SummaryRecord) -> np.ndarray:
-        levels = np.asarray(rec.quantile_levels, dtype=np.float64)
-        q = np.asarray(rec.quantiles, dtype=np.float64).reshape(len(rec.columns), -1)
-        if len(levels) == 0 or q.shape[1] != len(levels):
-            return np.full(len(rec.columns), np.nan)
-        j = np.searchsorted(levels, level)
-        if j < len(levels) and levels[j] == level:
-            out = q[:, j].copy()
-        else:  # interpolate between the neighbouring levels (clamped at the ends)
-            out = np.array([np.interp(level, levels, row) for row in q])
-        out[~_numeric_mask(rec)] = np.nan
-        return out
-
-    return est
-
-
-ESTIMATORS: dict[str, Estimator] = {
-    "mean": _est_mean,
-    "std": _est_std,
-    "q25": _quantile(0.25),
-    "q50": _quantile(0.5),
-    "q75": _quantile(0.75),
-    "null_ratio": _est_null_ratio,
-    "top_share": _est_top_share,
-}
-"""Named scalar estimates of a column's distribution; :func:`register_estimator` adds more."""
-
-# A floor under the baseline's standard deviation, per estimate: (absolute, relative to |mean|).
-# Without it a column that never varied would turn any change, however small, into infinity.
-_STD_FLOORS: dict[str, tuple[float, float]] = {
-    "null_ratio": (0.005, 0.0),
-    "top_share": (0.005, 0.0),
-    "novel_share": (0.005, 0.0),
-}
-NOVEL = "novel_share"  # share of a categorical's rows whose value the baseline never saw
-_MAX_VOCAB = 256
-_DEFAULT_FLOOR = (1e-12, 1e-3)
-
-_KIND_CODES = {k: i for i, k in enumerate(semconv.COLUMN_KINDS)}
-
 SCORE_CAP = 1_000.0
 STALE_TERM_CAP = 6.0  # orders of magnitude one near-zero change can contribute
+_MAX_VOCAB = 256
+_MAX_LAYOUTS = 1_024
 
 ColumnId = tuple[str, str, str]  # (role, dataset, column), as the other column analyzers use
+STALE_ESTIMATES: tuple[str, ...] = ("mean", "std", "top_share", COUNT)
 
-
-def register_estimator(name: str, fn: Estimator) -> None:
-    """Make ``fn`` available as estimate ``name`` (module-level, so snapshots stay picklable)."""
-    if not name or not callable(fn):
-        raise ValueError("an estimator needs a non-empty name and a callable")
-    ESTIMATORS[name] = fn
+__all__ = ["DAY_S", "ESTIMATORS", "STALE_ESTIMATES", "ColumnScores", "ComponentSeries",
+           "ScoreParams", "predictive_z", "register_estimator", "zeta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +62,7 @@ class ScoreParams:
     z_threshold: float = 4.0  # corruption score at which ζ reaches 1
     stale_runs: int = 3  # recent runs whose changes are compared with history's
     stale_threshold: float = 2.5  # staleness score at which ζ reaches 1
-    stale_estimates: tuple[str, ...] = ("mean", "std", "q25", "q50", "q75", "top_share")
+    stale_estimates: tuple[str, ...] = STALE_ESTIMATES
     schema_ratio: float = 3.0  # ζ of a column that vanished or changed kind
     zeta_floor: float = 0.5  # ζ of a perfectly quiet column
 
@@ -165,25 +99,16 @@ def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray,
     expressed back as the normal quantile: 4 means as unlikely as 4 sd of a normal. ``n`` sets
     the degrees of freedom of the spread, ``n_mean`` (default ``n``) the points in the mean.
     """
-    df = np.maximum(n - 1, 1).astype(np.float64)
     n_mean = n if n_mean is None else n_mean
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.abs(x - mean) / (sd * np.sqrt(1.0 + 1.0 / np.maximum(n_mean, 1)))
-        tail = special.stdtr(df, -t)  # one-sided tail of the t distribution
-        z = -special.ndtri(np.maximum(tail, 1e-300))
-    return np.where(np.isnan(t), np.nan, np.clip(z, 0.0, SCORE_CAP))
-
-
-def _nanstats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, sample std and count of non-NaN values down axis 0, without warnings."""
-    ok = ~np.isnan(x)
-    n = ok.sum(axis=0)
-    filled = np.where(ok, x, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = filled.sum(axis=0) / n
-        dev = np.where(ok, x - mean, 0.0)
-        var = (dev * dev).sum(axis=0) / np.maximum(n - 1, 1)
-    return mean, np.sqrt(var), n
+    t, n = np.broadcast_arrays(t, n)
+    z = np.full(t.shape, np.nan)
+    ok = ~np.isnan(t)  # the tail is costly: only where there is a distance to judge
+    df = np.maximum(n[ok] - 1, 1).astype(np.float64)
+    tail = special.stdtr(df, -t[ok])  # one-sided tail of the t distribution
+    z[ok] = np.clip(-special.ndtri(np.maximum(tail, 1e-300)), 0.0, SCORE_CAP)
+    return z
 
 
 class ComponentSeries:
@@ -191,27 +116,48 @@ class ComponentSeries:
 
     Columns are identified like everywhere else by (role, dataset, column); their display label
     is ``dataset.column`` (prefixed with the role in the rare case a component reads and writes
-    a dataset of the same name).
+    a dataset of the same name). Estimates live in one ``(estimates, runs, columns)`` array, so
+    every estimate is scored by the same few array operations.
     """
 
-    def __init__(self, params: ScoreParams, max_runs: int = 256, max_columns: int = 2048) -> None:
+    def __init__(self, params: ScoreParams, estimators: Iterable[str] = ("mean", "std"),
+                 max_runs: int = 256, max_columns: int = 2048) -> None:
         if max_runs < params.min_history + params.stale_runs:
             raise ValueError("max_runs must hold at least min_history + stale_runs runs")
         self.params = params
         self.max_runs = max_runs
         self.max_columns = max_columns
+        corr = [e for e in estimators if e in ESTIMATORS]
+        stale = [e for e in params.stale_estimates if e in ESTIMATORS]
+        needs = [n for e in stale for n in NOISE.get(e, ((), None))[0] if n in ESTIMATORS]
+        self.names: list[str] = list(dict.fromkeys([*corr, *stale, *needs, COUNT, NOVEL]))
+        self._plane = {name: i for i, name in enumerate(self.names)}
+        self._builtin = np.array([self._plane[n] for n in self.names if n != NOVEL])
+        self._estimators = [ESTIMATORS[n] for n in self.names if n != NOVEL]
+        self._corr_planes = [self._plane[n] for n in (*corr, NOVEL)]
+        self._stale_planes = [self._plane[n] for n in stale]
         self.ids: list[ColumnId] = []
         self.columns: list[str] = []  # display labels, parallel to ids
+        self._labels: set[str] = set()
         self._col_index: dict[ColumnId, int] = {}
+        self._datasets: dict[tuple[str, str], int] = {}
+        self._col_dataset = np.zeros(0, dtype=np.int64)
+        self._layouts: dict[tuple[str, str, tuple[str, ...]], tuple[np.ndarray, np.ndarray | None]]
+        self._layouts = {}
         self.dropped_columns = 0
         self._vocab: dict[int, dict[str, float]] = {}  # column -> value -> last clean sighting
+        self._tops: dict[int, dict[int, dict[str, int]]] = {}  # pending slot -> column -> top
         self.run_ids: list[str] = [""] * max_runs
         self._run_slot: dict[str, int] = {}
+        self._free = list(range(max_runs - 1, -1, -1))
+        self._pending: set[int] = set()
+        self.version = 0  # bumped whenever scores or columns change
         self.times = np.full(max_runs, np.nan)
         cap = 16
+        e = len(self.names)
         self.present = np.zeros((max_runs, cap), dtype=bool)
         self.kind = np.full((max_runs, cap), -1, dtype=np.int8)
-        self.est: dict[str, np.ndarray] = {}
+        self.est = np.full((e, max_runs, cap), np.nan)
         self.corruption = np.zeros((max_runs, cap))
         self.staleness = np.zeros((max_runs, cap))
 
@@ -220,6 +166,11 @@ class ComponentSeries:
     def capacity(self) -> int:
         return self.present.shape[1]
 
+    @property
+    def pending(self) -> int:
+        """Runs written since the last :meth:`score_pending`."""
+        return len(self._pending)
+
     def _grow(self, need: int) -> None:
         cap = self.capacity
         if need <= cap:
@@ -227,15 +178,23 @@ class ComponentSeries:
         new = max(need, 2 * cap)
 
         def widen(a: np.ndarray, fill: float | int | bool) -> np.ndarray:
-            out = np.full((a.shape[0], new), fill, dtype=a.dtype)
-            out[:, :cap] = a
+            out = np.full((*a.shape[:-1], new), fill, dtype=a.dtype)
+            out[..., :cap] = a
             return out
 
         self.present = widen(self.present, False)
         self.kind = widen(self.kind, -1)
         self.corruption = widen(self.corruption, 0.0)
         self.staleness = widen(self.staleness, 0.0)
-        self.est = {k: widen(v, np.nan) for k, v in self.est.items()}
+        self.est = widen(self.est, np.nan)
+
+    def _add_plane(self, name: str) -> int:
+        """A plane for an estimate fed from outside (scored for corruption, not staleness)."""
+        i = self._plane[name] = len(self.names)
+        self.names.append(name)
+        self._corr_planes.append(i)
+        self.est = np.concatenate([self.est, np.full((1, *self.est.shape[1:]), np.nan)])
+        return i
 
     def index_of(self, role: str, dataset: str, column: str) -> int | None:
         return self._col_index.get((role, dataset, column))
@@ -243,6 +202,7 @@ class ComponentSeries:
     def column_indices(self, role: str, dataset: str, names: Iterable[str]) -> np.ndarray:
         """Indices of columns, adding new ones; -1 once ``max_columns`` is reached."""
         out = []
+        ds = self._datasets.setdefault((role, dataset), len(self._datasets))
         for name in names:
             cid = (role, dataset, name)
             i = self._col_index.get(cid)
@@ -252,183 +212,295 @@ class ComponentSeries:
                     out.append(-1)
                     continue
                 label = f"{dataset}.{name}" if dataset else name
-                if label in self.columns:
+                if label in self._labels:
                     label = f"{role}:{label}"
                 i = self._col_index[cid] = len(self.ids)
                 self.ids.append(cid)
                 self.columns.append(label)
+                self._labels.add(label)
+                self._col_dataset = np.append(self._col_dataset, ds)
+                self.version += 1
             out.append(i)
         idx = np.asarray(out, dtype=np.int64)
         self._grow(len(self.ids))
         return idx
 
+    def _layout(self, role: str, dataset: str,
+                names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(column indices kept, mask of kept positions or None when all are), cached."""
+        key = (role, dataset, tuple(names))
+        hit = self._layouts.get(key)
+        if hit is None:
+            idx = self.column_indices(role, dataset, names)
+            keep = idx >= 0
+            hit = (idx[keep], None if keep.all() else keep)
+            if not keep.all():
+                return hit  # not cached: each such record counts its dropped columns
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                self._layouts.clear()
+            self._layouts[key] = hit
+        return hit
+
     def _slot(self, run_id: str, event_time: float) -> int:
         slot = self._run_slot.get(run_id)
         if slot is not None:
             return slot
-        free = np.flatnonzero(np.isnan(self.times))
-        if len(free):
-            slot = int(free[0])
+        if self._free:
+            slot = self._free.pop()
         else:
             slot = int(np.nanargmin(self.times))
             del self._run_slot[self.run_ids[slot]]
+            self._pending.discard(slot)
+            self._tops.pop(slot, None)
+            self.version += 1
         self._run_slot[run_id] = slot
         self.run_ids[slot] = run_id
         self.times[slot] = event_time
         self.present[slot] = False
         self.kind[slot] = -1
-        self.corruption[slot] = 0.0
-        self.staleness[slot] = 0.0
-        for arr in self.est.values():
-            arr[slot] = np.nan
-        return slot
+        self.est[:, slot] = np.nan
+        return slot  # its corruption and staleness are written when it is scored
 
-    # --- ingest -------------------------------------------------------------------------------
-    def add_summary(self, rec: SummaryRecord, estimators: Iterable[str]) -> None:
-        """Fold one summary chunk into its run's row and rescore the columns it carries."""
-        idx = self.column_indices(rec.role, rec.dataset, rec.columns)
-        keep = idx >= 0
-        if not keep.any():
+    # --- ingest (cheap: called for every record) ----------------------------------------------
+    def add_summary(self, rec: SummaryRecord) -> None:
+        """Write one summary chunk's estimates into its run's row; scoring waits for a refresh."""
+        cols, keep = self._layout(rec.role, rec.dataset, rec.columns)
+        if len(cols) == 0:
             return
-        cols = idx[keep]
         slot = self._slot(rec.run_id, rec.event_time)
+        _, categorical, codes, any_cat = kind_masks(rec)
+        values = np.empty((len(self._builtin), len(rec.columns)))
+        for row, fn in enumerate(self._estimators):
+            values[row] = fn(rec)
+        if keep is not None:
+            values, codes, categorical = values[:, keep], codes[keep], categorical[keep]
+        self.est[self._builtin[:, None], slot, cols] = values
         self.present[slot, cols] = True
-        codes = np.asarray([_KIND_CODES.get(k, -1) for k in rec.kinds], dtype=np.int8)
-        self.kind[slot, cols] = codes[keep]
-        for name in estimators:
-            values = np.asarray(ESTIMATORS[name](rec), dtype=np.float64)
-            self._store(name, slot, cols, values[keep])
-        self._store(NOVEL, slot, cols, self._novel_share(rec, idx)[keep])
-        self._score(slot, cols)
-        self._learn_vocab(rec, idx, slot)
-
-    def _novel_share(self, rec: SummaryRecord, idx: np.ndarray) -> np.ndarray:
-        """Share of a categorical's counted rows whose value no clean recent run showed.
-
-        A renamed category ('Credit card' → 'Card') keeps every share-based estimate as it was;
-        only the vocabulary gives it away. NaN until the column has a vocabulary.
-        """
-        out = np.full(len(rec.columns), np.nan)
-        horizon = rec.event_time - self.params.window_s
-        for j, top in enumerate(rec.top_values):
-            vocab = self._vocab.get(int(idx[j])) if idx[j] >= 0 else None
-            if not top or not vocab or rec.count[j] <= 0:
-                continue
-            unseen = sum(c for v, c in top.items() if vocab.get(v, -np.inf) < horizon)
-            out[j] = unseen / float(rec.count[j])
-        return out
-
-    def _learn_vocab(self, rec: SummaryRecord, idx: np.ndarray, slot: int) -> None:
-        for j, top in enumerate(rec.top_values):
-            i = int(idx[j])
-            if not top or i < 0 or self.corruption[slot, i] >= self.params.z_threshold:
-                continue  # an anomalous run does not teach the vocabulary
-            vocab = self._vocab.setdefault(i, {})
-            for v in top:
-                if v in vocab or len(vocab) < _MAX_VOCAB:
-                    vocab[v] = max(vocab.get(v, -np.inf), rec.event_time)
+        self.kind[slot, cols] = codes
+        if any_cat:
+            tops = rec.top_values if keep is None else \
+                [t for t, k in zip(rec.top_values, keep, strict=True) if k]
+            mine = self._tops.setdefault(slot, {})
+            for j in np.flatnonzero(categorical):
+                if tops[j]:
+                    mine[int(cols[j])] = tops[j]
+        self._pending.add(slot)
 
     def observe(self, run_id: str, event_time: float, role: str, dataset: str, column: str,
                 estimate: str, value: float) -> None:
         """Feed one external scalar estimate (e.g. a likelihood score) for a run's column."""
+        if estimate == NOVEL:
+            raise ValueError(f"'{NOVEL}' is computed here and cannot be fed")
         idx = self.column_indices(role, dataset, [column])
         if idx[0] < 0:
             return
+        plane = self._plane.get(estimate)
+        if plane is None:
+            plane = self._add_plane(estimate)
         slot = self._slot(run_id, event_time)
         self.present[slot, idx] = True
-        self._store(estimate, slot, idx, np.asarray([value], dtype=np.float64))
-        self._score(slot, idx)
+        self.est[plane, slot, idx] = value
+        self._pending.add(slot)
 
-    def _store(self, name: str, slot: int, cols: np.ndarray, values: np.ndarray) -> None:
-        arr = self.est.get(name)
-        if arr is None:
-            arr = self.est[name] = np.full((self.max_runs, self.capacity), np.nan)
-        arr[slot, cols] = values
-
-    def _score(self, slot: int, cols: np.ndarray) -> None:
+    # --- scoring (at refresh: every pending run at once) --------------------------------------
+    def score_pending(self) -> bool:
+        """Score every run written since the last call; False when there was nothing to do."""
+        if not self._pending:
+            return False
         p = self.params
-        t = self.times[slot]
-        valid = ~np.isnan(self.times)
-        window = valid & (self.times >= t - p.window_s) & (self.times < t)
-        window[slot] = False
-        rows = np.flatnonzero(window)
-        corr = np.zeros(len(cols))
-        stale = np.zeros(len(cols))
-        if len(rows):
-            # Baseline points that were themselves anomalous stay out of the baseline, so an
-            # incident keeps scoring until the window has drained and a new normal is learnt.
-            clean = self.corruption[np.ix_(rows, cols)] < p.z_threshold
-            # The spread comes from run-to-run changes over a longer horizon (more degrees of
-            # freedom than seven points give), changes touching an anomalous run left out.
-            long = np.flatnonzero(valid & (self.times >= t - p.spread_windows * p.window_s)
-                                  & (self.times < t))
-            long = long[np.argsort(self.times[long], kind="stable")]
-            ok_long = self.corruption[np.ix_(long, cols)] < p.z_threshold
-            ok_step = ok_long[1:] & ok_long[:-1]
-            for name, arr in self.est.items():
-                hist = np.where(clean, arr[np.ix_(rows, cols)], np.nan)
-                mean, std, n = _nanstats(hist)
-                steps = np.where(ok_step, np.diff(arr[np.ix_(long, cols)], axis=0), np.nan)
-                n_steps = (~np.isnan(steps)).sum(axis=0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    step_sd = np.sqrt(np.nansum(steps * steps, axis=0) / (2 * n_steps))
-                use_steps = n_steps > n
-                sd = np.where(use_steps, step_sd, std)
-                dof_n = np.where(use_steps, n_steps + 1, n)
-                absf, relf = _STD_FLOORS.get(name, _DEFAULT_FLOOR)
-                sd = np.maximum(np.nan_to_num(sd), np.maximum(absf, relf * np.abs(mean)))
-                z = predictive_z(arr[slot, cols], mean, sd, dof_n, n)
-                z = np.where((n >= p.min_history) & ~np.isnan(z), z, 0.0)
-                corr = np.maximum(corr, z)
-            stale = self._staleness(slot, rows, cols)
-        self.corruption[slot, cols] = corr
-        self.staleness[slot, cols] = stale
+        n = len(self.columns)
+        order = self.rows_until()
+        where = np.empty(self.max_runs, dtype=np.int64)
+        where[order] = np.arange(len(order))
+        tp = np.sort(where[np.fromiter(self._pending, dtype=np.int64)])
+        targets = order[tp]
+        ts = self.times[order]
+        t = ts[tp]
+        win = (np.searchsorted(ts, t - p.window_s, "left"), np.searchsorted(ts, t, "left"),
+               np.searchsorted(ts, t - p.spread_windows * p.window_s, "left"))
+        corr = self.corruption[order, :n]  # a copy, in time order
+        corr[tp] = 0.0  # provisionally clean
+        learned: dict[int, dict[str, float]] = {}
+        # A run's score depends on which earlier runs were clean, so the pending runs are scored
+        # together and rescored until their clean/anomalous split stops changing; each pass
+        # settles at least the earliest unsettled run, and one or two passes are the rule.
+        # A pass takes the runs from ``start`` on: those before it kept their split, so their
+        # scores (which only earlier runs influence) are final.
+        start = 0
+        while start < len(tp):
+            before = corr[tp] >= p.z_threshold
+            if self._tops:
+                self._novel_shares(targets, ~before)
+            part = tp[start:]
+            z = self._corruption(order, corr < p.z_threshold, part,
+                                 tuple(w[start:] for w in win))  # type: ignore[arg-type]
+            corr[part] = z
+            flipped = np.flatnonzero(((z >= p.z_threshold) != before[start:]).any(axis=1))
+            if len(flipped) == 0:
+                break
+            start += int(flipped[0]) + 1
+        if self._tops:  # what the runs teach, now that it is settled which of them were clean
+            learned = self._novel_shares(targets, corr[tp] < p.z_threshold)
+        for col, seen in learned.items():
+            vocab = self._vocab.setdefault(col, {})
+            for v, when in seen.items():
+                vocab[v] = max(vocab.get(v, -np.inf), when)
+        self.corruption[targets, :n] = corr[tp]
+        self.staleness[targets, :n] = self._staleness(order, corr >= p.z_threshold, tp, win)
+        for s in targets:
+            self._tops.pop(int(s), None)
+        self._pending.clear()
+        self.version += 1
+        return True
 
-    def _staleness(self, slot: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """How far below every usual change the last runs' changes fell, in orders of magnitude.
+    def _novel_shares(self, targets: np.ndarray, clean: np.ndarray) -> dict[int, dict[str, float]]:
+        """Share of each categorical's counted rows whose value no clean recent run showed.
 
-        For each estimate, when each of the last ``stale_runs - 1`` run-to-run changes is
-        smaller than *every* change in the clean history, each contributes ``-log10(|change| /
-        median |change|)``; contributions are summed over changes and averaged over estimates.
-        History changes touching a corrupted run are left out (a level shift is not
-        variability), and a column whose history already had changes as small (a column that
-        is zero most days, a sticky category) earns nothing: that is its normal, not a freeze.
+        A renamed category ('Credit card' → 'Card') keeps every share-based estimate as it was;
+        only the vocabulary gives it away. NaN until the column has a vocabulary. Pending runs
+        are taken in time order, each learning from the earlier ones that ``clean`` marks clean
+        (an anomalous run does not teach the vocabulary); returns what they taught.
+        """
+        learned: dict[int, dict[str, float]] = {}
+        plane, count = self._plane[NOVEL], self._plane[COUNT]
+        empty: dict[str, float] = {}
+        for j, slot in enumerate(targets):
+            tops = self._tops.get(int(slot))
+            if not tops:
+                continue
+            when = float(self.times[slot])
+            horizon = when - self.params.window_s
+            for col, top in tops.items():
+                base = self._vocab.get(col, empty)
+                extra = learned.get(col, empty)
+                total = self.est[count, slot, col]
+                share = np.nan
+                if (base or extra) and total > 0:
+                    unseen = sum(c for v, c in top.items()
+                                 if max(base.get(v, -np.inf), extra.get(v, -np.inf)) < horizon)
+                    share = unseen / float(total)
+                self.est[plane, slot, col] = share
+                if not clean[j, col]:
+                    continue  # an anomalous run does not teach the vocabulary
+                mine = learned.setdefault(col, {})
+                for v in top:
+                    if v in base or v in mine or len(base) + len(mine) < _MAX_VOCAB:
+                        mine[v] = max(mine.get(v, -np.inf), when)
+        return learned
+
+    def _corruption(self, order: np.ndarray, clean: np.ndarray, tp: np.ndarray,
+                    win: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Corruption of the runs at positions ``tp`` of ``order``: (targets, columns).
+
+        Baseline: the clean runs of the window before each target (anomalous runs stay out, so
+        an incident keeps scoring until the window has drained and a new normal is learnt).
+        Spread: run-to-run changes between clean runs over a longer horizon (more degrees of
+        freedom than seven points give), when there are more of them than baseline points.
         """
         p = self.params
-        order = np.concatenate([rows[np.argsort(self.times[rows], kind="stable")], [slot]])
-        k = p.stale_runs - 1
-        if len(order) < p.min_history + k + 1:
-            return np.zeros(len(cols))
-        total = np.zeros(len(cols))
-        used = np.zeros(len(cols))
-        bad = self.corruption[np.ix_(order, cols)] >= p.z_threshold
-        bad_step = bad[1:] | bad[:-1]
-        for name in p.stale_estimates:
-            arr = self.est.get(name)
-            if arr is None:
-                continue
-            x = arr[np.ix_(order, cols)]
-            d = np.abs(np.diff(x, axis=0))
-            hist = np.where(bad_step[:-k], np.nan, d[:-k])
-            recent = d[-k:]
-            n_h = (~np.isnan(hist)).sum(axis=0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-                med = np.nanmedian(hist, axis=0)
-                low = np.nanmin(hist, axis=0)
-                scale = np.nanmax(np.abs(x), axis=0)
-            usable = (n_h >= p.min_history) & (low > 1e-9 * np.nan_to_num(scale)) & \
-                ~np.isnan(recent).any(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                terms = -np.log10(recent / np.where(usable, med, 1.0))
-            # frozen *now*: every recent change, the latest included, is below all of history's
-            terms = np.where((recent < low).all(axis=0), terms, 0.0)
-            terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0,
-                            STALE_TERM_CAP)
-            total += np.where(usable, terms.sum(axis=0), 0.0)
-            used += usable
+        lo, hi, lo_long = win
+        n = clean.shape[1]
+        x = self.est[self._corr_planes][:, order, :n]
+        ok = clean[None] & ~np.isnan(x)
+        ref = np.nan_to_num(x[:, tp[0], :])[:, None, :]  # shift: sums of squares stay precise
+        dev = np.where(ok, x - ref, 0.0)
+        cnt = window_sum(prefix(ok.astype(np.float64)), lo, hi)
+        s1 = window_sum(prefix(dev), lo, hi)
+        s2 = window_sum(prefix(dev * dev), lo, hi)
+        step_ok = ok[:, 1:] & ok[:, :-1]
+        step = np.where(step_ok, np.diff(x, axis=1), 0.0)
+        # step i joins rows i and i+1: both inside [lo_long, hi) means i in [lo_long, hi - 1)
+        a, b = lo_long, np.maximum(hi - 1, lo_long)
+        n_steps = window_sum(prefix(step_ok.astype(np.float64)), a, b)
+        ss = window_sum(prefix(step * step), a, b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(used > 0, total / np.maximum(used, 1), 0.0)
+            mean_dev = s1 / cnt
+            var = np.maximum(s2 - cnt * mean_dev * mean_dev, 0.0) / np.maximum(cnt - 1, 1)
+            step_sd = np.sqrt(ss / (2 * n_steps))
+        mean = mean_dev + ref
+        use_steps = n_steps > cnt
+        sd = np.where(use_steps, step_sd, np.sqrt(var))
+        dof_n = np.where(use_steps, n_steps + 1, cnt)
+        floors = np.array([STD_FLOORS.get(self.names[i], DEFAULT_FLOOR)
+                           for i in self._corr_planes])[:, :, None, None]
+        sd = np.maximum(np.nan_to_num(sd), np.maximum(floors[:, 0], floors[:, 1] * np.abs(mean)))
+        z = predictive_z(x[:, tp, :], mean, sd, dof_n, cnt)
+        z = np.where((cnt >= p.min_history) & ~np.isnan(z), z, 0.0)
+        return z.max(axis=0)
+
+    def _staleness(self, order: np.ndarray, bad: np.ndarray, tp: np.ndarray,
+                   win: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """How far below fresh data's change the last runs' changes fell, in orders of magnitude.
+
+        Per estimate, each of the last ``k = stale_runs - 1`` run-to-run changes is compared with
+        its *reference*: the smaller of the usual change in the window (geometric mean of the
+        clean history's changes) and the change sampling noise alone would cause between two
+        fresh runs. When every one of them is smaller than every clean change in history, the
+        estimate contributes ``k × min_j -log10(|change_j| / reference_j)`` (each term capped at
+        :data:`STALE_TERM_CAP`); contributions are averaged over the usable estimates.
+
+        Usable means history varied: enough clean changes, none of them (near) zero, and fresh
+        data would move the estimate (non-zero noise). A column that is zero most days, a
+        near-constant flag whose days differ by its binomial noise, or a sticky category earn
+        nothing: that is their normal, not a freeze.
+        """
+        p = self.params
+        lo, hi, _ = win
+        k = p.stale_runs - 1
+        n = bad.shape[1]
+        out = np.zeros((len(tp), n))
+        if not self._stale_planes or len(order) < p.min_history + k + 1:
+            return out
+        x = self.est[self._stale_planes][:, order, :n]
+        nz = self._noise(order, n)
+        d = np.abs(np.diff(x, axis=1))  # change i joins rows i and i+1
+        dn = np.hypot(nz[:, 1:], nz[:, :-1])
+        hist_ok = ~(bad[1:] | bad[:-1])[None] & ~np.isnan(d)
+        # history: changes i in [lo, hi - k); recent: i in [hi - k, hi - 1) and the target's own
+        h_hi = np.maximum(hi - k, lo)
+        n_h = window_sum(prefix(hist_ok.astype(np.float64)), lo, h_hi)
+        pos = hist_ok & (d > 0)
+        with np.errstate(divide="ignore"):
+            logs = np.where(pos, np.log10(np.where(pos, d, 1.0)), 0.0)
+        usual = 10.0 ** (window_sum(prefix(logs), lo, h_hi) /
+                         np.maximum(window_sum(prefix(pos.astype(np.float64)), lo, h_hi), 1))
+        low = range_min(np.where(hist_ok, d, np.inf), lo, h_hi)
+        prev = np.maximum(hi - 1, 0)
+        last = np.abs(x[:, tp, :] - x[:, prev, :])
+        last_noise = np.hypot(nz[:, tp, :], nz[:, prev, :])
+        recent = [last]
+        noise = [last_noise]
+        for j in range(1, k):
+            i = np.maximum(hi - 1 - j, 0)
+            recent.append(d[:, i, :])
+            noise.append(dn[:, i, :])
+        rd, rn = np.stack(recent), np.stack(noise)  # (k, estimates, targets, columns)
+        ref = np.fmin(usual[None], rn)
+        scale = np.fmax(np.abs(x[:, tp, :]), np.abs(x[:, prev, :]))
+        enough = (hi - lo >= p.min_history + k)[None, :, None]
+        usable = (enough & (n_h >= p.min_history) & (low > 1e-9 * np.nan_to_num(scale))
+                  & ~np.isnan(rd).any(axis=0) & (ref > 0).all(axis=0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            terms = -np.log10(rd / np.where(ref > 0, ref, 1.0))
+        terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0,
+                        STALE_TERM_CAP)
+        frozen = (rd < low[None]).all(axis=0)  # every recent change below all of history's
+        score = np.where(usable & frozen, k * terms.min(axis=0), 0.0)
+        used = usable.sum(axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.where(used > 0, score.sum(axis=0) / np.maximum(used, 1), 0.0)
+
+    def _noise(self, order: np.ndarray, n: int) -> np.ndarray:
+        """Sampling noise of each staleness estimate in the runs ``order``: (estimates, runs, n)."""
+        out = np.full((len(self._stale_planes), len(order), n), np.nan)
+        for j, plane in enumerate(self._stale_planes):
+            model = NOISE.get(self.names[plane])
+            if model is None or any(need not in self._plane for need in model[0]):
+                continue  # no model of its noise: judged against history alone
+            planes = {need: self.est[self._plane[need]][order, :n] for need in model[0]}
+            out[j] = model[1](planes)
+        return out
 
     # --- read ---------------------------------------------------------------------------------
     def rows_until(self, at: float | None = None) -> np.ndarray:
@@ -455,12 +527,14 @@ class ComponentSeries:
         seen = pres.mean(axis=0)
         now = self.present[last, :n]
         # a dataset the run did not log at all is a run that logged less, not lost columns
-        logged = {(r, d) for (r, d, _), here in zip(self.ids, now, strict=True) if here}
-        in_logged = np.array([(r, d) in logged for r, d, _ in self.ids], dtype=bool)
-        vanished = (seen >= 0.5) & ~now & in_logged
+        ds = self._col_dataset[:n]
+        logged = np.zeros(len(self._datasets), dtype=bool)
+        logged[ds[now]] = True
+        vanished = (seen >= 0.5) & ~now & logged[ds]
         kinds = np.where(pres, self.kind[base, :n], -1)
-        usual = np.array([np.bincount(k[k >= 0]).argmax() if (k >= 0).any() else -1
-                          for k in kinds.T], dtype=np.int8)
+        counts = np.stack([(kinds == code).sum(axis=0) for code in range(int(kinds.max()) + 1)]) \
+            if kinds.max() >= 0 else np.zeros((1, n), dtype=np.int64)
+        usual = np.where(counts.sum(axis=0) > 0, counts.argmax(axis=0), -1)
         changed = now & (usual >= 0) & (self.kind[last, :n] != usual)
         new = now & (seen == 0)
         return vanished, changed, new
@@ -547,5 +621,6 @@ class ColumnScores:
                        f"{p.window_s / DAY_S:g}-day baseline")
         if self.staleness[i] >= p.stale_threshold:
             out.append(f"frozen: the last {p.stale_runs - 1} run-to-run changes were "
-                       f"{self.staleness[i]:.1f} orders of magnitude below usual")
+                       f"{self.staleness[i]:.1f} orders of magnitude below what fresh data "
+                       "moves")
         return out

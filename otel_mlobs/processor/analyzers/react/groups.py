@@ -1,18 +1,23 @@
 """Co-erroneous column groups: columns whose error scores rise and fall together.
 
 A stuck weather join freezes five columns at once; reporting five findings hides that there is
-one fault. Columns whose per-run error scores are strongly correlated over recent runs are
-clustered spectrally (normalized graph Laplacian of the thresholded correlation affinity, the
-eigengap picks the number of groups, k-means on the row-normalized eigenvectors), following
-Ng, Jordan & Weiss, "On Spectral Clustering" (NIPS 2001).
+one fault. Columns whose per-run error scores are strongly correlated over recent runs form the
+edges of a graph (correlation at least ``min_corr``); its connected components are the groups.
+That is what spectral clustering of the thresholded affinity finds when the affinity is
+block-structured, the usual case (the columns of one fault move as one), for the price of a
+correlation matrix and a graph traversal. Only a component that is not a clique (a chain of
+columns each close to the next but not to all) is split spectrally (normalized graph
+Laplacian, the eigengap picks the number of groups, k-means on the row-normalized
+eigenvectors), following Ng, Jordan & Weiss, "On Spectral Clustering" (NIPS 2001).
 
 The correlation matrix is *sampled*: only the ``max_columns`` columns with the largest recent
-error take part (the rest stay singletons), which bounds the eigen-decomposition per component.
+error take part (the rest stay singletons), which bounds the work per component.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 
 
 def correlation(series: np.ndarray) -> np.ndarray:
@@ -77,6 +82,50 @@ def spectral_groups(affinity: np.ndarray, max_groups: int, eig_gap: float = 0.05
     return labels
 
 
+def group_labels(
+    series: np.ndarray,
+    *,
+    min_corr: float = 0.8,
+    active: float = 1.0,
+    max_columns: int = 128,
+    max_groups: int = 32,
+) -> np.ndarray:
+    """Group id (0, 1, ...) of every column of ``series`` (runs × columns of error scores ζ).
+
+    Only columns whose peak ζ reached ``active`` are grouped (a quiet column's noise correlates
+    with nothing worth reporting); every other column is a group of its own. Ids are arbitrary.
+    """
+    n = series.shape[1] if series.ndim == 2 else 0
+    labels = np.arange(n, dtype=np.int64)
+    if n == 0 or len(series) < 3:
+        return labels
+    peak = series.max(axis=0)
+    cand = np.flatnonzero(peak >= active)
+    if len(cand) > max_columns:
+        cand = cand[np.sort(np.argsort(-peak[cand], kind="stable")[:max_columns])]
+    if len(cand) < 2:
+        return labels
+    corr = correlation(series[:, cand])
+    adj = corr >= min_corr
+    np.fill_diagonal(adj, True)
+    k, comp = connected_components(adj, directed=False)
+    if k == len(cand):
+        return labels  # no two candidates move together
+    sub = comp.astype(np.int64)
+    nxt = k
+    for c in np.flatnonzero(np.bincount(comp) >= 3):
+        members = np.flatnonzero(comp == c)
+        block = adj[np.ix_(members, members)]
+        if block.all():
+            continue  # a clique: the columns of one fault, moving as one
+        aff = np.where(block, corr[np.ix_(members, members)], 0.0)
+        split = spectral_groups(aff, max_groups)
+        sub[members] = np.where(split == 0, c, nxt + split - 1)
+        nxt += int(split.max())
+    labels[cand] = n + sub  # ids clear of the singletons' own
+    return labels
+
+
 def co_error_groups(
     series: np.ndarray,
     names: list[str],
@@ -88,30 +137,17 @@ def co_error_groups(
 ) -> list[list[int]]:
     """Groups of column indices whose error series move together; singletons for the rest.
 
-    ``series`` is runs × columns of error scores ζ. Only columns whose peak ζ reached
-    ``active`` are clustered (a quiet column's noise correlates with nothing worth reporting).
     Groups are returned sorted by their first column name, members by name.
     """
-    n = series.shape[1] if series.ndim == 2 else 0
-    if n == 0:
-        return []
-    peak = series.max(axis=0) if len(series) else np.zeros(n)
-    cand = np.flatnonzero(peak >= active)
-    if len(cand) > max_columns:
-        cand = cand[np.argsort(-peak[cand], kind="stable")[:max_columns]]
-    assigned = np.full(n, -1, dtype=np.int64)
-    if len(cand) >= 2 and len(series) >= 3:
-        corr = correlation(series[:, cand])
-        aff = np.where(corr >= min_corr, corr, 0.0)
-        labels = spectral_groups(aff, max_groups)
-        assigned[cand] = labels
+    labels = group_labels(series, min_corr=min_corr, active=active, max_columns=max_columns,
+                          max_groups=max_groups)
+    return groups_by_name(labels, names)
+
+
+def groups_by_name(labels: np.ndarray, names: list[str]) -> list[list[int]]:
+    """Member lists of each label, members sorted by name, groups by their first member's."""
+    by_name = sorted(range(len(names)), key=names.__getitem__)
     groups: dict[int, list[int]] = {}
-    nxt = int(assigned.max()) + 1
-    for i in range(n):
-        lab = int(assigned[i])
-        if lab < 0:
-            lab = nxt
-            nxt += 1
-        groups.setdefault(lab, []).append(i)
-    out = [sorted(g, key=lambda i: names[i]) for g in groups.values()]
-    return sorted(out, key=lambda g: names[g[0]])
+    for i in by_name:  # visiting columns in name order keeps every member list sorted
+        groups.setdefault(int(labels[i]), []).append(i)
+    return list(groups.values())

@@ -5,10 +5,23 @@ earlier run that wrote the same pointer (a URI or a content hash), and, within o
 through OTel span links. From run edges follows the component graph the root-cause ranking
 walks.
 
-A run is *stale* when one of its inputs came from a run older than ``stale_after_s`` (by event
-time), or from a run that had already been superseded by a newer run of the same component when
-this run read it. Users flag bad outputs; :meth:`Lineage.review` ranks the runs that appear most
-often in the lineage of flagged outputs (mltrace's ``review``).
+A run is *stale* when the freshest input it read from some upstream component came from a run
+older than the threshold for that kind of input (by event time), or from a run that had already
+been superseded by a newer run of the same component when this run read it. Inputs come in
+three kinds, told apart by the stage of the run that wrote them, each with its own threshold:
+
+* ``data`` (anything but a model or predictions; ``stale_after_s``, 2 days): a daily table read
+  two days late, or a table read while a newer one existed, is the stale input this is about;
+* ``model`` (written by a ``train`` run; ``model_stale_after_s``, 30 days): a model trained once
+  and served for weeks is how most pipelines run, not a fault; only a model older than the
+  threshold, or one already replaced by a newer model, makes the run stale;
+* ``predictions`` (written by an ``inference`` run; ``predictions_stale_after_s``, 7 days):
+  feedback labels predictions made days earlier by design, and an older prediction batch is not
+  replaced by a newer one, so only age past the threshold counts.
+
+A run that reads a window of runs of one component (a model trained on the last five days of
+features) is judged by the freshest of them. Users flag bad outputs; :meth:`Lineage.review`
+ranks the runs that appear most often in the lineage of flagged outputs (mltrace's ``review``).
 
 Memory is bounded: at most ``max_runs`` runs (oldest inserted evicted first, together with the
 pointers that only they knew), ``max_flags`` flags and ``max_producers`` producers per pointer.
@@ -24,6 +37,9 @@ from typing import Any
 from otel_mlobs.processor.records import RunRecord
 
 _MAX_KNOWN_LISTED = 20
+_DAY_S = 86_400.0
+INPUT_KINDS = ("data", "model", "predictions")
+_KIND_OF_STAGE = {"train": "model", "inference": "predictions"}
 
 
 class UnknownName(KeyError, ValueError):
@@ -78,17 +94,22 @@ class Lineage:
 
     def __init__(
         self,
-        stale_after_s: float = 2 * 86_400.0,
+        stale_after_s: float = 2 * _DAY_S,
+        model_stale_after_s: float = 30 * _DAY_S,
+        predictions_stale_after_s: float = 7 * _DAY_S,
         max_runs: int = 10_000,
         max_flags: int = 1_000,
         max_producers: int = 8,
         max_runs_per_component: int = 256,
     ) -> None:
-        if stale_after_s <= 0:
-            raise ValueError("stale_after_s must be positive")
+        if min(stale_after_s, model_stale_after_s, predictions_stale_after_s) <= 0:
+            raise ValueError("stale_after_s, model_stale_after_s and predictions_stale_after_s "
+                             "must be positive")
         if min(max_runs, max_flags, max_producers, max_runs_per_component) < 1:
             raise ValueError("bounds must be at least 1")
         self.stale_after_s = stale_after_s
+        self.model_stale_after_s = model_stale_after_s
+        self.predictions_stale_after_s = predictions_stale_after_s
         self.max_runs = max_runs
         self.max_flags = max_flags
         self.max_producers = max_producers
@@ -152,8 +173,10 @@ class Lineage:
         if self._spans.get(info.span_id) == run_id:
             del self._spans[info.span_id]
         runs = self._by_component.get(info.component)
-        if runs and (info.event_time, run_id) in runs:
-            runs.remove((info.event_time, run_id))
+        if runs:
+            i = bisect.bisect_left(runs, (info.event_time, run_id))
+            if i < len(runs) and runs[i] == (info.event_time, run_id):
+                del runs[i]
 
     # --- read ---------------------------------------------------------------------------------
     @property
@@ -199,20 +222,42 @@ class Lineage:
                 seen.setdefault(p, None)
         return list(seen)
 
+    @staticmethod
+    def input_kind(producer: RunInfo) -> str:
+        """``model``, ``predictions`` or ``data``: what the producing run's stage makes it."""
+        return _KIND_OF_STAGE.get(producer.stage, "data")
+
+    def stale_after(self, kind: str) -> float:
+        """Age (seconds) past which an input of ``kind`` is stale."""
+        if kind == "model":
+            return self.model_stale_after_s
+        if kind == "predictions":
+            return self.predictions_stale_after_s
+        return self.stale_after_s
+
     def stale_reasons(self, info: RunInfo) -> list[str]:
         """Why ``info`` is stale (empty when it is not)."""
-        out = []
+        freshest: dict[str, RunInfo] = {}
         for parent in self.parents(info):
+            cur = freshest.get(parent.component)
+            if cur is None or parent.event_time > cur.event_time:
+                freshest[parent.component] = parent
+        out = []
+        for parent in freshest.values():
+            kind = self.input_kind(parent)
+            limit = self.stale_after(kind)
             age = info.event_time - parent.event_time
-            if age > self.stale_after_s:
-                out.append(f"input from {parent.component} run {parent.run_id} is "
-                           f"{age / 3600:.1f} h old (threshold {self.stale_after_s / 3600:g} h)")
+            if age > limit:
+                out.append(f"{kind} input from {parent.component} run {parent.run_id} is "
+                           f"{age / 3600:.1f} h old (threshold {limit / 3600:g} h)")
+            if kind == "predictions":
+                continue  # a newer prediction batch does not replace an older one
             runs = self._by_component.get(parent.component, [])
             i = bisect.bisect_right(runs, (parent.event_time, "\uffff"))
             newer = [rid for t, rid in runs[i:] if t <= info.event_time and rid != parent.run_id]
             if newer:
-                out.append(f"input from {parent.component} run {parent.run_id} was superseded "
-                           f"by run {newer[-1]}")
+                out.append(f"{kind} input from {parent.component} run {parent.run_id} was "
+                           f"superseded by run {newer[-1]}")
         return out
 
     def latest_run(self, component: str, at: float | None = None) -> RunInfo | None:

@@ -10,7 +10,9 @@ Errors propagate downstream, so a chain of anomalous nodes multiplies up and pea
 furthest-upstream member, the origin; quiet nodes (ζ < 1) upstream of it shrink the product
 again. Because every group of a component reads every group of its upstream components, the
 maximum over paths factorizes per component: φ(c, g) = ζ(c, g) · max over downstream d of
-best(d), computed in one pass in reverse topological order, O(nodes + edges), in log space.
+best(d), computed in one pass over the components in reverse topological order, O(components +
+edges) steps in log space, each scoring all of a component's groups as one array operation; the
+top k of all groups come from one sort.
 
 Declared lineage can contain cycles (a model trained on the feedback to its own predictions).
 A depth-first walk back from the predictions finds the back edges, reports each cycle, and drops
@@ -19,7 +21,7 @@ those edges for the ranking, so the walk always ends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +37,20 @@ class Node:
     group: str
     zeta: float
     columns: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GroupTable:
+    """All (component, column group) nodes of one component, as arrays.
+
+    ``columns(i)`` lists the columns of group ``i`` (worst first); it is only asked for the
+    groups that make the top k, so a component of a thousand singleton columns costs one array.
+    """
+
+    component: str
+    labels: list[str]
+    zeta: np.ndarray
+    columns: Callable[[int], list[str]] | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +121,24 @@ def rank(
     by_comp: dict[str, list[Node]] = {}
     for n in nodes:
         by_comp.setdefault(n.component, []).append(n)
+    tables = []
+    for comp, members in by_comp.items():
+        def columns(i: int, members: list[Node] = members) -> list[str]:
+            return list(members[i].columns)
+
+        tables.append(GroupTable(comp, [n.group for n in members],
+                                 np.array([n.zeta for n in members], dtype=np.float64), columns))
+    return rank_tables(tables, edges, sinks, k)
+
+
+def rank_tables(
+    tables: Iterable[GroupTable],
+    edges: Iterable[tuple[str, str]],
+    sinks: Iterable[str] = (),
+    k: int = 5,
+) -> Ranking:
+    """:func:`rank` over whole components at once (see :class:`GroupTable`)."""
+    by_comp = {t.component: t for t in tables if len(t.labels)}
     comps = set(by_comp)
     edge_set = set(edges)
     for a, b in edge_set:
@@ -122,23 +156,22 @@ def rank(
     back, cycles = _back_edges(upstream, order)
     # the self-loops on a sink or isolated node are cycles too
     kept = {(a, b) for a, b in edge_set if (b, a) not in back and a != b}
-    for a, b in edge_set:
+    for a, b in sorted(edge_set):
         if a == b and [a] not in cycles:
             cycles.append([a])
     down: dict[str, list[str]] = {c: [] for c in comps}
+    preds: dict[str, list[str]] = {c: [] for c in comps}
     out_deg = dict.fromkeys(comps, 0)
     for a, b in kept:
         down[a].append(b)
+        preds[b].append(a)
         out_deg[a] += 1
     # Reverse topological order (Kahn on out-degree): all consumers before their producers.
     ready = sorted(c for c in comps if out_deg[c] == 0)
-    preds: dict[str, list[str]] = {c: [] for c in comps}
-    for a, b in kept:
-        preds[b].append(a)
     best: dict[str, float] = {}  # log of max φ over the component's groups
     best_group: dict[str, str] = {}
     hop: dict[str, str | None] = {}
-    phi: dict[tuple[str, str], float] = {}
+    logphi: dict[str, np.ndarray] = {}
     sink_set = set(sink_list)
     while ready:
         c = ready.pop()
@@ -147,33 +180,49 @@ def rank(
         if c in sink_set or not options:
             options.append((0.0, None))
         base, hop[c] = max(options, key=lambda o: (o[0], o[1] is None, o[1] or ""))
-        top = -np.inf
-        for n in by_comp.get(c, ()):
-            v = base + float(np.log(max(n.zeta, 1e-300)))
-            phi[(c, n.group)] = v
-            if v > top:
-                top, best_group[c] = v, n.group
-        if not by_comp.get(c):
-            top = base  # an unobserved component passes its downstream score through
-            best_group[c] = ""
-        best[c] = top
+        table = by_comp.get(c)
+        if table is None:
+            best[c], best_group[c] = base, ""  # unobserved: passes its downstream score through
+        else:
+            v = base + np.log(np.maximum(table.zeta, 1e-300))
+            logphi[c] = v
+            top = np.flatnonzero(v == v.max())
+            i = min(top, key=lambda j: table.labels[j])  # ties: the first group by name
+            best[c], best_group[c] = float(v[i]), table.labels[i]
         for p in preds[c]:
             out_deg[p] -= 1
             if out_deg[p] == 0:
                 ready.append(p)
         ready.sort()
 
-    all_nodes = [n for c in sorted(by_comp) for n in by_comp[c]]
-    all_nodes.sort(key=lambda n: (-phi[(n.component, n.group)], -n.zeta, n.component, n.group))
+    names = sorted(logphi)
+    if not names:
+        return Ranking([], cycles, sink_list)
+    phi = np.concatenate([logphi[c] for c in names])
+    zeta = np.concatenate([by_comp[c].zeta for c in names])
+    comp_idx = np.concatenate([np.full(len(logphi[c]), i) for i, c in enumerate(names)])
+    local = np.concatenate([np.arange(len(logphi[c])) for c in names])
+    label_rank = np.concatenate([_ranks(by_comp[c].labels) for c in names])
+    top = np.lexsort((label_rank, comp_idx, -zeta, -phi))[:k]
     suspects = []
-    for r, n in enumerate(all_nodes[:k], start=1):
-        path = [(n.component, n.group)]
-        c = hop.get(n.component)
+    for r, j in enumerate(top, start=1):
+        table = by_comp[names[comp_idx[j]]]
+        i = int(local[j])
+        path = [(table.component, table.labels[i])]
+        c = hop.get(table.component)
         guard = 0
         while c is not None and guard <= len(comps):
             path.append((c, best_group.get(c, "")))
             c = hop.get(c)
             guard += 1
-        suspects.append(Suspect(r, n.component, n.group, float(np.exp(phi[(n.component,
-                        n.group)])), n.zeta, list(n.columns), path))
+        cols = table.columns(i) if table.columns is not None else []
+        suspects.append(Suspect(r, table.component, table.labels[i], float(np.exp(phi[j])),
+                                float(zeta[j]), cols, path))
     return Ranking(suspects, cycles, sink_list)
+
+
+def _ranks(labels: list[str]) -> np.ndarray:
+    """Position of each label in sorted order (the tie-break between equal scores)."""
+    out = np.empty(len(labels), dtype=np.int64)
+    out[sorted(range(len(labels)), key=labels.__getitem__)] = np.arange(len(labels))
+    return out

@@ -1,9 +1,13 @@
 """What to fix first: column error scores, co-erroneous groups, lineage and root-cause ranking.
 
 One instance per pipeline (the ranking walks the whole dataflow graph, so the component is
-dropped from the routing key). Run records build the lineage, summary records feed per-column
-scalar estimates; scores, groups and the ranking are computed lazily, at most once per change,
-when metrics or the API ask for them.
+dropped from the routing key). ``update`` only books records: a run joins the lineage, a
+summary's estimates are written into its component's ring (a few array assignments over its
+columns). Everything heavy happens in ``refresh``, which the processor's worker calls
+periodically: scoring every run booked since the last refresh at once, recomputing groups only
+for components with newly scored runs, and re-ranking only when a component's groups or the
+lineage changed. ``metrics`` and ``query`` run the same refresh first when records arrived since
+the last one, and reuse its results otherwise.
 
 A component's columns are those of every dataset it reads or writes: a feed that arrives
 broken (an input of the first component that reads it) or a feature service that serves a
@@ -12,6 +16,7 @@ frozen answer shows there first, before any output does.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -22,32 +27,78 @@ from otel_mlobs.processor.analyzers.base import Analyzer, Metric
 from otel_mlobs.processor.analyzers.react.column_scores import (
     DAY_S,
     ESTIMATORS,
+    STALE_ESTIMATES,
     ColumnScores,
     ComponentSeries,
     ScoreParams,
     zeta,
 )
-from otel_mlobs.processor.analyzers.react.groups import co_error_groups
+from otel_mlobs.processor.analyzers.react.groups import group_labels, groups_by_name
 from otel_mlobs.processor.analyzers.react.lineage import Lineage, UnknownName
 from otel_mlobs.processor.analyzers.react.params import iso, parse_int, parse_time
-from otel_mlobs.processor.analyzers.react.ranking import Node, Ranking, rank
+from otel_mlobs.processor.analyzers.react.ranking import GroupTable, Ranking, rank_tables
 from otel_mlobs.processor.records import Key, Record, RunRecord, SummaryRecord
 
 MAX_SUSPECTS = 100  # suspects kept per analysis; the API can ask for up to this many
 VIEWS = ("suspects", "scores", "groups", "graph", "trace", "history", "review", "flags", "stale")
+_CACHES = ("_views", "_ranked", "_latest", "_metrics")  # derived state, left out of snapshots
 
 
 @dataclass(slots=True)
 class ComponentView:
-    """One component's scores and column groups at one time."""
+    """One component's scores and column groups at one time.
+
+    Groups are held as arrays (each column's group index, groups ordered by their first
+    member's name): a component of a hundred quiet columns is a hundred singleton groups, and
+    lists of members are only built for the few groups someone reads.
+    """
 
     component: str
     scores: ColumnScores
-    zeta: np.ndarray
-    groups: list[list[int]]
+    zeta: np.ndarray  # per column
+    group_of: np.ndarray  # per column: its group's index
+    labels: list[str]  # per group: the name of its first member (by name)
+    group_zeta: np.ndarray  # per group: its worst member's ζ
+    name_order: np.ndarray  # column indices sorted by name
 
-    def group_label(self, members: list[int]) -> str:
-        return self.scores.columns[members[0]]
+    @classmethod
+    def build(cls, component: str, scores: ColumnScores, raw: np.ndarray) -> ComponentView:
+        """From arbitrary group ids per column (see :func:`group_labels`)."""
+        names = scores.columns
+        z = scores.zeta
+        n = len(names)
+        order = np.array(sorted(range(n), key=names.__getitem__), dtype=np.int64)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        uniq, inv = np.unique(raw, return_inverse=True)
+        first = np.full(len(uniq), n, dtype=np.int64)
+        np.minimum.at(first, inv, rank)
+        by_first = np.argsort(first, kind="stable")
+        index = np.empty(len(uniq), dtype=np.int64)
+        index[by_first] = np.arange(len(uniq))
+        group_of = index[inv.reshape(-1)]
+        gz = np.zeros(len(uniq))
+        np.maximum.at(gz, group_of, z)
+        labels = [names[order[f]] for f in first[by_first]]
+        return cls(component, scores, z, group_of, labels, gz, order)
+
+    @property
+    def groups(self) -> list[list[int]]:
+        """Member indices of every group, members by name, groups by their first member."""
+        return groups_by_name(self.group_of, self.scores.columns)
+
+    def members(self, g: int) -> list[int]:
+        """Columns of group ``g``, by name."""
+        return [int(i) for i in self.name_order[self.group_of[self.name_order] == g]]
+
+    def worst_first(self, g: int) -> list[str]:
+        """Column names of group ``g``, worst ζ first (ties by name)."""
+        m = np.array(self.members(g), dtype=np.int64)
+        order = np.argsort(-self.zeta[m], kind="stable")
+        return [self.scores.columns[i] for i in m[order]]
+
+    def multi_member_groups(self) -> list[int]:
+        return [int(g) for g in np.flatnonzero(np.bincount(self.group_of) >= 2)]
 
 
 @dataclass(slots=True)
@@ -65,12 +116,15 @@ class RootCauseAnalyzer(Analyzer):
     window_s, min_history, z_threshold, stale_runs, stale_threshold, schema_ratio, zeta_floor :
         see :class:`~otel_mlobs.processor.analyzers.react.column_scores.ScoreParams`.
     estimators : names in ``ESTIMATORS`` whose deviation is the corruption score.
-    stale_after_s : a run reading an output older than this is stale.
+    stale_estimates : names in ``ESTIMATORS`` whose collapse is the staleness score.
+    stale_after_s, model_stale_after_s, predictions_stale_after_s : a run reading a data input,
+        a model or predictions older than this is stale (see
+        :class:`~otel_mlobs.processor.analyzers.react.lineage.Lineage`).
     sink_stages : stages whose components make the predictions (the ranking walks back from
         them); components without consumers are used when none is known.
     top_k : suspects exported and returned.
     group_runs, min_corr, max_groups : recent runs correlated, correlation that joins columns,
-        and groups per component.
+        and groups one connected set of columns may be split into.
     max_components, max_columns, max_runs, max_lineage_runs : memory bounds.
     """
 
@@ -88,7 +142,10 @@ class RootCauseAnalyzer(Analyzer):
         schema_ratio: float = 3.0,
         zeta_floor: float = 0.5,
         estimators: Iterable[str] = ("mean", "std", "null_ratio", "top_share"),
+        stale_estimates: Iterable[str] = STALE_ESTIMATES,
         stale_after_s: float = 2 * DAY_S,
+        model_stale_after_s: float = 30 * DAY_S,
+        predictions_stale_after_s: float = 7 * DAY_S,
         sink_stages: Iterable[str] = ("inference",),
         top_k: int = 5,
         group_runs: int = 32,
@@ -101,7 +158,8 @@ class RootCauseAnalyzer(Analyzer):
     ) -> None:
         super().__init__(key)
         self.estimators = tuple(estimators)
-        unknown = [e for e in self.estimators if e not in ESTIMATORS]
+        self.stale_estimates = tuple(stale_estimates)
+        unknown = [e for e in (*self.estimators, *self.stale_estimates) if e not in ESTIMATORS]
         if unknown:
             raise ValueError(f"Invalid 'estimators' {unknown}. Valid values are: "
                              f"{sorted(ESTIMATORS)}")
@@ -111,7 +169,8 @@ class RootCauseAnalyzer(Analyzer):
             raise ValueError("Invalid 'min_corr': must be in [-1, 1]")
         self.params = ScoreParams(window_s=window_s, min_history=min_history,
                                   z_threshold=z_threshold, stale_runs=stale_runs,
-                                  stale_threshold=stale_threshold, schema_ratio=schema_ratio,
+                                  stale_threshold=stale_threshold,
+                                  stale_estimates=self.stale_estimates, schema_ratio=schema_ratio,
                                   zeta_floor=zeta_floor)
         self.sink_stages = tuple(sink_stages)
         self.top_k = top_k
@@ -121,32 +180,45 @@ class RootCauseAnalyzer(Analyzer):
         self.max_components = max_components
         self.max_columns = max_columns
         self.max_runs = max_runs
-        self._lineage = Lineage(stale_after_s=stale_after_s, max_runs=max_lineage_runs)
+        self._lineage = Lineage(stale_after_s=stale_after_s,
+                                model_stale_after_s=model_stale_after_s,
+                                predictions_stale_after_s=predictions_stale_after_s,
+                                max_runs=max_lineage_runs)
         self._reset()
 
     def _reset(self) -> None:
         self._series: dict[str, ComponentSeries] = {}
         self._dropped_components = 0
         self._now = -np.inf
-        self._version = 0
-        self._cache: tuple[int, Analysis] | None = None
+        self._version = 0  # any change a reader could see
+        self._lineage_version = 0  # runs added: edges or stages may have changed
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
+        self._views: dict[str, tuple[int, ComponentView | None]] = {}
+        self._ranked: tuple[Any, Ranking] | None = None
+        self._latest: tuple[int, Analysis] | None = None
+        self._metrics: tuple[int, list[Metric]] | None = None
 
     @classmethod
     def key_for(cls, record: Record) -> Key:
         return Key(record.key.pipeline)
 
-    # --- ingest ---------------------------------------------------------------------------------
+    # --- ingest (cheap: booking only) ------------------------------------------------------------
     def update(self, record: Record) -> None:
-        if isinstance(record, RunRecord):
-            self._lineage.add(record)
-        elif isinstance(record, SummaryRecord):
-            series = self._series_for(record.key.component)
+        if isinstance(record, SummaryRecord):
+            series = self._series.get(record.key.component) or \
+                self._series_for(record.key.component)
             if series is None:
                 return
-            series.add_summary(record, self.estimators)
+            series.add_summary(record)
+        elif isinstance(record, RunRecord):
+            self._lineage.add(record)
+            self._lineage_version += 1
         else:
             return
-        self._now = max(self._now, record.event_time)
+        if record.event_time > self._now:
+            self._now = record.event_time
         self._version += 1
 
     def _series_for(self, component: str) -> ComponentSeries | None:
@@ -156,7 +228,8 @@ class RootCauseAnalyzer(Analyzer):
                 self._dropped_components += 1
                 return None
             s = self._series[component] = ComponentSeries(
-                self.params, max_runs=self.max_runs, max_columns=self.max_columns)
+                self.params, self.estimators, max_runs=self.max_runs,
+                max_columns=self.max_columns)
         return s
 
     def observe_estimate(self, component: str, run_id: str, event_time: float, role: str,
@@ -178,7 +251,11 @@ class RootCauseAnalyzer(Analyzer):
         self._version += 1
         return {"pipeline": self.key.pipeline, **out}
 
-    # --- analysis -------------------------------------------------------------------------------
+    # --- analysis (refresh) ----------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Score the runs booked since the last refresh, regroup what changed, re-rank."""
+        self._analysis_now()
+
     @property
     def now(self) -> float | None:
         return float(self._now) if np.isfinite(self._now) else None
@@ -187,50 +264,90 @@ class RootCauseAnalyzer(Analyzer):
     def lineage(self) -> Lineage:
         return self._lineage
 
+    @property
+    def pending_runs(self) -> int:
+        """Runs booked but not yet scored (what the next refresh will score)."""
+        return sum(s.pending for s in self._series.values())
+
     def components(self) -> list[str]:
         return sorted(set(self._series) | set(self._lineage.components))
 
     def _view(self, component: str, at: float | None) -> ComponentView | None:
-        out = self._series.get(component)
-        if out is None:
-            return None
-        scores = out.latest(at)
+        series = self._series[component]
+        scores = series.latest(at)
         if scores is None:
             return None
-        z = scores.zeta
-        signature = out.error_signature(at, self.group_runs)
+        signature = series.error_signature(at, self.group_runs)
         schema = zeta(scores.schema, self.params.zeta_floor)[None, :]  # this run's schema errors
-        groups = co_error_groups(np.concatenate([signature, schema]), scores.columns,
-                                 min_corr=self.min_corr, max_groups=self.max_groups)
-        return ComponentView(component, scores, z, groups)
+        raw = group_labels(np.concatenate([signature, schema]), min_corr=self.min_corr,
+                           max_groups=self.max_groups)
+        return ComponentView.build(component, scores, raw)
+
+    def _rank(self, views: dict[str, ComponentView]) -> Ranking:
+        tables = [GroupTable(c, v.labels, v.group_zeta, v.worst_first) for c, v in views.items()]
+        sinks = [c for c in self._lineage.components
+                 if self._lineage.stage(c) in self.sink_stages]
+        return rank_tables(tables, self._lineage.edges, sinks, k=max(self.top_k, MAX_SUSPECTS))
+
+    def _analysis_now(self) -> Analysis:
+        """The latest analysis, recomputing only what records since the last one changed."""
+        if self._latest is not None and self._latest[0] == self._version:
+            return self._latest[1]
+        views: dict[str, ComponentView] = {}
+        for comp in sorted(self._series):
+            series = self._series[comp]
+            series.score_pending()
+            cached = self._views.get(comp)
+            if cached is None or cached[0] != series.version:
+                cached = self._views[comp] = (series.version, self._view(comp, None))
+            if cached[1] is not None:
+                views[comp] = cached[1]
+        key = (tuple(v for v, _ in self._views.values()), tuple(self._views),
+               self._lineage_version)
+        if self._ranked is None or self._ranked[0] != key:
+            self._ranked = (key, self._rank(views))
+        result = Analysis(None, views, self._ranked[1])
+        self._latest = (self._version, result)
+        return result
 
     def analysis(self, at: float | None = None) -> Analysis:
         """Scores, groups and ranking as of event time ``at`` (the latest when None)."""
-        if at is None and self._cache is not None and self._cache[0] == self._version:
-            return self._cache[1]
+        latest = self._analysis_now()
+        if at is None:
+            return latest
         views = {}
         for comp in sorted(self._series):
             v = self._view(comp, at)
             if v is not None:
                 views[comp] = v
-        nodes = []
-        for comp, v in views.items():
-            for members in v.groups:
-                zs = v.zeta[members]
-                order = np.argsort(-zs, kind="stable")
-                nodes.append(Node(comp, v.group_label(members), float(zs.max()),
-                                  [v.scores.columns[members[i]] for i in order]))
-        sinks = [c for c in self._lineage.components
-                 if self._lineage.stage(c) in self.sink_stages]
-        ranking = rank(nodes, self._lineage.edges, sinks, k=max(self.top_k, MAX_SUSPECTS))
-        result = Analysis(at, views, ranking)
-        if at is None:
-            self._cache = (self._version, result)
-        return result
+        return Analysis(at, views, self._rank(views))
+
+    # --- state ---------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHES}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._clear_caches()
+
+    def snapshot(self) -> bytes:
+        """Learned state only: derived views, rankings and metrics are rebuilt on demand."""
+        return pickle.dumps(self.__getstate__(), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        self.__setstate__(pickle.loads(blob))  # noqa: S301 - our own snapshots only
 
     # --- contract -------------------------------------------------------------------------------
     def metrics(self) -> list[Metric]:
-        a = self.analysis()
+        """Samples of the latest analysis; rebuilt only when something changed since."""
+        a = self._analysis_now()
+        if self._metrics is not None and self._metrics[0] == self._version:
+            return list(self._metrics[1])
+        out = self._build_metrics(a)
+        self._metrics = (self._version, out)
+        return list(out)
+
+    def _build_metrics(self, a: Analysis) -> list[Metric]:
         out: list[Metric] = []
         for comp, v in a.views.items():
             s = v.scores
@@ -242,16 +359,15 @@ class RootCauseAnalyzer(Analyzer):
                                   float(s.corruption[i])))
                 out.append(Metric("mlobs_column_staleness_score", "gauge",
                                   "Orders of magnitude by which the column's recent run-to-run "
-                                  "variation fell below its history (frozen feature)", lab,
+                                  "changes fell below what fresh data moves (frozen feature)",
+                                  lab,
                                   float(s.staleness[i])))
                 out.append(Metric("mlobs_column_error_score", "gauge",
                                   "Column error score zeta: 1 at the alarm threshold", lab,
                                   float(v.zeta[i])))
-            for members in v.groups:
-                if len(members) < 2:
-                    continue
-                g = v.group_label(members)
-                for i in members:
+            for gi in v.multi_member_groups():
+                g = v.labels[gi]
+                for i in v.members(gi):
                     role, dataset, col = s.ids[i]
                     out.append(Metric("mlobs_column_group", "gauge",
                                       "Membership of a column in a co-erroneous column group",
@@ -337,8 +453,9 @@ class RootCauseAnalyzer(Analyzer):
                  "evidence": s.evidence(i)} for i in idx]
 
     def _groups(self, v: ComponentView) -> list[dict[str, Any]]:
-        return [{"group": v.group_label(m), "columns": [v.scores.columns[i] for i in m],
-                 "zeta": float(v.zeta[m].max())} for m in v.groups]
+        # v.groups lists the groups in the order of v.labels (by first member's name)
+        return [{"group": v.labels[g], "columns": [v.scores.columns[i] for i in m],
+                 "zeta": float(v.group_zeta[g])} for g, m in enumerate(v.groups)]
 
     def _suspects(self, at: float | None, k: int) -> dict[str, Any]:
         a = self.analysis(at)
