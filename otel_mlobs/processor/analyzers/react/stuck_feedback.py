@@ -11,7 +11,10 @@ Some feedback is always late (a long tail of settlements, labels that never come
 patterns describe the *excess*: each due prediction is expected to be overdue with the usual
 rate for its age (an exponentially weighted history per age bucket, time constant
 ``window_s``), and a pattern's coverage is its share of the overdue predictions beyond that
-expectation, its lift how many times more of its predictions are overdue than expected.
+expectation, its lift how many times more of its predictions are overdue than expected. The
+total excess is counted cell by cell (the values of one feature or pair), each cell only beyond
+its sampling noise, so that a stuck neighbourhood's share is not diluted by how many more (or
+fewer) predictions elsewhere happened to be late that day: one day of a stalled zone suffices.
 
 Both directions are incremental: a prediction turning overdue adds its predicates to per-single
 and per-pair count tables, feedback arriving late removes them again; the expected counts are
@@ -141,6 +144,7 @@ class StuckFeedbackAnalyzer(Analyzer):
     top_k, min_count, min_lift : how many patterns to report, and what makes one.
     min_excess_share : overdue predictions beyond the usual must make up at least this share of
         all overdue ones before anything is reported (below it, feedback flows as usual).
+    noise_z : Poisson standard errors of each cell's overdue count taken as noise, not excess.
 
     Examples
     --------
@@ -184,6 +188,7 @@ class StuckFeedbackAnalyzer(Analyzer):
         min_count: int = 5,
         min_lift: float = 1.5,
         min_excess_share: float = 0.05,
+        noise_z: float = 2.0,
     ) -> None:
         super().__init__(key)
         if capacity < 16:
@@ -196,6 +201,8 @@ class StuckFeedbackAnalyzer(Analyzer):
             raise ValueError("delay_quantile must be in (0, 1) and delay_factor positive")
         if min(max_features, max_values, numeric_bins, top_k, min_count) < 1 or min_lift < 1:
             raise ValueError("bounds must be at least 1 and min_lift at least 1")
+        if noise_z < 0:
+            raise ValueError("Invalid 'noise_z': must be non-negative")
         self.capacity = capacity
         self.window_s = window_s
         self.overdue_after_s = overdue_after_s
@@ -211,6 +218,7 @@ class StuckFeedbackAnalyzer(Analyzer):
         self.min_count = min_count
         self.min_lift = min_lift
         self.min_excess_share = min_excess_share
+        self.noise_z = noise_z
         self._reset()
 
     def _reset(self) -> None:
@@ -467,12 +475,12 @@ class StuckFeedbackAnalyzer(Analyzer):
             exp2 = np.zeros(self._od2.shape)
             if len(due):
                 self._tables(due, w, exp1, exp2)
-            excess_total = total_od - float(w.sum())
+            f = len(self._features)
+            tables = [(self._od1[i], exp1[i], [(i,)]) for i in range(f)]
+            tables += [(self._od2[p], exp2[p], [(i, j)])
+                       for p, (i, j) in enumerate(self._pairs)]
+            excess_total = self._excess(tables)
             if excess_total >= max(self.min_count, self.min_excess_share * total_od):
-                f = len(self._features)
-                tables = [(self._od1[i], exp1[i], [(i,)]) for i in range(f)]
-                tables += [(self._od2[p], exp2[p], [(i, j)])
-                           for p, (i, j) in enumerate(self._pairs)]
                 for od, exp, (feats,) in tables:
                     with np.errstate(invalid="ignore", divide="ignore"):
                         cov = (od - exp) / excess_total
@@ -498,6 +506,21 @@ class StuckFeedbackAnalyzer(Analyzer):
                         "coverage": min(cov, 1.0), "lift": lift, "overdue_sampled": od})
         self._cache = out
         return out
+
+    def _excess(self, tables: list[tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]]) -> float:
+        """The overdue predictions beyond the usual, with sampling noise taken out.
+
+        Overdue minus expected over the whole sample sums the noise of every cell with the
+        excess; here each cell of a partition of the sample (the values of one feature, or of
+        a pair) counts only the part of its excess beyond ``noise_z`` Poisson standard errors,
+        and the partition that explains most is taken. A stuck neighbourhood is then measured
+        at its own size instead of blurred by how busy the rest of the city happened to be.
+        """
+        best = 0.0
+        for od, exp, _ in tables:
+            beyond = od - exp - self.noise_z * np.sqrt(np.maximum(exp, 1.0))
+            best = max(best, float(np.maximum(beyond, 0.0).sum()))
+        return best
 
     @staticmethod
     def _redundant(cand: tuple, prev: tuple) -> bool:
