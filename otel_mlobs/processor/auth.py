@@ -35,6 +35,7 @@ import grpc
 from aiohttp import web
 
 from otel_mlobs.processor.analyzers.base import Metric
+from otel_mlobs.processor.privacy import read_key
 
 REALM = "mlobs"
 MISSING = "missing"
@@ -78,7 +79,9 @@ class SecurityConfig:
     token is accepted). ``/metrics`` uses ``metrics_token`` / ``metrics_token_file`` when set,
     else the API tokens, or nothing when ``metrics_open``. ``tls_cert`` + ``tls_key`` (PEM files)
     serve every port over TLS; ``tls_client_ca`` additionally requires client certificates
-    signed by that CA (mutual TLS). Files are read once, at start-up.
+    signed by that CA (mutual TLS). ``hash_identifiers`` stores identifier-like columns as
+    digests keyed with ``id_hash_key_file`` (a random per-process key when unset; see
+    :mod:`otel_mlobs.processor.privacy`). Files are read once, at start-up.
     """
 
     auth_token: str | None = None
@@ -89,6 +92,9 @@ class SecurityConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    hash_identifiers: bool = True
+    id_hash_key_file: str | None = None
+    id_hash_key: bytes | None = field(init=False, default=None, repr=False)
     api_tokens: tuple[str, ...] = field(init=False, default=(), repr=False)
     scrape_tokens: tuple[str, ...] = field(init=False, default=(), repr=False)
 
@@ -103,6 +109,8 @@ class SecurityConfig:
             raise ValueError("Invalid TLS settings: 'tls_cert' and 'tls_key' go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("Invalid 'tls_client_ca': mutual TLS needs 'tls_cert' and 'tls_key'")
+        if self.id_hash_key_file is not None:
+            self.id_hash_key = read_key(self.id_hash_key_file)
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
@@ -129,7 +137,7 @@ class SecurityConfig:
         return (
             f"SecurityConfig(auth={'on' if self.api_tokens else 'off'}, "
             f"metrics_auth={'on' if self.scrape_tokens else 'off'}, tls={self.tls}, "
-            f"mutual_tls={self.mutual_tls})"
+            f"mutual_tls={self.mutual_tls}, hash_identifiers={self.hash_identifiers})"
         )
 
 

@@ -12,22 +12,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from otel_mlobs.processor.decode import decode_request
+from otel_mlobs.processor.decode import DecodeResult, decode_request
 from otel_mlobs.processor.ingest import IngestQueue, admit
 from otel_mlobs.processor.stats import Stats
 
 logger = logging.getLogger(__name__)
 
 TRANSPORT = "grpc"
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 def retry_trailers(message: str, retry_after_s: float) -> tuple[tuple[str, bytes], ...]:
@@ -47,10 +49,33 @@ def retry_trailers(message: str, retry_after_s: float) -> tuple[tuple[str, bytes
 class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
     """Decodes on the gRPC thread pool and hands records to the ingest queue."""
 
-    def __init__(self, queue: IngestQueue, stats: Stats, retry_after_s: float) -> None:
+    def __init__(
+        self,
+        queue: IngestQueue,
+        stats: Stats,
+        retry_after_s: float,
+        redact: Callable[[DecodeResult], DecodeResult] | None = None,
+    ) -> None:
         self._queue = queue
         self._stats = stats
         self._retry_after_s = retry_after_s
+        self._redact = redact
+
+    def export_bytes(
+        self, body: bytes, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        """``Export`` from the raw message, so a body that does not parse is answered
+        ``INVALID_ARGUMENT`` and counted (gRPC's own deserializer would answer an uncounted
+        ``INTERNAL``)."""
+        try:
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        except DecodeError as exc:
+            self._stats.request(TRANSPORT, grpc.StatusCode.INVALID_ARGUMENT.name)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid protobuf ExportTraceServiceRequest: {exc}",
+            )
+        return self.Export(request, context)
 
     def Export(  # noqa: N802 - the generated service's method name
         self,
@@ -59,6 +84,8 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         received_at = time.monotonic()
         result = decode_request(request)
+        if self._redact is not None:
+            result = self._redact(result)
         if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
             self._stats.request(TRANSPORT, grpc.StatusCode.UNAVAILABLE.name)
             message = "ingest queue full; retry later"
@@ -99,7 +126,13 @@ class GrpcReceiver:
             ],
             interceptors=self._interceptors,
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self._servicer, server)
+        export = grpc.unary_unary_rpc_method_handler(
+            self._servicer.export_bytes,
+            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+        )  # no request_deserializer: export_bytes parses, and counts what does not parse
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"Export": export}),)
+        )
         try:
             if self._credentials is None:
                 port = server.add_insecure_port(self._address)

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 from aiohttp import web
@@ -87,7 +88,13 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise _Refusal(400, f"invalid {encoding} body: {exc}") from None
 
 
-def parse_body(body: bytes, content_type: str, encoding: str, limit: int) -> DecodeResult:
+def parse_body(
+    body: bytes,
+    content_type: str,
+    encoding: str,
+    limit: int,
+    redact: Callable[[DecodeResult], DecodeResult] | None = None,
+) -> DecodeResult:
     """Decompress, parse and decode one request body (runs on the executor)."""
     if encoding in _WBITS:
         body = decompress(body, encoding, limit)
@@ -101,7 +108,8 @@ def parse_body(body: bytes, content_type: str, encoding: str, limit: int) -> Dec
             request = parse_trace_request(body)
         except OtlpJsonError as exc:
             raise _Refusal(400, f"invalid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
-    return decode_request(request)
+    result = decode_request(request)
+    return redact(result) if redact is not None else result
 
 
 class HttpReceiver:
@@ -116,7 +124,9 @@ class HttpReceiver:
         retry_after_s: float,
         tokens: TokenSet | None = None,
         auth_failures: AuthFailures | None = None,
+        redact: Callable[[DecodeResult], DecodeResult] | None = None,
     ) -> None:
+        self._redact = redact
         self._tokens = tokens or TokenSet(())
         self._auth_failures = auth_failures or AuthFailures()
         self._queue = queue
@@ -176,7 +186,7 @@ class HttpReceiver:
         body = await self._read(request)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, parse_body, body, content_type, encoding, self._limit
+            self._executor, parse_body, body, content_type, encoding, self._limit, self._redact
         )
 
     async def _read(self, request: web.Request) -> bytes:

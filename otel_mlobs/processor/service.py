@@ -44,6 +44,7 @@ from otel_mlobs.processor.config import ProcessorConfig
 from otel_mlobs.processor.ingest import IngestQueue, Worker
 from otel_mlobs.processor.metrics import ProcessorCollector, version
 from otel_mlobs.processor.persistence import Persistence
+from otel_mlobs.processor.privacy import IdHasher
 from otel_mlobs.processor.receiver_grpc import GrpcReceiver, TraceServicer
 from otel_mlobs.processor.receiver_http import TRACES_PATH, HttpReceiver
 from otel_mlobs.processor.records import Key
@@ -88,6 +89,8 @@ class Processor:
         security = self.config.security
         self.auth_failures = AuthFailures()
         otlp_tokens = TokenSet(security.api_tokens)
+        self.id_hasher = IdHasher(security.id_hash_key) if security.hash_identifiers else None
+        redact = self.id_hasher.apply if self.id_hasher is not None else None
         # Durable state (docs/persistence.md); None keeps everything in memory.
         self.persistence = (
             Persistence(
@@ -117,7 +120,7 @@ class Processor:
             self.queue, self.router, self.lock, self.stats, self.config.refresh_interval_s
         )
         self._grpc = GrpcReceiver(
-            TraceServicer(self.queue, self.stats, self.config.retry_after_s),
+            TraceServicer(self.queue, self.stats, self.config.retry_after_s, redact),
             self.config.host,
             self.config.grpc_port,
             self.config.max_request_bytes,
@@ -141,6 +144,7 @@ class Processor:
             self.config.retry_after_s,
             tokens=otlp_tokens,
             auth_failures=self.auth_failures,
+            redact=redact,
         )
         self._ssl_context = tls.server_context(security)
         self._loop: asyncio.AbstractEventLoop | None = None
