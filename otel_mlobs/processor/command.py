@@ -97,6 +97,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="time between checkpoints (batches since the last one are in the log)",
     )
+    env_option(
+        parser,
+        "--refresh-interval",
+        type=positive_seconds,
+        default=cfg.ProcessorConfig.refresh_interval_s,
+        metavar="SECONDS",
+        help="time between the analyzers' periodic heavier work (refits, re-ranking)",
+    )
     # Security: bearer tokens and TLS, all off by default (docs/security.md). Not an argument
     # group: env_option reports bad environment values through the parser itself.
     security = parser
@@ -135,6 +143,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                help="private key of --tls-cert")
     env_option(security, "--tls-client-ca", type=non_empty, metavar="PEM",
                help="CA of client certificates: require mutual TLS on every port")
+    env_option(security, "--id-hash-key-file", type=non_empty, metavar="FILE",
+               help="secret (16+ bytes) keying the digests identifier columns are stored as; "
+               "default: a random key per process")
+    security.add_argument(
+        "--keep-identifiers",
+        action="store_true",
+        help="store identifier-like columns as sent instead of as keyed digests",
+    )
     env_option(
         parser,
         "--log-level",
@@ -179,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             tls_client_ca=args.tls_client_ca,
+            hash_identifiers=not args.keep_identifiers,
+            id_hash_key_file=args.id_hash_key_file,
         )
         config = cfg.ProcessorConfig(
             host=args.host,
@@ -193,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             if args.no_persistence or _env_flag("MLOBS_NO_PERSISTENCE")
             else args.state_dir,
             checkpoint_interval_s=args.checkpoint_interval,
+            refresh_interval_s=args.refresh_interval,
         )
     except ValueError as exc:
         logger.error("invalid settings: %s", exc)
