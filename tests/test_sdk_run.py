@@ -49,15 +49,18 @@ def test_run_span_attributes_and_summary_events(sdk_exporter, monkeypatch) -> No
         "input", "raw", 3, ptr)
     assert a[sc.SUMMARY_COLUMNS] == ("fare", "zone")
     assert a[sc.SUMMARY_KINDS] == ("numeric", "categorical")
-    assert a[sc.SUMMARY_COUNT] == (2, 3) and a[sc.SUMMARY_NULLS] == (1, 0)
-    assert a[sc.SUMMARY_MEAN][0] == 20.0 and np.isnan(a[sc.SUMMARY_MEAN][1])
-    assert a[sc.SUMMARY_STD][0] == 10.0 and a[sc.SUMMARY_MIN][0] == 10.0
-    assert a[sc.SUMMARY_MAX][0] == 30.0
+    # per-column numbers travel packed (one bytes value each, not one OTel value per column)
+    assert unpack(a[sc.SUMMARY_COUNT]).tolist() == [2, 3]
+    assert unpack(a[sc.SUMMARY_NULLS]).tolist() == [1, 0]
+    mean = unpack(a[sc.SUMMARY_MEAN])
+    assert mean[0] == 20.0 and np.isnan(mean[1])
+    assert unpack(a[sc.SUMMARY_STD])[0] == 10.0 and unpack(a[sc.SUMMARY_MIN])[0] == 10.0
+    assert unpack(a[sc.SUMMARY_MAX])[0] == 30.0
     assert a[sc.SUMMARY_QUANTILE_LEVELS] == sc.DEFAULT_QUANTILE_LEVELS
     q = unpack(a[sc.SUMMARY_QUANTILES]).reshape(2, -1)
     assert q[0].tolist() == [10.0, 10.0, 10.0, 30.0, 30.0, 30.0, 30.0] and np.isnan(q[1]).all()
     assert a[sc.SUMMARY_SKETCHES][0][:3] == b"\x05\x01\x0f" and a[sc.SUMMARY_SKETCHES][1] == b""
-    assert a[sc.SUMMARY_DISTINCT] == (2.0, 2.0)
+    assert unpack(a[sc.SUMMARY_DISTINCT]).tolist() == [2.0, 2.0]
     assert a[sc.SUMMARY_TOP_VALUES] == ("", '{"a": 2, "b": 1}')
     (sample,) = _events(span, sc.EVENT_SAMPLE)
     assert sample.attributes[sc.SAMPLE_COLUMNS] == ("fare", "zone")

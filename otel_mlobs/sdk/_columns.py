@@ -15,9 +15,9 @@ does the one pass over every row that the SDK makes on the caller's thread:
   row (one C pass when every value is a string) and otherwise left alone: their value statistics
   come from the row sample.
 
-:attr:`Columns.digest` hashes those exact statistics. It seeds the row sample when the caller
-gives no seed, so the same data is always sampled the same way and its summary is a function of
-its content; the content pointer builds on it.
+:attr:`Columns.digest` hashes those exact statistics; the content pointer builds on it. Rows
+named in advance (the sampling plan, :mod:`otel_mlobs.sdk._sampling`) are gathered from the
+float columns during the pass, while each chunk is still in cache.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ BOOLEAN = semconv.KIND_BOOLEAN
 CATEGORICAL = semconv.KIND_CATEGORICAL
 
 MAX_CHUNK_BYTES = 8 << 20
-"""Segments are reduced in row chunks of at most this many bytes, bounding temporary memory."""
+"""Float columns of a table up to this size are stacked into one array; larger ones are reduced
+block by block in chunks of at most this many bytes, bounding temporary memory."""
+CACHE_CHUNK_BYTES = 256 << 10
+"""Rows of the stacked array are reduced in chunks of about this size, small enough to stay in
+a core's cache across the five reductions."""
 
 _NAT = np.iinfo(np.int64).min
 _ONE_PASS_RATIO = 1e6
@@ -91,22 +95,29 @@ class Columns:
     categories: list[CategoryColumn] = field(default_factory=list)
     texts: list[TextColumn] = field(default_factory=list)
     digest: bytes = b""
-
-    @property
-    def seed(self) -> int:
-        """A sampling seed derived from the content's exact statistics."""
-        return int.from_bytes(self.digest[:8], "little")
+    picked_rows: np.ndarray | None = None
+    picked: np.ndarray | None = None
 
     def float_rows(self, idx: np.ndarray | None) -> np.ndarray:
-        """The float values of rows ``idx`` (all rows when None), shape ``(float columns, k)``."""
+        """The float values of rows ``idx`` (sorted; all rows when None), shape
+        ``(float columns, len(idx))``; from the rows gathered in advance when they cover
+        ``idx``."""
         if not self.segments:
             return np.zeros((0, self.rows if idx is None else len(idx)))
+        if idx is not None and self.picked is not None and self.picked_rows is not None:
+            if idx is self.picked_rows:
+                return self.picked
+            at = np.searchsorted(self.picked_rows, idx)
+            if len(idx) and at[-1] < len(self.picked_rows) and np.array_equal(
+                    self.picked_rows[at], idx):
+                return self.picked[:, at]
         parts = [seg if idx is None else seg[:, idx] for seg in self.segments]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def prepare(table: Table) -> Columns:
-    """Classify ``table``'s columns and compute their every-row statistics."""
+def prepare(table: Table, rows: np.ndarray | None = None) -> Columns:
+    """Classify ``table``'s columns and compute their every-row statistics; gather the float
+    values of the sorted row positions ``rows`` on the way."""
     n = len(table.columns)
     kinds = [""] * n
     sources: list[tuple[list[int], np.ndarray]] = []  # (table positions, 2-D rows) to convert
@@ -134,29 +145,70 @@ def prepare(table: Table) -> Columns:
             counts = np.bincount(codes.astype(np.intp, copy=False) + 1,
                                  minlength=len(categories) + 1)
             cats.append(CategoryColumn(i, codes, categories, counts))
-    segments = _float_segments(sources, table.rows)
+    picked = None if rows is None else np.empty((sum(len(p) for p, _ in sources), len(rows)))
+    with np.errstate(all="ignore"):  # NaN and infinities are data here, not errors
+        segments, sums = _reduce_sources(sources, table.rows, rows, picked)
+        stats = _finish_stats(segments, table.rows, *sums)
     float_index = np.asarray([p for positions, _ in sources for p in positions], dtype=np.intp)
-    out = Columns(table.rows, list(table.names), kinds, segments, float_index,
-                  *_segment_stats(segments, table.rows), categories=cats, texts=texts)
+    out = Columns(table.rows, list(table.names), kinds, segments, float_index, *stats,
+                  categories=cats, texts=texts, picked_rows=rows, picked=picked)
     out.digest = _digest(out)
     return out
 
 
-def _float_segments(sources: list[tuple[list[int], np.ndarray]], n: int) -> list[np.ndarray]:
-    """The float64 rows of ``sources``: one stacked array when it is small (a single copy that
-    converts as it goes, then one numpy call per statistic), else each source as it is (float64
-    blocks are not copied), so a wide million-row frame is never duplicated whole."""
-    total = sum(len(positions) for positions, _ in sources)
-    if not total:
-        return []
-    if total * n * 8 <= MAX_CHUNK_BYTES:
-        x = np.empty((total, n))
-        at = 0
-        for positions, rows in sources:
-            x[at:at + len(positions)] = rows
-            at += len(positions)
-        return [x]
-    return [rows if rows.dtype == np.float64 else rows.astype(np.float64) for _, rows in sources]
+def _reduce_sources(sources: list[tuple[list[int], np.ndarray]], n: int,
+                    rows: np.ndarray | None, picked: np.ndarray | None
+                    ) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
+    """The float64 rows of ``sources`` and their plain reductions (sum, min, max, bit sum, sum of
+    squares), one numpy call per reduction and chunk of rows; ``picked`` receives the values at
+    positions ``rows``.
+
+    A small table becomes one stacked array, filled and reduced a cache-sized chunk of rows at a
+    time so the five reductions read from cache rather than memory; a large one keeps its
+    sources as they are (float64 blocks are not copied), so a wide million-row frame is never
+    duplicated whole.
+    """
+    total_rows = sum(len(positions) for positions, _ in sources)
+    sums = tuple(np.empty(total_rows, dtype) for dtype in (np.float64, np.float64, np.float64,
+                                                           np.uint64, np.float64))
+    if not total_rows or not n:  # nothing to reduce: _finish_stats reports NaN
+        if picked is not None:
+            picked[:] = np.nan
+        return ([np.zeros((total_rows, n))] if total_rows else []), sums
+    if total_rows * n * 8 <= MAX_CHUNK_BYTES:
+        x = np.empty((total_rows, n))
+        pieces = [(rows, j) for _, rows in sources for j in range(len(rows))]
+        step = max(1, CACHE_CHUNK_BYTES // max(8 * n, 1))
+        for lo in range(0, total_rows, step):
+            hi = min(lo + step, total_rows)
+            for at in range(lo, hi):
+                block, j = pieces[at]
+                x[at] = block[j]
+            _reduce(x[lo:hi], lo, sums)
+            if picked is not None:
+                picked[lo:hi] = x[lo:hi][:, rows]
+        return [x], sums
+    segments = [block if block.dtype == np.float64 else block.astype(np.float64)
+                for _, block in sources]
+    at = 0
+    step = max(1, MAX_CHUNK_BYTES // max(8 * n, 1))
+    for seg in segments:
+        for lo in range(0, len(seg), step):
+            part = seg[lo:lo + step]
+            _reduce(part, at, sums)
+            if picked is not None:
+                picked[at:at + len(part)] = part[:, rows]
+            at += len(part)
+    return segments, sums
+
+
+def _reduce(x: np.ndarray, at: int, sums: tuple[np.ndarray, ...]) -> None:
+    total, lo, hi, bits, squares = (s[at:at + len(x)] for s in sums)
+    np.add.reduce(x, axis=1, out=total)
+    np.minimum.reduce(x, axis=1, out=lo)
+    np.maximum.reduce(x, axis=1, out=hi)
+    np.add.reduce(x.view(np.uint64), axis=1, out=bits)
+    np.vecdot(x, x, out=squares)
 
 
 # --- classifying one column ----------------------------------------------------------------------
@@ -245,68 +297,78 @@ def time_seconds(arr: np.ndarray) -> np.ndarray:
 # --- every-row statistics of float segments -------------------------------------------------
 
 
-def _segment_stats(segments: list[np.ndarray], n: int) -> tuple[np.ndarray, ...]:
-    """count, nulls, finite, mean, std, min, max, total, bits of every float row, in segment
-    order."""
-    parts = []
-    for seg in segments:
-        step = max(1, MAX_CHUNK_BYTES // max(8 * n, 1))
-        for lo in range(0, len(seg), step):
-            parts.append(_block_stats(seg[lo:lo + step], n))
-    if not parts:
-        empty = np.zeros(0)
-        return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), empty,
-                empty, empty, empty, empty, np.zeros(0, np.uint64))
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
-
-
-def _block_stats(x: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
-    """Statistics of each row of ``x`` (never modified). Rows whose plain sum is finite hold no
-    NaN and no infinity, so one unmasked pass serves them; the others are masked separately."""
-    b = len(x)
+def _finish_stats(segments: list[np.ndarray], n: int, total: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray, bits: np.ndarray, squares: np.ndarray
+                  ) -> tuple[np.ndarray, ...]:
+    """count, nulls, finite, mean, std, min, max, total, bits from the plain reductions. Rows whose
+    plain sum is finite hold no NaN and no infinity, so the reductions serve as they are; the
+    others are recomputed with masks."""
+    b = len(total)
     count = np.full(b, n, dtype=np.int64)
     nulls = np.zeros(b, dtype=np.int64)
-    with np.errstate(all="ignore"):
-        total = x.sum(axis=1)
-        if n == 0:
-            nan = np.full(b, np.nan)
-            return (count, nulls, count.copy(), nan, nan.copy(), nan.copy(), nan.copy(), total,
-                    np.zeros(b, np.uint64))
-        dirty = np.flatnonzero(~np.isfinite(total))
-        present = count.copy()
-        mean = total / n
-        lo = x.min(axis=1)
-        hi = x.max(axis=1)
-        bits = x.view(np.uint64).sum(axis=1)
-        var = np.maximum(np.vecdot(x, x) / n - mean * mean, 0.0)
-        # E[x^2] - mean^2 loses about eps * mean^2 / var of relative precision: exact enough
-        # while the mean is within 1,000 standard deviations of zero; other rows (timestamps,
-        # large offsets) take the two-pass form.
-        shifted = np.flatnonzero(~(mean * mean <= _ONE_PASS_RATIO * var))
-        shifted = shifted[np.isfinite(total[shifted])]
-        if len(shifted):
-            dev = x[shifted] - mean[shifted][:, None]
-            var[shifted] = np.vecdot(dev, dev) / n
-        if len(dirty):
-            d = x[dirty]  # a copy: the masked pass may write into it
-            nan = np.isnan(d)
-            finite = np.isfinite(d)
-            nulls[dirty] = np.count_nonzero(nan, axis=1)
-            count[dirty] = n - nulls[dirty]
-            kept = np.count_nonzero(finite, axis=1)
-            present[dirty] = kept
-            np.copyto(d, 0.0, where=nan)  # canonical nulls for the bit sum; infinities stay
-            bits[dirty] = d.view(np.uint64).sum(axis=1)
-            np.copyto(d, np.nan, where=~finite)
-            lo[dirty] = np.fmin.reduce(d, axis=1)
-            hi[dirty] = np.fmax.reduce(d, axis=1)
-            np.copyto(d, 0.0, where=~finite)
-            total[dirty] = d.sum(axis=1)
-            mean[dirty] = total[dirty] / kept
-            d -= mean[dirty][:, None]
-            np.copyto(d, 0.0, where=~finite)
-            var[dirty] = np.vecdot(d, d) / kept
+    if n == 0 or b == 0:
+        nan = np.full(b, np.nan)
+        return (count, nulls, count.copy(), nan, nan.copy(), nan.copy(), nan.copy(),
+                np.zeros(b), np.zeros(b, np.uint64))
+    present = count.copy()
+    mean = total / n
+    var = np.maximum(squares / n - mean * mean, 0.0)
+    dirty = np.flatnonzero(~np.isfinite(total))
+    # E[x^2] - mean^2 loses about eps * mean^2 / var of relative precision: exact enough
+    # while the mean is within 1,000 standard deviations of zero; other rows (timestamps,
+    # large offsets) take the two-pass form.
+    shifted = np.flatnonzero(~(mean * mean <= _ONE_PASS_RATIO * var) & np.isfinite(total))
+    for j, row in _rows_of(segments, shifted):
+        dev = row - mean[j]
+        var[j] = np.dot(dev, dev) / n
+    if len(dirty) and len(segments) == 1:
+        _masked_rows(segments[0][dirty], dirty, count, nulls, present, total, mean, var, lo,
+                     hi, bits)
+    else:
+        for j, row in _rows_of(segments, dirty):  # a copy: segments may be the caller's
+            _masked_rows(row[None, :].copy(), np.array([j]), count, nulls, present, total,
+                         mean, var, lo, hi, bits)
     return count, nulls, present, mean, np.sqrt(var), lo, hi, total, bits
+
+
+def _masked_rows(d: np.ndarray, rows: np.ndarray, count: np.ndarray, nulls: np.ndarray,
+                 present: np.ndarray, total: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                 lo: np.ndarray, hi: np.ndarray, bits: np.ndarray) -> None:
+    """Statistics of rows ``rows`` (values ``d``, a copy this may overwrite) that hold NaN or
+    infinities: nulls are NaN, moments and extremes cover the finite values, and the bit sum
+    counts nulls as 0.0 (one bit pattern for every kind of NaN)."""
+    n = d.shape[1]
+    nan = np.isnan(d)
+    finite = np.isfinite(d)
+    nulls[rows] = np.count_nonzero(nan, axis=1)
+    count[rows] = n - nulls[rows]
+    kept = np.count_nonzero(finite, axis=1)
+    present[rows] = kept
+    np.copyto(d, 0.0, where=nan)
+    bits[rows] = d.view(np.uint64).sum(axis=1)
+    np.copyto(d, np.nan, where=~finite)
+    lo[rows] = np.fmin.reduce(d, axis=1)
+    hi[rows] = np.fmax.reduce(d, axis=1)
+    np.copyto(d, 0.0, where=~finite)
+    total[rows] = d.sum(axis=1)
+    mean[rows] = total[rows] / kept
+    d -= mean[rows][:, None]
+    np.copyto(d, 0.0, where=~finite)
+    var[rows] = np.vecdot(d, d) / kept
+
+
+def _rows_of(segments: list[np.ndarray], wanted: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(index, row) of the float rows numbered ``wanted`` (numbered across segments)."""
+    out = []
+    at = 0
+    want = wanted.tolist()
+    k = 0
+    for seg in segments:
+        while k < len(want) and want[k] < at + len(seg):
+            out.append((want[k], seg[want[k] - at]))
+            k += 1
+        at += len(seg)
+    return out
 
 
 def _digest(cols: Columns) -> bytes:

@@ -139,29 +139,36 @@ class SpanSink:
 
 
 def summary_events(summary: FrameSummary, role: str, name: str, pointer: str) -> Iterator[Event]:
-    """``mlobs.summary`` events of ``summary``, at most 64 columns and ~1 MiB each."""
+    """``mlobs.summary`` events of ``summary``, at most 64 columns and ~1 MiB each.
+
+    The per-column numbers (counts, moments, extremes, distinct estimates) travel as packed
+    arrays, which the OTel SDK stores as one ``bytes`` value instead of checking each element;
+    names, kinds and top values stay native string arrays.
+    """
     head = {semconv.DATA_ROLE: role, semconv.DATA_NAME: name,
             semconv.DATA_ROWS: int(summary.rows), semconv.DATA_POINTER: pointer}
     levels = summary.quantile_levels.tolist()
     tops = summary.top_values_json()
-    col_bytes = [len(c) + len(s) + len(t) + 9 * (8 + len(levels))
+    col_bytes = [len(c) + len(s) + len(t) + 8 * (9 + len(levels))
                  for c, s, t in zip(summary.columns, summary.sketches, tops, strict=True)]
+    count = summary.count.astype("<i8", copy=False)
+    nulls = summary.nulls.astype("<i8", copy=False)
 
     def build(lo: int, hi: int) -> Event:
         attrs = dict(head)
         attrs.update({
             semconv.SUMMARY_COLUMNS: summary.columns[lo:hi],
             semconv.SUMMARY_KINDS: summary.kinds[lo:hi],
-            semconv.SUMMARY_COUNT: summary.count[lo:hi].tolist(),
-            semconv.SUMMARY_NULLS: summary.nulls[lo:hi].tolist(),
-            semconv.SUMMARY_MEAN: summary.mean[lo:hi].tolist(),
-            semconv.SUMMARY_STD: summary.std[lo:hi].tolist(),
-            semconv.SUMMARY_MIN: summary.min[lo:hi].tolist(),
-            semconv.SUMMARY_MAX: summary.max[lo:hi].tolist(),
+            semconv.SUMMARY_COUNT: packed(count[lo:hi]),
+            semconv.SUMMARY_NULLS: packed(nulls[lo:hi]),
+            semconv.SUMMARY_MEAN: packed(summary.mean[lo:hi]),
+            semconv.SUMMARY_STD: packed(summary.std[lo:hi]),
+            semconv.SUMMARY_MIN: packed(summary.min[lo:hi]),
+            semconv.SUMMARY_MAX: packed(summary.max[lo:hi]),
             semconv.SUMMARY_QUANTILE_LEVELS: levels,
-            semconv.SUMMARY_QUANTILES: pack(summary.quantiles[lo:hi].astype("<f8").reshape(-1)),
+            semconv.SUMMARY_QUANTILES: packed(summary.quantiles[lo:hi].reshape(-1)),
             semconv.SUMMARY_SKETCHES: summary.sketches[lo:hi],
-            semconv.SUMMARY_DISTINCT: summary.distinct[lo:hi].tolist(),
+            semconv.SUMMARY_DISTINCT: packed(summary.distinct[lo:hi]),
             semconv.SUMMARY_TOP_VALUES: tops[lo:hi],
         })
         return semconv.EVENT_SUMMARY, attrs, sum(col_bytes[lo:hi]) + 200
@@ -177,13 +184,13 @@ def sample_events(summary: FrameSummary, role: str, name: str) -> Iterator[Event
     """``mlobs.sample`` events: the row sample split by columns, at most 64 and ~1 MiB each."""
     if not summary.sample_columns:
         return
-    packed = [pack(v) for v in summary.sample_values]
-    sizes = [len(p) + len(c) + 4 for p, c in zip(packed, summary.sample_columns, strict=True)]
+    arrays = [packed(v) for v in summary.sample_values]
+    sizes = [len(p) + len(c) + 4 for p, c in zip(arrays, summary.sample_columns, strict=True)]
     for lo, hi in _chunks(sizes, semconv.MAX_COLUMNS_PER_EVENT, MAX_EVENT_BYTES):
         attrs = {semconv.DATA_ROLE: role, semconv.DATA_NAME: name,
                  semconv.DATA_ROWS: int(summary.rows),
                  semconv.SAMPLE_COLUMNS: summary.sample_columns[lo:hi],
-                 semconv.SAMPLE_VALUES: packed[lo:hi]}
+                 semconv.SAMPLE_VALUES: arrays[lo:hi]}
         yield semconv.EVENT_SAMPLE, attrs, sum(sizes[lo:hi]) + 100
 
 

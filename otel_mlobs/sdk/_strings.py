@@ -34,9 +34,12 @@ def fixed_width(values: np.ndarray) -> np.ndarray:
     if text.isascii():
         data = text.encode("ascii")
         width = len(items[0])
-        if width and len(data) == n * (width + 1) - 1 and data.count(0) == n - 1:
-            rows = np.frombuffer(data + b"\x00", dtype=np.uint8).reshape(n, width + 1)
-            if not rows[:, width].any():  # every separator where equal widths put it
+        if width and len(data) == n * (width + 1) - 1:
+            flat = np.frombuffer(data + b"\x00", dtype=np.uint8)
+            rows = flat.reshape(n, width + 1)
+            # Equal widths put the n separators at the end of every row; no other NUL byte
+            # may exist (a value holding one would shift them).
+            if not rows[:, width].any() and np.count_nonzero(flat == 0) == n:
                 return np.ascontiguousarray(rows[:, :width]).view(f"S{width}").reshape(n)
         return values.astype(f"S{max(map(len, items)) or 1}")
     return values.astype(f"<U{max(map(len, items)) or 1}")

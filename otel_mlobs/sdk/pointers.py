@@ -11,8 +11,8 @@ what the summary computes anyway (:mod:`otel_mlobs.sdk._columns`):
 * every row of every numeric, datetime and boolean column enters through exact statistics: null
   count, min, max and the sum of the float64 bit patterns of its values (mod 2**64); text and
   categorical columns through their null counts;
-* a sample of :data:`POINTER_ROWS` rows, drawn with a seed derived from those statistics, enters
-  whole: the numbers' bits and the text of every column.
+* :data:`~otel_mlobs.sdk._sampling.POINTER_ROWS` rows spread evenly over the table enter whole:
+  the numbers' bits and the text of every column.
 
 Two datasets that differ anywhere in their numbers therefore get different pointers (barring a
 2**-64 coincidence of bit sums); two that differ only in text values outside the sampled rows, or
@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from otel_mlobs.sdk._columns import Columns, prepare
+from otel_mlobs.sdk._sampling import plan
 from otel_mlobs.sdk._tabular import Table, as_table
 
 PREFIX = "sha256:"
-POINTER_ROWS = 64
 _SEP = "\x1f"
 _NULL = "\x00null\x00"
 
@@ -43,10 +43,12 @@ def content_pointer(data: Any, name: str = "data") -> str:
     ``data`` is anything :func:`~otel_mlobs.sdk.summarize.summarize_frame` accepts, or a
     prepared :class:`~otel_mlobs.sdk._columns.Columns`.
     """
-    cols = data if isinstance(data, Columns) else prepare(
-        data if isinstance(data, Table) else as_table(data, name))
+    if not isinstance(data, Columns):
+        table = data if isinstance(data, Table) else as_table(data, name)
+        data = prepare(table, _rows(table.rows))
+    cols = data
     digest = hashlib.sha256(b"mlobs-table-v2\n" + cols.digest)
-    rows = _rows(cols)
+    rows = _rows(cols.rows)
     if len(rows) and len(cols.float_index):
         values = cols.float_rows(rows)[np.argsort(cols.float_index, kind="stable")]
         np.copyto(values, np.nan, where=np.isnan(values))  # one NaN bit pattern
@@ -58,11 +60,10 @@ def content_pointer(data: Any, name: str = "data") -> str:
     return PREFIX + digest.hexdigest()
 
 
-def _rows(cols: Columns) -> np.ndarray:
-    if cols.rows <= POINTER_ROWS:
-        return np.arange(cols.rows)
-    rng = np.random.default_rng([cols.seed, 1])
-    return np.sort(rng.integers(0, cols.rows, size=POINTER_ROWS))
+def _rows(n: int) -> np.ndarray:
+    """The rows spread evenly over an ``n``-row table that every plan gathers (whatever the
+    sampling parameters, so the pointer of a table never depends on them)."""
+    return plan(n, None, 0, None).pointer
 
 
 def _category_text(codes: np.ndarray, categories: np.ndarray) -> list[str]:

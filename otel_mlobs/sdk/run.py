@@ -49,6 +49,7 @@ from opentelemetry.trace import Status, StatusCode
 from otel_mlobs import semconv
 from otel_mlobs.sdk import _emit
 from otel_mlobs.sdk._columns import Columns, prepare
+from otel_mlobs.sdk._sampling import plan
 from otel_mlobs.sdk._tabular import Table, as_table, is_tabular
 from otel_mlobs.sdk.checks import Check, CheckFailed, CheckFailedWarning, check_name, evaluate
 from otel_mlobs.sdk.pointers import content_pointer
@@ -219,7 +220,9 @@ class Run:
              sample_rows: int | None, pointer: str | None, sketch_rows: int | None) -> str:
         table: Table | Columns = as_table(data, name)
         if pointer is None:  # the fingerprint and the summary share one pass over the rows
-            table = prepare(table)
+            rows = plan(table.rows, sketch_rows,
+                        self.sample_rows if sample_rows is None else sample_rows, None)
+            table = prepare(table, rows.rows)
             ptr = content_pointer(table)
         else:
             ptr = pointer

@@ -69,6 +69,7 @@ columns (15 floats with 5% NaN, 5 six-level string columns) within twice a bare 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -90,6 +91,7 @@ from otel_mlobs.sdk._columns import (
     classify,
     prepare,
 )
+from otel_mlobs.sdk._sampling import plan
 from otel_mlobs.sdk._tabular import Table, as_table
 
 DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = semconv.DEFAULT_QUANTILE_LEVELS
@@ -202,33 +204,28 @@ def summarize_frame(
     >>> s.column("x")["count"], s.column("x")["nulls"], s.column("x")["mean"]
     (3, 1, 1.5)
     """
-    levels = np.asarray(quantile_levels, dtype=np.float64).reshape(-1)
-    if levels.size and (np.any(levels < 0) or np.any(levels > 1) or np.any(np.isnan(levels))):
-        raise ValueError(f"quantile levels must lie in [0, 1], got {levels.tolist()}")
+    levels = _levels(tuple(quantile_levels))
     if sample_rows < 0:
         raise ValueError(f"sample_rows must be >= 0, got {sample_rows}")
     if sketch_rows is not None and sketch_rows <= 0:
         raise ValueError(f"sketch_rows must be positive or None, got {sketch_rows}")
     if not _kll.MIN_K <= sketch_k <= _kll.MAX_K:
         raise ValueError(f"sketch_k must lie in [{_kll.MIN_K}, {_kll.MAX_K}], got {sketch_k}")
-    cols = data if isinstance(data, Columns) else prepare(
-        data if isinstance(data, Table) else as_table(data, name))
-    n, ncols = cols.rows, len(cols.names)
-    rng = np.random.default_rng(cols.seed if seed is None else seed)
-    sketch_idx = None
-    if sketch_rows is not None and sketch_rows < n:
-        picked = rng.choice(n, size=sketch_rows, replace=False)  # in random order
-        sketch_idx = np.sort(picked)
-        sample_idx = (np.sort(picked[:sample_rows]) if sample_rows <= sketch_rows
-                      else _sample_index(n, sample_rows, rng))
+    if isinstance(data, Columns):
+        cols = data
+        rows = plan(cols.rows, sketch_rows, sample_rows, seed)
     else:
-        sample_idx = _sample_index(n, sample_rows, rng)
+        table = data if isinstance(data, Table) else as_table(data, name)
+        rows = plan(table.rows, sketch_rows, sample_rows, seed)
+        cols = prepare(table, rows.rows)
+    n, ncols = cols.rows, len(cols.names)
+    sketch_idx, sample_idx = rows.sketch, rows.sample
 
+    moments = np.full((4, ncols), np.nan)  # mean, std, min, max
+    counts = np.zeros((2, ncols), np.int64)  # count, nulls
     out = FrameSummary(
-        rows=n, columns=list(cols.names), kinds=list(cols.kinds),
-        count=np.zeros(ncols, np.int64), nulls=np.zeros(ncols, np.int64),
-        mean=np.full(ncols, np.nan), std=np.full(ncols, np.nan),
-        min=np.full(ncols, np.nan), max=np.full(ncols, np.nan),
+        rows=n, columns=list(cols.names), kinds=list(cols.kinds), count=counts[0],
+        nulls=counts[1], mean=moments[0], std=moments[1], min=moments[2], max=moments[3],
         quantile_levels=levels, quantiles=np.full((ncols, levels.size), np.nan),
         sketches=[b""] * ncols, distinct=np.zeros(ncols), top_values=[{}] * ncols,
         sample_size=len(sample_idx),
@@ -254,12 +251,14 @@ def summarize_frame(
     return out
 
 
-def _sample_index(n: int, sample_rows: int, rng: np.random.Generator) -> np.ndarray:
-    if sample_rows <= 0 or n == 0:
-        return np.zeros(0, np.intp)
-    if n <= sample_rows:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=sample_rows, replace=False))
+@functools.lru_cache(maxsize=16)
+def _levels(levels: tuple[float, ...]) -> np.ndarray:
+    """Validated quantile levels as a read-only array (validated once per distinct tuple)."""
+    arr = np.asarray(levels, dtype=np.float64).reshape(-1)
+    if arr.size and (np.any(arr < 0) or np.any(arr > 1) or np.any(np.isnan(arr))):
+        raise ValueError(f"quantile levels must lie in [0, 1], got {arr.tolist()}")
+    arr.setflags(write=False)
+    return arr
 
 
 def _prepare(col: Any) -> tuple[str, Any]:
