@@ -130,3 +130,53 @@ def test_bad_model_and_empty_batch(sdk_exporter) -> None:
         mlobs.log_predictions("", ["a"], scores=[0.5])
     mlobs.log_predictions("m", [], scores=[])
     assert sdk_exporter.get_finished_spans() == ()
+
+
+def test_ids_and_text_features_in_every_form(sdk_exporter) -> None:
+    n = 6
+    forms = {
+        "equal": np.array([f"id-{i:03d}" for i in range(n)], dtype=object),
+        "ragged": np.array([f"p{i}" * (i + 1) for i in range(n)], dtype=object),
+        "unicode": np.array([f"é{i}" for i in range(n)], dtype=object),
+        "ints": np.arange(n) * 7,
+        "mixed": np.array(["a", 1, 2.5, "b", None, "c"], dtype=object),
+    }
+    features = {
+        "zone": np.array(["north", None, "south", "north", np.nan, "é"], dtype=object),
+        "numbers_as_objects": np.array([1, 2.5, None, 4, 5, 6], dtype=object),
+        "text": pd.Series(["a", "b", None, "a", "b", "c"], dtype="str"),
+        "category": pd.Categorical(["x", "y", None, "x", "x", "y"]),
+    }
+    for name, ids in forms.items():
+        mlobs.log_predictions(name, ids, scores=np.linspace(0, 1, n), features=features)
+    events = {s.attributes[sc.MODEL]: s.events[0].attributes
+              for s in _batch_spans(sdk_exporter, "predictions")}
+    for name, ids in forms.items():
+        got = unpack(events[name][sc.PRED_IDS])
+        want = [str(v) for v in ids.tolist()]
+        assert got.dtype.kind in "SU" and (got.dtype.kind == "S") == all(w.isascii()
+                                                                        for w in want)
+        assert [v.decode() if isinstance(v, bytes) else v for v in got.tolist()] == want
+    zone, numbers, text, category = (unpack(v) for v in events["equal"][sc.PRED_FEATURES])
+    assert zone.dtype.kind == "U"  # not all ASCII
+    assert zone.tolist() == ["north", "", "south", "north", "", "é"]
+    np.testing.assert_array_equal(numbers, [1.0, 2.5, np.nan, 4.0, 5.0, 6.0])
+    assert text.tolist() == [b"a", b"b", b"", b"a", b"b", b"c"]
+    assert category.tolist() == [b"x", b"y", b"", b"x", b"x", b"y"]
+
+
+def test_fixed_width_strings() -> None:
+    from otel_mlobs.sdk._strings import fixed_width
+
+    same = np.array(["abc", "def", "ghi"], dtype=object)
+    assert fixed_width(same).dtype == np.dtype("S3")
+    assert fixed_width(same).tolist() == [b"abc", b"def", b"ghi"]
+    nul = np.array(["a\x00c", "def", "ghi"], dtype=object)  # a NUL inside: no reshape shortcut
+    assert fixed_width(nul).tolist() == nul.astype("S3").tolist()
+    ragged = np.array(["a", "", "abcd"], dtype=object)
+    assert fixed_width(ragged).dtype == np.dtype("S4")
+    assert fixed_width(ragged).tolist() == [b"a", b"", b"abcd"]
+    assert fixed_width(np.array(["ü", "ab"], dtype=object)).dtype == np.dtype("<U2")
+    assert fixed_width(np.array([], dtype=object)).tolist() == []
+    with pytest.raises(TypeError):
+        fixed_width(np.array(["a", None], dtype=object))

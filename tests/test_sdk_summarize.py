@@ -241,3 +241,89 @@ def test_bad_arguments() -> None:
         summarize_frame({"x": [1.0]}, sample_rows=-1)
     with pytest.raises(ValueError, match="sketch_rows"):
         summarize_frame({"x": [1.0]}, sketch_rows=0)
+
+
+def test_sample_statistics_of_ids_codes_and_small_columns() -> None:
+    n = 20_000
+    rng = np.random.default_rng(9)
+    df = pd.DataFrame({
+        "trip_id": [f"t{i:06d}" for i in range(n)],  # unique text
+        "payment": rng.choice(["card", "cash", "none"], n, p=[0.7, 0.25, 0.05]),
+        "measure": rng.normal(size=n),  # unique numbers
+        "hour": rng.integers(0, 24, n),  # every value recurs
+    })
+    s = summarize_frame(df)
+    ids = s.column("trip_id")
+    assert ids["distinct"] == n and ids["top_values"] == {}  # nothing to show for an id
+    assert s.column("measure")["distinct"] == n
+    assert s.column("hour")["distinct"] == 24
+    pay = s.column("payment")
+    assert pay["distinct"] == 3 and list(pay["top_values"]) == ["card", "cash", "none"]
+    assert abs(sum(pay["top_values"].values()) - n) <= 3  # scaled to the column's count
+    small = summarize_frame(df.head(300))  # fewer rows than the sample: everything exact
+    assert small.column("payment")["top_values"] == df.head(300)["payment"].value_counts(
+    ).to_dict()
+    assert small.column("trip_id")["distinct"] == 300
+    assert small.column("measure")["distinct"] == 300
+
+
+def test_chao_lin_estimator() -> None:
+    # d + f1^2 / (2 f2 m / (m - 1) + f1 q / (1 - q)) with q = m / population
+    d, f1, f2, m, pop = 100, 40, 10, 200, 1000
+    q = m / pop
+    expected = d + f1 * f1 / (2 * f2 * m / (m - 1) + f1 * q / (1 - q))
+    assert sm._chao_lin_one(d, f1, f2, m, pop) == pytest.approx(expected)
+    assert sm._chao_lin_one(512, 512, 0, 512, 10_000) == pytest.approx(10_000)  # all unique
+    assert sm._chao_lin_one(7, 0, 3, 512, 10_000) == 7  # nothing seen once: all were seen
+    assert sm._chao_lin_one(50, 10, 5, 80, 80) == 50  # the sample is the column
+
+
+def test_run_counts_match_numpy() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        k, m = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        x = rng.integers(0, 6, size=(k, m)).astype(float)
+        x[rng.random((k, m)) < 0.2] = np.nan
+        x[rng.random((k, m)) < 0.05] = np.inf
+        ordered = np.sort(x, axis=1)
+        present = np.count_nonzero(~np.isnan(ordered), axis=1)
+        d, f1, f2 = sm._run_counts(ordered, present)
+        for r in range(k):
+            _, counts = np.unique(ordered[r, :present[r]], return_counts=True)
+            assert (d[r], f1[r], f2[r]) == (len(counts), (counts == 1).sum(), (counts == 2).sum())
+
+
+def test_same_data_same_summary_and_seeds_change_the_sample() -> None:
+    rng = np.random.default_rng(11)
+    df = pd.DataFrame({"x": rng.normal(size=5000), "c": rng.choice(list("abcdef"), 5000)})
+    a, b = summarize_frame(df), summarize_frame(df.copy())
+    assert a.sketches == b.sketches and a.top_values == b.top_values
+    np.testing.assert_array_equal(a.quantiles, b.quantiles)
+    np.testing.assert_array_equal(a.distinct, b.distinct)
+    np.testing.assert_array_equal(a.sample_values[0], b.sample_values[0])
+    other = summarize_frame(df, seed=3)
+    assert not np.array_equal(other.sample_values[0], a.sample_values[0])
+
+
+def test_sampling_plan_is_shared_and_consistent() -> None:
+    from otel_mlobs.sdk._sampling import plan
+
+    p = plan(10_000, 512, 300, None)
+    assert p is plan(10_000, 512, 300, None)  # drawn once per size
+    assert len(p.sketch) == 512 and len(np.unique(p.sketch)) == 512
+    assert len(p.sample) == 300 and set(p.sample) <= set(p.sketch)
+    assert set(p.rows) == set(p.sketch) | set(p.sample) | set(p.pointer)
+    assert all(np.all(np.diff(a) > 0) for a in (p.sketch, p.sample, p.rows))
+    with pytest.raises(ValueError):
+        p.sketch[0] = 1  # shared: read-only
+    assert plan(100, 512, 512, None).sketch is None  # small tables use every row
+
+
+def test_large_samples_are_compacted_by_the_library() -> None:
+    x = np.random.default_rng(12).normal(size=20_000)
+    s = summarize_frame({"x": x}, sketch_rows=3000)
+    sketch = datasketches.kll_doubles_sketch.deserialize(s.sketches[0])
+    assert sketch.n == 3000 and sketch.k == sm.DEFAULT_SKETCH_K
+    assert sketch.num_retained < 3000
+    with pytest.raises(ValueError, match="sketch_k"):
+        summarize_frame({"x": x}, sketch_k=4)
