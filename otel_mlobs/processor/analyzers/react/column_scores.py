@@ -19,12 +19,10 @@ any refresh scored it is never scored.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from otel_mlobs.processor.analyzers.react.estimates import (
     COUNT,
@@ -36,12 +34,18 @@ from otel_mlobs.processor.analyzers.react.estimates import (
     kind_masks,
     register_estimator,
 )
-from otel_mlobs.processor.analyzers.react.window_stats import prefix, range_min, window_sum
+from otel_mlobs.processor.analyzers.react.scoring import (
+    SCORE_CAP,
+    Block,
+    Planes,
+    corruption,
+    floors_of,
+    predictive_z,
+    staleness,
+)
 from otel_mlobs.processor.records import SummaryRecord
 
 DAY_S = 86_400.0
-SCORE_CAP = 1_000.0
-STALE_TERM_CAP = 6.0  # orders of magnitude one near-zero change can contribute
 _MAX_VOCAB = 256
 _MAX_LAYOUTS = 1_024
 
@@ -49,7 +53,7 @@ ColumnId = tuple[str, str, str]  # (role, dataset, column), as the other column 
 STALE_ESTIMATES: tuple[str, ...] = ("mean", "std", "top_share", COUNT)
 
 __all__ = ["DAY_S", "ESTIMATORS", "STALE_ESTIMATES", "ColumnScores", "ComponentSeries",
-           "ScoreParams", "predictive_z", "register_estimator", "zeta"]
+           "ScoreParams", "predictive_z", "register_estimator", "score_all", "zeta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,29 +92,6 @@ def zeta(ratio: np.ndarray, floor: float) -> np.ndarray:
     return np.where(r >= 1.0, r, floor + (1.0 - floor) * r**4)
 
 
-def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray,
-                 n_mean: np.ndarray | None = None) -> np.ndarray:
-    """Distance of ``x`` from a baseline of ``n`` points, in normal-equivalent standard deviations.
-
-    Seven daily points estimate a spread poorly, and a plain z-score over them fires on noise
-    (|t| > 4 happens 1% of the time with 6 degrees of freedom). The distance is therefore
-    judged with the Student-t predictive distribution of a new point, ``t = |x - mean| /
-    (sd · sqrt(1 + 1/n))`` with ``n - 1`` degrees of freedom, and its tail probability is
-    expressed back as the normal quantile: 4 means as unlikely as 4 sd of a normal. ``n`` sets
-    the degrees of freedom of the spread, ``n_mean`` (default ``n``) the points in the mean.
-    """
-    n_mean = n if n_mean is None else n_mean
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.abs(x - mean) / (sd * np.sqrt(1.0 + 1.0 / np.maximum(n_mean, 1)))
-    t, n = np.broadcast_arrays(t, n)
-    z = np.full(t.shape, np.nan)
-    ok = ~np.isnan(t)  # the tail is costly: only where there is a distance to judge
-    df = np.maximum(n[ok] - 1, 1).astype(np.float64)
-    tail = special.stdtr(df, -t[ok])  # one-sided tail of the t distribution
-    z[ok] = np.clip(-special.ndtri(np.maximum(tail, 1e-300)), 0.0, SCORE_CAP)
-    return z
-
-
 class ComponentSeries:
     """Per-run scalar estimates and scores of one component's columns, in a bounded ring.
 
@@ -136,6 +117,7 @@ class ComponentSeries:
         self._estimators = [ESTIMATORS[n] for n in self.names if n != NOVEL]
         self._corr_planes = [self._plane[n] for n in (*corr, NOVEL)]
         self._stale_planes = [self._plane[n] for n in stale]
+        self._planes = self._make_planes()
         self.ids: list[ColumnId] = []
         self.columns: list[str] = []  # display labels, parallel to ids
         self._labels: set[str] = set()
@@ -160,6 +142,7 @@ class ComponentSeries:
         self.est = np.full((e, max_runs, cap), np.nan)
         self.corruption = np.zeros((max_runs, cap))
         self.staleness = np.zeros((max_runs, cap))
+        self.signature = np.full((2, max_runs, cap), params.zeta_floor)  # ζ of both, per run
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -186,13 +169,19 @@ class ComponentSeries:
         self.kind = widen(self.kind, -1)
         self.corruption = widen(self.corruption, 0.0)
         self.staleness = widen(self.staleness, 0.0)
+        self.signature = widen(self.signature, self.params.zeta_floor)
         self.est = widen(self.est, np.nan)
+
+    def _make_planes(self) -> Planes:
+        return Planes(tuple(self.names), tuple(self._corr_planes), tuple(self._stale_planes),
+                      floors_of(self.names, self._corr_planes, STD_FLOORS, DEFAULT_FLOOR))
 
     def _add_plane(self, name: str) -> int:
         """A plane for an estimate fed from outside (scored for corruption, not staleness)."""
         i = self._plane[name] = len(self.names)
         self.names.append(name)
         self._corr_planes.append(i)
+        self._planes = self._make_planes()
         self.est = np.concatenate([self.est, np.full((1, *self.est.shape[1:]), np.nan)])
         return i
 
@@ -303,55 +292,78 @@ class ComponentSeries:
         self._pending.add(slot)
 
     # --- scoring (at refresh: every pending run at once) --------------------------------------
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(runs in time order, positions of the pending ones, their window bounds).
+
+        Bounds are ``(lo, hi, lo_long)`` rows per pending run (a (3, pending) array). Runs
+        older than every window in play are not read and are left out.
+        """
+        p = self.params
+        order = self.rows_until()
+        where = np.empty(self.max_runs, dtype=np.int64)
+        where[order] = np.arange(len(order))
+        tp = np.sort(where[np.fromiter(self._pending, dtype=np.int64)])
+        ts = self.times[order]
+        t = ts[tp]
+        bounds = np.stack([np.searchsorted(ts, t - p.window_s, "left"),
+                           np.searchsorted(ts, t, "left"),
+                           np.searchsorted(ts, t - p.spread_windows * p.window_s, "left")])
+        first = int(min(bounds[0].min(), bounds[2].min()))
+        return order[first:], tp - first, bounds - first
+
     def score_pending(self) -> bool:
         """Score every run written since the last call; False when there was nothing to do."""
         if not self._pending:
             return False
         p = self.params
-        n = len(self.columns)
-        order = self.rows_until()
-        where = np.empty(self.max_runs, dtype=np.int64)
-        where[order] = np.arange(len(order))
-        tp = np.sort(where[np.fromiter(self._pending, dtype=np.int64)])
+        order, tp, (lo, hi, lo_long) = self._plan()
+        block = Block(self.est[:, order, :len(self.columns)], tp[:, None], lo[:, None],
+                      hi[:, None], lo_long[:, None])
         targets = order[tp]
-        ts = self.times[order]
-        t = ts[tp]
-        win = (np.searchsorted(ts, t - p.window_s, "left"), np.searchsorted(ts, t, "left"),
-               np.searchsorted(ts, t - p.spread_windows * p.window_s, "left"))
-        corr = self.corruption[order, :n]  # a copy, in time order
+        corr = self.corruption[order, :len(self.columns)]  # a copy, in time order
         corr[tp] = 0.0  # provisionally clean
-        learned: dict[int, dict[str, float]] = {}
         # A run's score depends on which earlier runs were clean, so the pending runs are scored
         # together and rescored until their clean/anomalous split stops changing; each pass
         # settles at least the earliest unsettled run, and one or two passes are the rule.
         # A pass takes the runs from ``start`` on: those before it kept their split, so their
         # scores (which only earlier runs influence) are final.
         start = 0
+        novel = self._plane[NOVEL]
         while start < len(tp):
             before = corr[tp] >= p.z_threshold
             if self._tops:
                 self._novel_shares(targets, ~before)
-            part = tp[start:]
-            z = self._corruption(order, corr < p.z_threshold, part,
-                                 tuple(w[start:] for w in win))  # type: ignore[arg-type]
-            corr[part] = z
+                block.est[novel] = self.est[novel][order, :len(self.columns)]
+            z = corruption(block.part(start), corr < p.z_threshold, self._planes,
+                           p.min_history)
+            corr[tp[start:]] = z
             flipped = np.flatnonzero(((z >= p.z_threshold) != before[start:]).any(axis=1))
             if len(flipped) == 0:
                 break
             start += int(flipped[0]) + 1
+        stale = staleness(block, corr >= p.z_threshold, self._planes, p.stale_runs,
+                          p.min_history)
+        self._commit(targets, corr[tp], stale)
+        return True
+
+    def _commit(self, targets: np.ndarray, corr: np.ndarray, stale: np.ndarray) -> None:
+        """Store the final scores of ``targets`` and what their clean runs teach."""
+        p = self.params
+        n = len(self.columns)
         if self._tops:  # what the runs teach, now that it is settled which of them were clean
-            learned = self._novel_shares(targets, corr[tp] < p.z_threshold)
-        for col, seen in learned.items():
-            vocab = self._vocab.setdefault(col, {})
-            for v, when in seen.items():
-                vocab[v] = max(vocab.get(v, -np.inf), when)
-        self.corruption[targets, :n] = corr[tp]
-        self.staleness[targets, :n] = self._staleness(order, corr >= p.z_threshold, tp, win)
+            learned = self._novel_shares(targets, corr < p.z_threshold)
+            for col, seen in learned.items():
+                vocab = self._vocab.setdefault(col, {})
+                for v, when in seen.items():
+                    vocab[v] = max(vocab.get(v, -np.inf), when)
+        self.corruption[targets, :n] = corr
+        self.staleness[targets, :n] = stale
+        self.signature[0, targets, :n] = zeta(corr / p.z_threshold, p.zeta_floor)
+        self.signature[1, targets, :n] = zeta(stale / p.stale_threshold, p.zeta_floor)
         for s in targets:
             self._tops.pop(int(s), None)
         self._pending.clear()
         self.version += 1
-        return True
 
     def _novel_shares(self, targets: np.ndarray, clean: np.ndarray) -> dict[int, dict[str, float]]:
         """Share of each categorical's counted rows whose value no clean recent run showed.
@@ -388,119 +400,9 @@ class ComponentSeries:
                         mine[v] = max(mine.get(v, -np.inf), when)
         return learned
 
-    def _corruption(self, order: np.ndarray, clean: np.ndarray, tp: np.ndarray,
-                    win: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """Corruption of the runs at positions ``tp`` of ``order``: (targets, columns).
-
-        Baseline: the clean runs of the window before each target (anomalous runs stay out, so
-        an incident keeps scoring until the window has drained and a new normal is learnt).
-        Spread: run-to-run changes between clean runs over a longer horizon (more degrees of
-        freedom than seven points give), when there are more of them than baseline points.
-        """
-        p = self.params
-        lo, hi, lo_long = win
-        n = clean.shape[1]
-        x = self.est[self._corr_planes][:, order, :n]
-        ok = clean[None] & ~np.isnan(x)
-        ref = np.nan_to_num(x[:, tp[0], :])[:, None, :]  # shift: sums of squares stay precise
-        dev = np.where(ok, x - ref, 0.0)
-        cnt = window_sum(prefix(ok.astype(np.float64)), lo, hi)
-        s1 = window_sum(prefix(dev), lo, hi)
-        s2 = window_sum(prefix(dev * dev), lo, hi)
-        step_ok = ok[:, 1:] & ok[:, :-1]
-        step = np.where(step_ok, np.diff(x, axis=1), 0.0)
-        # step i joins rows i and i+1: both inside [lo_long, hi) means i in [lo_long, hi - 1)
-        a, b = lo_long, np.maximum(hi - 1, lo_long)
-        n_steps = window_sum(prefix(step_ok.astype(np.float64)), a, b)
-        ss = window_sum(prefix(step * step), a, b)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_dev = s1 / cnt
-            var = np.maximum(s2 - cnt * mean_dev * mean_dev, 0.0) / np.maximum(cnt - 1, 1)
-            step_sd = np.sqrt(ss / (2 * n_steps))
-        mean = mean_dev + ref
-        use_steps = n_steps > cnt
-        sd = np.where(use_steps, step_sd, np.sqrt(var))
-        dof_n = np.where(use_steps, n_steps + 1, cnt)
-        floors = np.array([STD_FLOORS.get(self.names[i], DEFAULT_FLOOR)
-                           for i in self._corr_planes])[:, :, None, None]
-        sd = np.maximum(np.nan_to_num(sd), np.maximum(floors[:, 0], floors[:, 1] * np.abs(mean)))
-        z = predictive_z(x[:, tp, :], mean, sd, dof_n, cnt)
-        z = np.where((cnt >= p.min_history) & ~np.isnan(z), z, 0.0)
-        return z.max(axis=0)
-
-    def _staleness(self, order: np.ndarray, bad: np.ndarray, tp: np.ndarray,
-                   win: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """How far below fresh data's change the last runs' changes fell, in orders of magnitude.
-
-        Per estimate, each of the last ``k = stale_runs - 1`` run-to-run changes is compared with
-        its *reference*: the smaller of the usual change in the window (geometric mean of the
-        clean history's changes) and the change sampling noise alone would cause between two
-        fresh runs. When every one of them is smaller than every clean change in history, the
-        estimate contributes ``k × min_j -log10(|change_j| / reference_j)`` (each term capped at
-        :data:`STALE_TERM_CAP`); contributions are averaged over the usable estimates.
-
-        Usable means history varied: enough clean changes, none of them (near) zero, and fresh
-        data would move the estimate (non-zero noise). A column that is zero most days, a
-        near-constant flag whose days differ by its binomial noise, or a sticky category earn
-        nothing: that is their normal, not a freeze.
-        """
-        p = self.params
-        lo, hi, _ = win
-        k = p.stale_runs - 1
-        n = bad.shape[1]
-        out = np.zeros((len(tp), n))
-        if not self._stale_planes or len(order) < p.min_history + k + 1:
-            return out
-        x = self.est[self._stale_planes][:, order, :n]
-        nz = self._noise(order, n)
-        d = np.abs(np.diff(x, axis=1))  # change i joins rows i and i+1
-        dn = np.hypot(nz[:, 1:], nz[:, :-1])
-        hist_ok = ~(bad[1:] | bad[:-1])[None] & ~np.isnan(d)
-        # history: changes i in [lo, hi - k); recent: i in [hi - k, hi - 1) and the target's own
-        h_hi = np.maximum(hi - k, lo)
-        n_h = window_sum(prefix(hist_ok.astype(np.float64)), lo, h_hi)
-        pos = hist_ok & (d > 0)
-        with np.errstate(divide="ignore"):
-            logs = np.where(pos, np.log10(np.where(pos, d, 1.0)), 0.0)
-        usual = 10.0 ** (window_sum(prefix(logs), lo, h_hi) /
-                         np.maximum(window_sum(prefix(pos.astype(np.float64)), lo, h_hi), 1))
-        low = range_min(np.where(hist_ok, d, np.inf), lo, h_hi)
-        prev = np.maximum(hi - 1, 0)
-        last = np.abs(x[:, tp, :] - x[:, prev, :])
-        last_noise = np.hypot(nz[:, tp, :], nz[:, prev, :])
-        recent = [last]
-        noise = [last_noise]
-        for j in range(1, k):
-            i = np.maximum(hi - 1 - j, 0)
-            recent.append(d[:, i, :])
-            noise.append(dn[:, i, :])
-        rd, rn = np.stack(recent), np.stack(noise)  # (k, estimates, targets, columns)
-        ref = np.fmin(usual[None], rn)
-        scale = np.fmax(np.abs(x[:, tp, :]), np.abs(x[:, prev, :]))
-        enough = (hi - lo >= p.min_history + k)[None, :, None]
-        usable = (enough & (n_h >= p.min_history) & (low > 1e-9 * np.nan_to_num(scale))
-                  & ~np.isnan(rd).any(axis=0) & (ref > 0).all(axis=0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            terms = -np.log10(rd / np.where(ref > 0, ref, 1.0))
-        terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0,
-                        STALE_TERM_CAP)
-        frozen = (rd < low[None]).all(axis=0)  # every recent change below all of history's
-        score = np.where(usable & frozen, k * terms.min(axis=0), 0.0)
-        used = usable.sum(axis=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.where(used > 0, score.sum(axis=0) / np.maximum(used, 1), 0.0)
-
-    def _noise(self, order: np.ndarray, n: int) -> np.ndarray:
-        """Sampling noise of each staleness estimate in the runs ``order``: (estimates, runs, n)."""
-        out = np.full((len(self._stale_planes), len(order), n), np.nan)
-        for j, plane in enumerate(self._stale_planes):
-            model = NOISE.get(self.names[plane])
-            if model is None or any(need not in self._plane for need in model[0]):
-                continue  # no model of its noise: judged against history alone
-            planes = {need: self.est[self._plane[need]][order, :n] for need in model[0]}
-            out[j] = model[1](planes)
-        return out
+    def stackable(self, order: np.ndarray, tp: np.ndarray) -> bool:
+        """Whether this refresh has exactly one run to score and it is the latest one."""
+        return len(tp) == 1 and tp[0] == len(order) - 1 and len(self.columns) > 0
 
     # --- read ---------------------------------------------------------------------------------
     def rows_until(self, at: float | None = None) -> np.ndarray:
@@ -568,9 +470,61 @@ class ComponentSeries:
         """
         rows = self.rows_until(at)[-runs:]
         n = len(self.columns)
-        p = self.params
-        return np.concatenate([zeta(self.corruption[rows, :n] / p.z_threshold, p.zeta_floor),
-                               zeta(self.staleness[rows, :n] / p.stale_threshold, p.zeta_floor)])
+        return self.signature[:, rows, :n].reshape(2 * len(rows), n)
+
+
+def score_all(series: Iterable[ComponentSeries]) -> None:
+    """Score the pending runs of every component, those with one new run side by side.
+
+    The usual refresh finds one new run per component. Their columns are laid side by side in
+    one block, each component's history aligned so that its new run sits on the last row, and
+    scored by one pass of array operations with per-column windows, instead of one pass (and
+    its fixed cost) per component. Components with several pending runs, a late run, or
+    estimates of their own are scored one by one.
+    """
+    stack: list[tuple[ComponentSeries, np.ndarray, np.ndarray]] = []
+    for s in series:
+        if not s.pending:
+            continue
+        order, tp, bounds = s._plan()
+        if s.stackable(order, tp) and (not stack or s._planes.names == stack[0][0]._planes.names):
+            stack.append((s, order, bounds))
+        else:
+            s.score_pending()
+    if len(stack) == 1:
+        stack[0][0].score_pending()
+    elif stack:
+        _score_side_by_side(stack)
+
+
+def _score_side_by_side(stack: list[tuple[ComponentSeries, np.ndarray, np.ndarray]]) -> None:
+    first = stack[0][0]
+    p, planes = first.params, first._planes
+    rows = max(len(order) for _, order, _ in stack)
+    total = sum(len(s.columns) for s, _, _ in stack)
+    est = np.full((len(planes.names), rows, total), np.nan)
+    corr = np.zeros((rows, total))
+    bounds = np.zeros((3, 1, total), dtype=np.int64)
+    c0 = 0
+    for s, order, b in stack:
+        n = len(s.columns)
+        cols, off = slice(c0, c0 + n), rows - len(order)
+        if s._tops:  # one run: its novel shares need no earlier pending run's verdict
+            s._novel_shares(order[-1:], np.ones((1, n), dtype=bool))
+        est[:, off:, cols] = s.est[:, order, :n]
+        corr[off:, cols] = s.corruption[order, :n]
+        bounds[:, 0, cols] = b[:, 0, None] + off
+        c0 += n
+    corr[-1] = 0.0
+    block = Block(est, np.full((1, total), rows - 1), bounds[0], bounds[1], bounds[2])
+    z = corruption(block, corr < p.z_threshold, planes, p.min_history)
+    corr[-1] = z[0]
+    stale = staleness(block, corr >= p.z_threshold, planes, p.stale_runs, p.min_history)
+    c0 = 0
+    for s, order, _ in stack:
+        n = len(s.columns)
+        s._commit(order[-1:], z[:, c0:c0 + n], stale[:, c0:c0 + n])
+        c0 += n
 
 
 @dataclass(slots=True)

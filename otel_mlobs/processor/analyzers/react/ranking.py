@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -53,17 +54,44 @@ class GroupTable:
     columns: Callable[[int], list[str]] | None = None
 
 
-@dataclass(slots=True)
 class Suspect:
-    """A ranked node with its path score and the path back to the predictions."""
+    """A ranked node with its path score and the path back to the predictions.
 
-    rank: int
-    component: str
-    group: str
-    phi: float
-    zeta: float
-    columns: list[str]
-    path: list[tuple[str, str]]  # (component, group) from this node down to the predictions
+    ``columns`` (the group's columns, worst first) may be given as a function: it is called the
+    first time someone reads them, so ranking a hundred suspects lists columns only for those
+    shown.
+    """
+
+    __slots__ = ("_columns", "component", "group", "path", "phi", "rank", "zeta")
+
+    def __init__(self, rank: int, component: str, group: str, phi: float, zeta: float,
+                 columns: list[str] | Callable[[], list[str]],
+                 path: list[tuple[str, str]]) -> None:
+        self.rank = rank
+        self.component = component
+        self.group = group
+        self.phi = phi
+        self.zeta = zeta
+        self._columns = columns
+        self.path = path  # (component, group) from this node down to the predictions
+
+    @property
+    def columns(self) -> list[str]:
+        if callable(self._columns):
+            self._columns = list(self._columns())
+        return self._columns
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"rank": self.rank, "component": self.component, "group": self.group,
+                "phi": self.phi, "zeta": self.zeta, "_columns": self.columns, "path": self.path}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        return (f"Suspect(rank={self.rank}, component={self.component!r}, group={self.group!r}, "
+                f"phi={self.phi:.4g}, zeta={self.zeta:.4g})")
 
 
 @dataclass(slots=True)
@@ -215,7 +243,9 @@ def rank_tables(
             path.append((c, best_group.get(c, "")))
             c = hop.get(c)
             guard += 1
-        cols = table.columns(i) if table.columns is not None else []
+        cols: list[str] | Callable[[], list[str]] = []
+        if table.columns is not None:
+            cols = partial(table.columns, i)
         suspects.append(Suspect(r, table.component, table.labels[i], float(np.exp(phi[j])),
                                 float(zeta[j]), cols, path))
     return Ranking(suspects, cycles, sink_list)

@@ -31,6 +31,7 @@ from otel_mlobs.processor.analyzers.react.column_scores import (
     ColumnScores,
     ComponentSeries,
     ScoreParams,
+    score_all,
     zeta,
 )
 from otel_mlobs.processor.analyzers.react.groups import group_labels, groups_by_name
@@ -42,6 +43,7 @@ from otel_mlobs.processor.records import Key, Record, RunRecord, SummaryRecord
 MAX_SUSPECTS = 100  # suspects kept per analysis; the API can ask for up to this many
 VIEWS = ("suspects", "scores", "groups", "graph", "trace", "history", "review", "flags", "stale")
 _CACHES = ("_views", "_ranked", "_latest", "_metrics")  # derived state, left out of snapshots
+STATE_VERSION = 2  # layout of snapshots; an older one is refused rather than misread
 
 
 @dataclass(slots=True)
@@ -294,9 +296,9 @@ class RootCauseAnalyzer(Analyzer):
         if self._latest is not None and self._latest[0] == self._version:
             return self._latest[1]
         views: dict[str, ComponentView] = {}
+        score_all(self._series[c] for c in sorted(self._series))
         for comp in sorted(self._series):
             series = self._series[comp]
-            series.score_pending()
             cached = self._views.get(comp)
             if cached is None or cached[0] != series.version:
                 cached = self._views[comp] = (series.version, self._view(comp, None))
@@ -324,9 +326,15 @@ class RootCauseAnalyzer(Analyzer):
 
     # --- state ---------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in _CACHES}
+        state = {k: v for k, v in self.__dict__.items() if k not in _CACHES}
+        state["_state_version"] = STATE_VERSION
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        version = state.get("_state_version")
+        if version != STATE_VERSION:
+            raise ValueError(f"root-cause snapshot of layout version {version}, expected "
+                             f"{STATE_VERSION}: it cannot be read, the analyzer starts afresh")
         self.__dict__.update(state)
         self._clear_caches()
 

@@ -1,0 +1,191 @@
+"""The corruption and staleness scores of a block of runs, as array operations.
+
+A :class:`Block` is what one scoring pass reads: the stored estimates of a stretch of runs
+(rows, by event time) for a set of columns, which runs to score and each one's windows. Window
+bounds are per target and either shared by all columns (one component's runs) or per column
+(several components side by side, each with its own history, scored as one matrix: the usual
+refresh, where every component has one new run, then costs one pass instead of one per
+component).
+
+Both scores are documented on :class:`~.column_scores.ComponentSeries`; this module only
+computes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from otel_mlobs.processor.analyzers.react.estimates import NOISE
+from otel_mlobs.processor.analyzers.react.window_stats import rows_at, window_mins, window_sums
+
+SCORE_CAP = 1_000.0
+STALE_TERM_CAP = 6.0  # orders of magnitude one near-zero change can contribute
+
+
+@dataclass(slots=True)
+class Block:
+    """Runs to score and the history they are scored against.
+
+    ``target``, ``lo``, ``hi`` and ``lo_long`` are ``(targets, b)`` row indices with ``b`` 1
+    (shared by every column) or the number of columns: the target's row, its baseline window
+    ``[lo, hi)`` (``hi`` is the first row at the target's time) and the start of the longer
+    horizon the spread is learnt over.
+    """
+
+    est: np.ndarray  # (planes, rows, columns)
+    target: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    lo_long: np.ndarray
+
+    def part(self, start: int) -> Block:
+        """The same block with only the targets from ``start`` on."""
+        return Block(self.est, self.target[start:], self.lo[start:], self.hi[start:],
+                     self.lo_long[start:])
+
+
+@dataclass(frozen=True, slots=True)
+class Planes:
+    """Which planes of ``Block.est`` hold what (shared by every component of an analyzer)."""
+
+    names: tuple[str, ...]
+    corruption: tuple[int, ...]
+    staleness: tuple[int, ...]
+    floors: np.ndarray  # (len(corruption), 2, 1, 1): absolute and relative spread floors
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        return {n: i for i, n in enumerate(self.names)}
+
+
+def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray,
+                 n_mean: np.ndarray | None = None) -> np.ndarray:
+    """Distance of ``x`` from a baseline of ``n`` points, in normal-equivalent standard deviations.
+
+    Seven daily points estimate a spread poorly, and a plain z-score over them fires on noise
+    (|t| > 4 happens 1% of the time with 6 degrees of freedom). The distance is therefore
+    judged with the Student-t predictive distribution of a new point, ``t = |x - mean| /
+    (sd · sqrt(1 + 1/n))`` with ``n - 1`` degrees of freedom, and its tail probability is
+    expressed back as the normal quantile: 4 means as unlikely as 4 sd of a normal. ``n`` sets
+    the degrees of freedom of the spread, ``n_mean`` (default ``n``) the points in the mean.
+    """
+    n_mean = n if n_mean is None else n_mean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.abs(x - mean) / (sd * np.sqrt(1.0 + 1.0 / np.maximum(n_mean, 1)))
+    t, n = np.broadcast_arrays(t, n)
+    z = np.full(t.shape, np.nan)
+    ok = ~np.isnan(t)  # the tail is costly: only where there is a distance to judge
+    df = np.maximum(n[ok] - 1, 1).astype(np.float64)
+    tail = special.stdtr(df, -t[ok])  # one-sided tail of the t distribution
+    z[ok] = np.clip(-special.ndtri(np.maximum(tail, 1e-300)), 0.0, SCORE_CAP)
+    return z
+
+
+def corruption(block: Block, clean: np.ndarray, planes: Planes,
+               min_history: int) -> np.ndarray:
+    """Corruption of every target: (targets, columns); ``clean`` marks usable history rows."""
+    x = block.est[list(planes.corruption)]
+    e, r, n = x.shape
+    ok = clean[None] & ~np.isnan(x)
+    xt = rows_at(x, block.target)
+    ref = np.nan_to_num(xt[:, :1, :])  # shift: sums of squares stay precise
+    dev = np.where(ok, x - ref, 0.0)
+    step_ok = ok[:, 1:] & ok[:, :-1]
+    step = np.where(step_ok, np.diff(x, axis=1), 0.0)
+    # Five window sums from one pass; step i (joining rows i and i+1) sits on row i + 1, so
+    # "both rows in [lo_long, hi)" is rows [lo_long + 1, hi) of the step planes.
+    parts = np.zeros((5, e, r, n))
+    parts[0], parts[1], parts[2] = ok, dev, dev * dev
+    parts[3, :, 1:], parts[4, :, 1:] = step_ok, step * step
+    cnt, s1, s2 = window_sums(parts[:3], block.lo, block.hi)
+    n_steps, ss = window_sums(parts[3:], np.minimum(block.lo_long + 1, block.hi), block.hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_dev = s1 / cnt
+        var = np.maximum(s2 - cnt * mean_dev * mean_dev, 0.0) / np.maximum(cnt - 1, 1)
+        step_sd = np.sqrt(ss / (2 * n_steps))
+    mean = mean_dev + ref
+    use_steps = n_steps > cnt
+    sd = np.where(use_steps, step_sd, np.sqrt(var))
+    dof_n = np.where(use_steps, n_steps + 1, cnt)
+    f = planes.floors
+    sd = np.maximum(np.nan_to_num(sd), np.maximum(f[:, 0], f[:, 1] * np.abs(mean)))
+    z = predictive_z(xt, mean, sd, dof_n, cnt)
+    z = np.where((cnt >= min_history) & ~np.isnan(z), z, 0.0)
+    return z.max(axis=0)
+
+
+def noise_at(est: np.ndarray, rows: np.ndarray, planes: Planes) -> np.ndarray:
+    """Sampling noise of each staleness estimate at ``rows`` (targets, b): (estimates, T, cols)."""
+    index = planes.index
+    out = np.full((len(planes.staleness), rows.shape[0], est.shape[2]), np.nan)
+    for j, plane in enumerate(planes.staleness):
+        model = NOISE.get(planes.names[plane])
+        if model is None or any(need not in index for need in model[0]):
+            continue  # no model of its noise: judged against history alone
+        needed = {need: rows_at(est[index[need]][None], rows)[0] for need in model[0]}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[j] = model[1](needed)
+    return out
+
+
+def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
+              min_history: int) -> np.ndarray:
+    """Staleness of every target: (targets, columns); ``bad`` marks corrupted history rows."""
+    k = stale_runs - 1
+    est = block.est
+    x = est[list(planes.staleness)]
+    e, r, n = x.shape
+    out = np.zeros((block.target.shape[0], n))
+    if e == 0 or r < min_history + k + 1:
+        return out
+    lo, hi = block.lo, block.hi
+    # change i joins rows i - 1 and i and sits on row i
+    d = np.full((e, r, n), np.nan)
+    d[:, 1:] = np.abs(np.diff(x, axis=1))
+    hist_ok = ~np.isnan(d)
+    hist_ok[:, 1:] &= ~(bad[1:] | bad[:-1])[None]
+    pos = hist_ok & (d > 0)
+    parts = np.zeros((3, e, r, n))
+    parts[0], parts[1] = hist_ok, pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        parts[2] = np.where(pos, np.log10(d), 0.0)
+    # history: changes on rows [lo + 1, hi - k + 1); recent: the changes on rows hi - k + 1 ..
+    # hi - 1 and the target's own change from row hi - 1
+    h_lo, h_hi = np.minimum(lo + 1, hi), np.maximum(hi - k + 1, lo + 1)
+    n_h, n_pos, logs = window_sums(parts, h_lo, h_hi)
+    usual = 10.0 ** (logs / np.maximum(n_pos, 1))
+    low = window_mins(np.where(hist_ok, d, np.inf), h_lo, h_hi)
+    prev = np.maximum(hi - 1, 0)
+    xt, xp = rows_at(x, block.target), rows_at(x, prev)
+    recent = [np.abs(xt - xp)]
+    rn = [np.hypot(noise_at(est, block.target, planes), noise_at(est, prev, planes))]
+    for j in range(1, k):  # the change on row hi - j joins rows hi - j - 1 and hi - j
+        i = np.maximum(hi - j, 0)
+        recent.append(rows_at(d, i))
+        rn.append(np.hypot(noise_at(est, i, planes),
+                           noise_at(est, np.maximum(i - 1, 0), planes)))
+    rd, ref_noise = np.stack(recent), np.stack(rn)  # (k, estimates, targets, columns)
+    ref = np.fmin(usual[None], ref_noise)
+    scale = np.fmax(np.abs(xt), np.abs(xp))
+    enough = np.broadcast_to((hi - lo >= min_history + k)[None], usual.shape)
+    usable = (enough & (n_h >= min_history) & (low > 1e-9 * np.nan_to_num(scale))
+              & ~np.isnan(rd).any(axis=0) & (ref > 0).all(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = -np.log10(rd / np.where(ref > 0, ref, 1.0))
+    terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0, STALE_TERM_CAP)
+    frozen = (rd < low[None]).all(axis=0)  # every recent change below all of history's
+    score = np.where(usable & frozen, k * terms.min(axis=0), 0.0)
+    used = usable.sum(axis=0)
+    return np.where(used > 0, score.sum(axis=0) / np.maximum(used, 1), 0.0)
+
+
+def floors_of(names: Sequence[str], corruption_planes: Sequence[int],
+              floors: Mapping[str, tuple[float, float]],
+              default: tuple[float, float]) -> np.ndarray:
+    """(absolute, relative) floor of each corruption estimate's spread: (planes, 2, 1, 1)."""
+    return np.array([floors.get(names[i], default) for i in corruption_planes],
+                    dtype=np.float64).reshape(len(corruption_planes), 2, 1, 1)
