@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
-from test_react_support import DAY, PIPELINE, pipeline, summary, top
+from test_react_support import DAY, PIPELINE, pipeline, run, summary, top
 
 from otel_mlobs.processor.analyzers.react import RootCauseAnalyzer
 from otel_mlobs.processor.records import Key
@@ -136,3 +138,108 @@ def test_bad_parameters_are_clear_errors():
         a.query(view="history", component="nope")
     with pytest.raises(ValueError, match="Invalid 'estimators'"):
         RootCauseAnalyzer(Key(PIPELINE), estimators=("mean", "median"))
+
+
+def _rename_payments(a: RootCauseAnalyzer, days: int, refresh_every_day: bool) -> None:
+    """ingest -> features -> serve with a categorical renamed on day 12 and a unit bug on 15."""
+    rng = np.random.default_rng(5)
+    for d in range(days):
+        for comp, role in (("ingest", "output"), ("features", "output"), ("serve", "input")):
+            card = "Card" if d >= 12 else "Credit card"
+            n_card = int(rng.integers(580, 620))
+            means = np.array([10 + rng.normal(0, 0.1), np.nan])
+            if comp == "ingest" and d >= 15:
+                means[0] *= 1.609
+            a.update(run(comp, f"{comp}{d}", d * DAY, stage="inference" if comp == "serve"
+                         else "etl", inputs=(f"p{comp}{d - 1}",), outputs=(f"p{comp}{d}",)))
+            a.update(summary(comp, f"{comp}{d}", d * DAY, ["x", "pay"], means, role=role,
+                             kinds=["numeric", "categorical"],
+                             top_values=[{}, {card: n_card, "Cash": 1000 - n_card}]))
+        if refresh_every_day:
+            a.refresh()
+
+
+def test_scores_do_not_depend_on_how_runs_are_batched_between_refreshes():
+    # refreshed daily, every component has one new run: scored side by side in one block;
+    # refreshed once, every run is pending at once: scored per component, settling which runs
+    # were anomalous (they leave baseline and vocabulary) over several passes
+    daily, once = RootCauseAnalyzer(Key(PIPELINE)), RootCauseAnalyzer(Key(PIPELINE))
+    _rename_payments(daily, 20, refresh_every_day=True)
+    _rename_payments(once, 20, refresh_every_day=False)
+    assert once.pending_runs == 60 and daily.pending_runs == 0
+    once.refresh()
+    assert once.pending_runs == 0
+    for comp, s in daily._series.items():
+        o = once._series[comp]
+        n = len(s.columns)
+        rows = s.rows_until()
+        assert o.rows_until().tolist() == rows.tolist()
+        np.testing.assert_allclose(o.corruption[rows, :n], s.corruption[rows, :n], atol=1e-9)
+        np.testing.assert_allclose(o.staleness[rows, :n], s.staleness[rows, :n], atol=1e-9)
+    # the day after the rename 'Card' is still unseen: the renaming run taught nothing
+    pay = column(daily, "ingest", "d.pay", at=str(13 * DAY))
+    assert pay["corruption"] >= daily.params.z_threshold
+    assert column(daily, "ingest", "d.x", at=str(16 * DAY))["corruption"] >= \
+        daily.params.z_threshold
+
+
+def test_update_only_books_and_a_reader_refreshes_what_changed():
+    a = pipeline(12, fault=corrupt_c3)
+    assert a.pending_runs == 36  # nothing scored yet
+    first = a.metrics()
+    assert a.pending_runs == 0
+    assert a.metrics() == first  # nothing changed: the same samples, not recomputed
+    a.update(summary("ingest", "ingest12", 12 * DAY, ["c3"], np.array([6.0]), dataset="raw"))
+    assert a.pending_runs == 1
+    assert column(a, "ingest", "raw.c3")["corruption"] >= a.params.z_threshold
+    assert a.pending_runs == 0
+
+
+def test_a_snapshot_of_another_layout_is_refused_with_a_clear_error():
+    a = RootCauseAnalyzer(Key(PIPELINE))
+    with pytest.raises(ValueError, match="layout version None"):
+        a.restore(pickle.dumps({"_series": {}}))
+    assert a.metrics()  # the analyzer is untouched and still answers
+
+
+def _flag_day(p: float, d: int, rng: np.random.Generator) -> tuple[int, float]:
+    """A fresh day of a 0/1 column with share ``p`` over a Poisson number of rows."""
+    rows = int(rng.poisson(4700))
+    return rows, rng.binomial(rows, p) / rows
+
+
+def test_a_steady_flag_is_not_stale_a_frozen_one_is():
+    # A near-constant flag (2% ones) changes from day to day by about its binomial noise,
+    # however small that is against its own history; a frozen table repeats it exactly.
+    rng = np.random.default_rng(11)
+    a = RootCauseAnalyzer(Key(PIPELINE))
+    frozen: dict[str, tuple[int, float]] = {}
+    for d in range(40):
+        for comp in ("fresh", "stuck"):
+            if comp == "stuck" and d >= 30:
+                rows, share = frozen["v"]  # the extract stopped refreshing after day 29
+            else:
+                rows, share = _flag_day(0.02, d, rng)
+                if comp == "stuck":
+                    frozen["v"] = (rows, share)
+            a.update(summary(comp, f"{comp}{d}", d * DAY, ["is_airport"], np.array([share]),
+                             np.array([np.sqrt(share * (1 - share))]), rows=rows))
+        a.refresh()
+        fresh = a._series["fresh"]
+        assert fresh.staleness[fresh.rows_until()[-1], 0] < 1.0, d
+    stuck = column(a, "stuck", "d.is_airport")
+    assert stuck["staleness"] >= a.params.stale_threshold
+    assert "frozen" in " ".join(stuck["evidence"])
+
+
+def test_a_column_constant_within_its_runs_is_never_stale():
+    # snow on dry days: zero in every row, so fresh data would not move it either
+    a = RootCauseAnalyzer(Key(PIPELINE))
+    rng = np.random.default_rng(2)
+    for d in range(30):
+        snowy = d < 12 and d % 3 == 0
+        mean = rng.uniform(0.1, 2.0) if snowy else 0.0
+        a.update(summary("weather", f"w{d}", d * DAY, ["snow_in"], np.array([mean]),
+                         np.array([mean / 2]), rows=24))
+    s = a.query(view="scores")["components"][0]["columns"][0]
+    assert s["staleness"] == 0.0

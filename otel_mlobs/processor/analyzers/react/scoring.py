@@ -142,10 +142,29 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     out = np.zeros((block.target.shape[0], n))
     if e == 0 or r < min_history + k + 1:
         return out
-    lo, hi = block.lo, block.hi
+    hi = block.hi
     # change i joins rows i - 1 and i and sits on row i
     d = np.full((e, r, n), np.nan)
     d[:, 1:] = np.abs(np.diff(x, axis=1))
+    noise = noise_at(est, np.arange(r)[:, None], planes)
+    dn = np.full((e, r, n), np.nan)
+    dn[:, 1:] = np.hypot(noise[:, 1:], noise[:, :-1])
+    # A freeze in progress is the trailing run of changes fresh data could not make (ten times
+    # below its sampling noise; an exact repeat when the noise is unknown). It stays out of the
+    # history it is judged against, so a feed that stays frozen stays flagged.
+    with np.errstate(invalid="ignore"):
+        collapsed = np.where(np.isnan(dn), d == 0, d < 0.1 * dn)
+    idx = np.arange(r)[None, :, None]
+    streak = idx - np.maximum.accumulate(np.where(collapsed, 0, idx), axis=1)
+    prev = np.maximum(hi - 1, 0)
+    xt, xp = rows_at(x, block.target), rows_at(x, prev)
+    recent = [np.abs(xt - xp)]
+    ref_noise = [np.hypot(rows_at(noise, block.target), rows_at(noise, prev))]
+    for j in range(1, k):  # the change on row hi - j joins rows hi - j - 1 and hi - j
+        i = np.maximum(hi - j, 0)
+        recent.append(rows_at(d, i))
+        ref_noise.append(rows_at(dn, i))
+    rd, rn = np.stack(recent), np.stack(ref_noise)  # (k, estimates, targets, columns)
     hist_ok = ~np.isnan(d)
     hist_ok[:, 1:] &= ~(bad[1:] | bad[:-1])[None]
     pos = hist_ok & (d > 0)
@@ -153,26 +172,22 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     parts[0], parts[1] = hist_ok, pos
     with np.errstate(divide="ignore", invalid="ignore"):
         parts[2] = np.where(pos, np.log10(d), 0.0)
-    # history: changes on rows [lo + 1, hi - k + 1); recent: the changes on rows hi - k + 1 ..
-    # hi - 1 and the target's own change from row hi - 1
-    h_lo, h_hi = np.minimum(lo + 1, hi), np.maximum(hi - k + 1, lo + 1)
-    n_h, n_pos, logs = window_sums(parts, h_lo, h_hi)
+    low = np.empty((e, *rd.shape[2:]))
+    sums = np.empty((3, e, *rd.shape[2:]))
+    h_lo = np.minimum(block.lo_long + 1, hi)
+    trail = rows_at(streak, prev)  # (estimates, targets, columns)
+    for p in range(e):
+        # history: changes on rows [lo_long + 1, end), end before the recent changes and any
+        # freeze already running when they started
+        end = np.maximum(np.minimum(hi - np.maximum(k - 1, trail[p]), hi), h_lo)
+        start = np.broadcast_to(h_lo, end.shape)
+        sums[:, p] = window_sums(parts[:, p], start, end)
+        low[p] = window_mins(np.where(hist_ok[p], d[p], np.inf)[None], start, end)[0]
+    n_h, n_pos, logs = sums
     usual = 10.0 ** (logs / np.maximum(n_pos, 1))
-    low = window_mins(np.where(hist_ok, d, np.inf), h_lo, h_hi)
-    prev = np.maximum(hi - 1, 0)
-    xt, xp = rows_at(x, block.target), rows_at(x, prev)
-    recent = [np.abs(xt - xp)]
-    rn = [np.hypot(noise_at(est, block.target, planes), noise_at(est, prev, planes))]
-    for j in range(1, k):  # the change on row hi - j joins rows hi - j - 1 and hi - j
-        i = np.maximum(hi - j, 0)
-        recent.append(rows_at(d, i))
-        rn.append(np.hypot(noise_at(est, i, planes),
-                           noise_at(est, np.maximum(i - 1, 0), planes)))
-    rd, ref_noise = np.stack(recent), np.stack(rn)  # (k, estimates, targets, columns)
-    ref = np.fmin(usual[None], ref_noise)
+    ref = np.fmin(usual[None], rn)
     scale = np.fmax(np.abs(xt), np.abs(xp))
-    enough = np.broadcast_to((hi - lo >= min_history + k)[None], usual.shape)
-    usable = (enough & (n_h >= min_history) & (low > 1e-9 * np.nan_to_num(scale))
+    usable = ((n_h >= min_history) & (low > 1e-9 * np.nan_to_num(scale))
               & ~np.isnan(rd).any(axis=0) & (ref > 0).all(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         terms = -np.log10(rd / np.where(ref > 0, ref, 1.0))
