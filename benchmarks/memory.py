@@ -1,12 +1,14 @@
 """Processor memory over a long stream: resident memory while 10 million predictions go through.
 
 Every analyzer promises bounded memory (reservoirs, sketches, fixed panes); this benchmark holds
-the whole processor to it. ``mlobs processor`` runs in a child process with its defaults
-(persistence on, in a temporary state directory). This process logs prediction batches of
+the whole processor to it. ``mlobs processor`` runs in a child process, first with its defaults
+(persistence on, in a temporary state directory), then in memory (``--no-persistence``). This
+process logs prediction batches of
 100,000 rows through the SDK, exports them with the OTLP/gRPC exporter and, one batch later,
 the feedback for half of each batch (the other half never gets labels, so it waits in the
 join until it ages out). After every million predictions it waits until the processor has
-applied everything sent, then reads the child's resident set size from ``/proc/PID/status``.
+applied everything sent, then reads the child's resident set size from ``/proc/PID/status``
+(and its anonymous and file-backed parts, which tell heap growth from mapped files).
 
 Target: flat within +-10% from the first million on, i.e. ``(max - min) / (max + min) <= 0.10``
 over those samples.
@@ -14,7 +16,7 @@ over those samples.
     python benchmarks/memory.py
     /usr/bin/time -v python benchmarks/memory.py     # "Maximum resident set size": this
                                                      # process or the processor, the larger
-    python benchmarks/memory.py --predictions 2000000 --no-persistence
+    python benchmarks/memory.py --predictions 2000000 --no-persistence   # in memory only
 """
 
 from __future__ import annotations
@@ -62,14 +64,14 @@ def _batch(memory: Any, b: int, rows: int, rng: np.random.Generator) -> tuple[li
     return predictions, feedback, labelled
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, persistence: bool) -> dict[str, Any]:
     import otel_mlobs
 
     rng = np.random.default_rng(args.seed)
     n_batches = args.predictions // args.batch_rows
     every = max(1, args.sample_every // args.batch_rows)
     samples: list[dict[str, float]] = []
-    with ingest.processor_child(persistence=not args.no_persistence) as child, \
+    with ingest.processor_child(persistence=persistence) as child, \
             ingest.capture() as memory:
         exporter = ingest.exporter(child)
         ref = min(args.batch_rows, 20_000)
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "predictions": sent,
                     "feedback": labelled,
                     "rss_bytes": child.memory(),
+                    "rss_anon_bytes": child.memory("RssAnon"),
+                    "rss_file_bytes": child.memory("RssFile"),
                     "peak_rss_bytes": child.memory("VmHWM"),
                     "elapsed_s": time.monotonic() - start,
                     "processor_cpu_s": child.cpu_seconds() - cpu0,
@@ -113,8 +117,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         counted = child.metrics_samples()
     live = sum(v for (name, labels), v in counted.items()
                if name == "mlobs_predictions_total" and ("set", "live") in labels)
-    return {"idle_rss_bytes": idle_rss, "samples": samples, "predictions_counted": live,
-            "predictions_sent": sent, "feedback_sent": labelled}
+    rss = [x["rss_bytes"] for x in samples]
+    spread = (max(rss) - min(rss)) / (max(rss) + min(rss)) if rss else float("nan")
+    return {"persistence": persistence, "idle_rss_bytes": idle_rss, "samples": samples,
+            "spread": spread, "flat": bool(spread <= TARGET_SPREAD),
+            "predictions_counted": live, "predictions_sent": sent, "feedback_sent": labelled}
 
 
 def _export(exporter: Any, spans: list) -> None:
@@ -130,7 +137,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-rows", type=int, default=100_000)
     ap.add_argument("--sample-every", type=int, default=1_000_000,
                     help="predictions between memory readings (default 1,000,000)")
-    ap.add_argument("--no-persistence", action="store_true")
+    ap.add_argument("--no-persistence", action="store_true",
+                    help="only the in-memory processor (default: both configurations)")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out-dir", type=Path, default=None)
     return ap.parse_args(argv)
@@ -139,17 +147,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     machine = C.machine_info()
-    result = run(args)
-    rss = [s["rss_bytes"] for s in result["samples"]]
-    spread = (max(rss) - min(rss)) / (max(rss) + min(rss)) if rss else float("nan")
+    configs = [False] if args.no_persistence else [True, False]
     payload = {
         "benchmark": "memory",
         "command": C.command_line(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "target_spread": TARGET_SPREAD,
-        "spread": spread,
-        "flat": bool(spread <= TARGET_SPREAD),
-        **result,
+        "runs": [run(args, persistence) for persistence in configs],
         "machine": machine,
         "code": C.code_version(),
     }
@@ -160,28 +164,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def render_markdown(p: dict[str, Any]) -> str:
     s = p["settings"]
     mib = 2**20
+    first = p["runs"][0]
     lines = ["# Processor memory over a long prediction stream", ""]
     lines.append(
-        f"`mlobs processor` ({'in memory' if s['no_persistence'] else 'persistence on'}, every "
-        f"default analyzer) in a child process receives {p['predictions_sent']:,} predictions "
-        f"of one model in {s['batch_rows']:,}-row batches over OTLP/gRPC, and feedback for half "
-        f"of each batch one batch later ({p['feedback_sent']:,} labels); the other half is never "
-        "labelled. Resident memory is read from /proc once everything sent has been applied."
+        f"`mlobs processor` (every default analyzer) in a child process receives "
+        f"{first['predictions_sent']:,} predictions of one model in {s['batch_rows']:,}-row "
+        f"batches over OTLP/gRPC, and feedback for half of each batch one batch later "
+        f"({first['feedback_sent']:,} labels); the other half is never labelled. Resident "
+        "memory is read from /proc once everything sent has been applied."
     )
-    lines.append("")
-    rows = [[x["predictions"], x["feedback"], x["rss_bytes"] / mib, x["peak_rss_bytes"] / mib,
-             x["elapsed_s"], x["processor_cpu_s"]] for x in p["samples"]]
-    lines.append(C.md_table(["predictions", "feedback labels", "RSS (MiB)", "peak RSS (MiB)",
-                             "elapsed (s)", "processor CPU (s)"], rows))
-    lines.append("")
-    rss = [x["rss_bytes"] / mib for x in p["samples"]]
-    lines.append(
-        f"Idle processor: {p['idle_rss_bytes'] / mib:,.0f} MiB. RSS from the first reading on: "
-        f"{min(rss):,.0f} to {max(rss):,.0f} MiB, spread +-{p['spread']:.1%} (target "
-        f"+-{p['target_spread']:.0%}: {'met' if p['flat'] else 'NOT met'}). The processor "
-        f"counted {p['predictions_counted']:,.0f} live predictions of {p['predictions_sent']:,} "
-        "sent."
-    )
+    for r in p["runs"]:
+        name = "persistence on (default)" if r["persistence"] else "in memory (--no-persistence)"
+        lines += ["", f"## {name}", ""]
+        rows = [[x["predictions"], x["rss_bytes"] / mib, x["rss_anon_bytes"] / mib,
+                 x["rss_file_bytes"] / mib, x["peak_rss_bytes"] / mib, x["elapsed_s"],
+                 x["processor_cpu_s"]] for x in r["samples"]]
+        lines.append(C.md_table(["predictions", "RSS (MiB)", "anonymous", "file-backed",
+                                 "peak RSS (MiB)", "elapsed (s)", "processor CPU (s)"], rows))
+        lines.append("")
+        rss = [x["rss_bytes"] / mib for x in r["samples"]]
+        lines.append(
+            f"Idle processor: {r['idle_rss_bytes'] / mib:,.0f} MiB. RSS from the first reading "
+            f"on: {min(rss):,.0f} to {max(rss):,.0f} MiB, spread +-{r['spread']:.1%} (target "
+            f"+-{p['target_spread']:.0%}: {'met' if r['flat'] else 'NOT met'}). The processor "
+            f"counted {r['predictions_counted']:,.0f} live predictions of "
+            f"{r['predictions_sent']:,} sent."
+        )
     lines.append("")
     m = p["machine"]
     lines.append(f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}; "
