@@ -7,7 +7,9 @@ its ``/metrics`` like Prometheus would, and prints what a person on call would w
 rows, the accuracy of the labels that arrived, the label-free estimate, and the columns that
 moved most against the first days (see :mod:`otel_mlobs.scenarios.report`). When a
 ``prometheus`` binary is on PATH it is started on the shipped configuration and rules and
-queried at the end.
+queried at the end; with ``promtool`` beside it, the alert rules are then evaluated over the
+simulated timeline and the demo reports which alerts fired for each injected incident and how
+many simulated minutes after its first batch (see :mod:`otel_mlobs.alerts_report`).
 
     mlobs demo --once                          # defaults: 21 days x 5,000 trips, all incidents
     mlobs demo --days 8 --incidents corruption@2025-12-26 --grpc-port 0 --http-port 0 \\
@@ -35,6 +37,7 @@ from otel_mlobs.cli import port
 from otel_mlobs.processor import config as cfg
 
 if TYPE_CHECKING:
+    from otel_mlobs.alerts_report import AlertsReport
     from otel_mlobs.processor.service import Ports
     from otel_mlobs.scenarios.pipeline import DayResult
 
@@ -234,6 +237,24 @@ def _prometheus_report(server, runs_seen: float, out: TextIO) -> None:
         print(f"Prometheus query failed: {exc}", file=out)
 
 
+def _alerts_report(scenario, snapshots, instance: str, out: TextIO) -> AlertsReport | None:
+    """Replay the run's states into a Prometheus at simulated time; print alerts per incident."""
+    from otel_mlobs.alerts_report import build_report
+    from otel_mlobs.promrun import PrometheusError
+    from otel_mlobs.scenarios.alert_replay import replay_alerts
+
+    print("\nEvaluating the alert rules over the simulated days ...", file=out, flush=True)
+    try:
+        replay = replay_alerts(snapshots, scrape_labels={"job": "mlobs", "instance": instance})
+    except (PrometheusError, ValueError) as exc:
+        print(f"Alerts per incident: not available: {exc}", file=out)
+        return None
+    report = build_report(scenario.ground_truth(), replay, scenario.dates[-1])
+    for line in report.lines():
+        print(line, file=out)
+    return report
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -245,6 +266,7 @@ class DemoResult:
     lines: list[str]
     ports: Ports
     runs_received: dict[str, float]
+    alerts: AlertsReport | None = None  # alerts per incident, when Prometheus could replay
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -274,6 +296,7 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> DemoResult:
     import otel_mlobs
     from otel_mlobs.processor.service import Processor
     from otel_mlobs.scenarios import DEFAULT_INCIDENTS, TaxiScenario
+    from otel_mlobs.scenarios.alert_replay import Snapshot
     from otel_mlobs.scenarios.pipeline import MODEL, PIPELINE, run_pipeline
     from otel_mlobs.scenarios.report import DayReporter
     from otel_mlobs.sdk.setup import SizeCappedExporter, make_exporter
@@ -327,12 +350,14 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> DemoResult:
         if not args.no_prometheus:
             prometheus = _start_prometheus(f"{host}:{ports.metrics}", args.prometheus_port, out)
         reporter = DayReporter(metrics_url, PIPELINE, MODEL, scenario.train_days, out)
+        snapshots: list[Snapshot] = []
 
         def progress(day) -> None:
             otel_mlobs.flush()
             if not processor.wait_idle(timeout=120):
                 print("    (processor still busy after 120 s)", file=out)
             reporter.report(day)
+            snapshots.append(Snapshot.after_day(day.date, day.event_time, reporter.last))
 
         started = time.monotonic()
         result = run_pipeline(scenario, progress=progress, n_jobs=2)
@@ -343,11 +368,19 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> DemoResult:
             if lb.get("pipeline") == PIPELINE
         }
         _print_summary(scenario, result, runs, elapsed, out)
+        alerts = None
         if prometheus is not None:
             _prometheus_report(prometheus, math.fsum(runs.values()), out)
+            alerts = _alerts_report(scenario, snapshots, f"{host}:{ports.metrics}", out)
+        elif not args.no_prometheus:
+            from otel_mlobs.promrun import find_binary
+            from otel_mlobs.scenarios.alert_replay import INSTALL_HINT
+
+            if find_binary() is None:
+                print(f"\nAlerts per incident: not shown. {INSTALL_HINT}", file=out)
         if not args.once:
             _serve_until_interrupted(metrics_url, prometheus, out)
-        return DemoResult(result.days, reporter.lines, ports, runs)
+        return DemoResult(result.days, reporter.lines, ports, runs, alerts)
     finally:
         provider.shutdown()
         otel_mlobs.shutdown()

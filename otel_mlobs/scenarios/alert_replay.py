@@ -54,6 +54,7 @@ from otel_mlobs.promrun import SHIPPED_CONFIG_DIR, PrometheusError, PrometheusSe
 DAY_S = 86_400
 SCRAPE_INTERVAL_S = 900  # one simulated scrape every 15 minutes
 EVAL_STEP_S = 60  # alert expressions are evaluated every simulated minute
+LANDS_AFTER_S = DAY_S  # a day's state is scraped from the end of that day (a nightly batch)
 HOLD_LAST_S = DAY_S  # the last state stays visible until the next nightly batch would land
 _MAX_POINTS = 10_080  # query_range points per request (Prometheus refuses more than 11,000)
 _MAX_BLOCK = "1000h"  # few large blocks: promtool reads the input once per block
@@ -82,7 +83,7 @@ class Snapshot:
         cls, date: dt.date, event_time: float, samples: Mapping[str, Sequence[Sample]]
     ) -> Snapshot:
         """The state after the runs of the day starting at ``event_time``: visible at its end."""
-        return cls(date, int(event_time) + DAY_S, samples)
+        return cls(date, int(event_time) + LANDS_AFTER_S, samples)
 
 
 # --- the rules ----------------------------------------------------------------------------------
