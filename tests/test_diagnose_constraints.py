@@ -331,3 +331,15 @@ def test_ragged_summary_is_a_clear_error():
         a.update(summary)
     feed(a, 31, table(31))
     assert broken(a) == []  # the bad record left no half-open run behind
+
+
+def test_a_new_dataset_warns_until_accepted():
+    a = trained()
+    feed(a, 20, table(20), close=False)
+    feed(a, 20, table(20), dataset="coupons")
+    alert = next(x for x in broken(a) if x.check == "new_dataset")
+    assert alert.dataset == "coupons" and alert.severity == "warning"
+    a.mark_alert(alert.id, true_positive=False)
+    feed(a, 21, table(21), close=False)
+    feed(a, 21, table(21), dataset="coupons")
+    assert not [x for x in broken(a) if x.check == "new_dataset"]

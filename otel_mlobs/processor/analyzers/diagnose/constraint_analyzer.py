@@ -67,6 +67,27 @@ class NewColumn(HardConstraint):
         )
 
 
+class NewDataset(HardConstraint):
+    """A dataset the reference never had: the component started reading or writing more."""
+
+    check: ClassVar[str] = "new_dataset"
+
+    def describe(self) -> str:
+        return f"{self.role} {self.dataset!r}: not in the reference"
+
+    def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
+        return None
+
+    def judge(self) -> Outcome:
+        """Every run that carries the dataset, until someone accepts it."""
+        return self._outcome(
+            1.0,
+            True,
+            f"{self.role} {self.dataset!r}: a dataset the reference never had (mark the alert "
+            "a false positive to accept it)",
+        )
+
+
 class DatasetPresent(HardConstraint):
     """A dataset the component read or wrote in every reference run must keep appearing."""
 
@@ -303,18 +324,9 @@ class ConstraintAnalyzer(Analyzer):
     def _judge_new_dataset(self, key: DatasetKey, rec: SummaryRecord) -> None:
         check = self._new_datasets.get(key)
         if check is None:
-            check = self._new_datasets[key] = NewColumn(rec.role, rec.dataset, "")
-            check.check = "new_dataset"  # type: ignore[misc]
-        if check.muted:
-            return
-        outcome = check._outcome(
-            1.0,
-            True,
-            f"{rec.role} {rec.dataset!r}: a dataset the "
-            "reference never had (mark the alert a false positive to "
-            "accept it)",
-        )
-        self._apply(check, outcome, rec.run_id, rec.event_time)
+            check = self._new_datasets[key] = NewDataset(rec.role, rec.dataset, "")
+        if not check.muted:
+            self._apply(check, check.judge(), rec.run_id, rec.event_time)
 
     # -- judging ------------------------------------------------------------------------------
     def _apply(

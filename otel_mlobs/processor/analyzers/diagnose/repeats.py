@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from otel_mlobs.processor.analyzers.diagnose.columns import ColumnSummary
 from otel_mlobs.processor.analyzers.diagnose.constraints import (
     MIN_VALUES_SOFT,
     Outcome,
@@ -111,5 +112,6 @@ class RepeatedRows(SoftConstraint):
         )
         return self._outcome(value, fired, text, n, low, high)
 
-    def evaluate(self, col, event_time):  # noqa: ANN001 - sample-based only
+    def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
+        """Summaries say nothing here: the check is judged on row samples only."""
         return None
