@@ -109,7 +109,8 @@ class WriteAheadLog:
             # Holds nothing readable (recovery numbers past every intact record), but keep the
             # bytes for whoever investigates.
             path.rename(path.with_name(path.name + ".damaged"))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # O_APPEND: after a failed write is cut back, the next one lands at the new end.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
             header = SEGMENT_HEADER.pack(MAGIC, FORMAT_VERSION, first_seq)
             _write_all(fd, header)
@@ -250,9 +251,14 @@ class LogScan:
         record header fails its CRC: nothing after it in the segment can be framed, so the
         rest of that segment is dropped.
     ``log_segment``
-        A segment file whose own header is missing, short or foreign: the whole file is dropped.
+        A segment file whose own header is missing, short or foreign: the whole file is dropped
+        (counted once per file).
     ``log_gap``
-        Record numbers missing between what was read (a deleted or dropped segment).
+        Record numbers missing between what was read: records of a dropped or deleted segment,
+        or those after a damaged header (counted per record).
+
+    Each count is of records unless said otherwise; damage to a record the checkpoint already
+    covers costs nothing and is not reported.
     """
 
     def __init__(self, directory: Path, after: int) -> None:
@@ -299,45 +305,41 @@ class LogScan:
                     f"(magic {magic!r}, version {version}, first {declared})",
                 )
                 return
+            position = first - 1  # number of the last record framed in this segment
             while True:
                 offset = f.tell()
                 header = f.read(FRAME.size)
                 if not header:
                     return
+                where = f"{path.name}@{offset}"
                 if len(header) < FRAME.size:
-                    self._damaged("log_torn", 1, f"{path.name}@{offset}: record header cut short")
+                    self._lost("log_torn", position + 1, f"{where}: record header cut short")
                     return
                 length, seq, payload_crc, header_crc = FRAME.unpack(header)
                 if zlib.crc32(header[: _FRAME_FIELDS.size]) != header_crc:
                     if _zeros_from(f, offset):
-                        self._damaged("log_torn", 1, f"{path.name}@{offset}: zero-filled tail")
-                    else:
-                        self._damaged(
+                        self._lost("log_torn", position + 1, f"{where}: zero-filled tail")
+                    else:  # framing is lost: whatever follows in this segment is unreadable
+                        self._lost(
                             "log_checksum",
-                            1,
-                            f"{path.name}@{offset}: record header checksum mismatch; "
-                            f"{size - offset} bytes to the end of the segment dropped",
+                            position + 1,
+                            f"{where}: record header checksum mismatch; {size - offset} bytes "
+                            "to the end of the segment dropped",
+                            always=True,
                         )
                     return
+                position = seq
                 if offset + FRAME.size + length > size:
-                    if seq <= max(self.after, self.last_seq):
-                        return  # covered by the checkpoint: nothing lost
-                    self._damaged(
+                    self._lost(
                         "log_torn",
-                        1,
-                        f"{path.name}@{offset}: record {seq} cut short "
+                        seq,
+                        f"{where}: record {seq} cut short "
                         f"({size - offset - FRAME.size} of {length} bytes)",
                     )
                     return
                 payload = f.read(length)
                 if zlib.crc32(payload) != payload_crc:
-                    if seq > max(self.after, self.last_seq):  # else covered: nothing lost
-                        self._damaged(
-                            "log_checksum",
-                            1,
-                            f"{path.name}@{offset}: record {seq} checksum mismatch",
-                        )
-                        self._skip_to(seq, path, offset)
+                    self._lost("log_checksum", seq, f"{where}: record {seq} checksum mismatch")
                     continue
                 if seq <= self.after or seq <= self.last_seq:
                     continue  # covered by the checkpoint (or a duplicate number)
@@ -345,13 +347,26 @@ class LogScan:
                 self.records += 1
                 yield seq, payload
 
-    def _skip_to(self, seq: int, path: Path, offset: int) -> None:
+    def _lost(self, reason: str, seq: int, detail: str, always: bool = False) -> None:
+        """Record ``seq`` (exact, or the next number when its header is unreadable) is lost.
+
+        A record the checkpoint covers costs nothing and is not reported, unless the damage
+        also hides what follows it (``always``).
+        """
+        if seq > max(self.after, self.last_seq):
+            self._damaged(reason, 1, detail)
+            self._skip_to(seq, None, 0)
+        elif always:
+            self._damaged(reason, 1, detail)
+
+    def _skip_to(self, seq: int, path: Path | None, offset: int) -> None:
         """Record ``seq`` is the latest seen; numbers skipped before it are a gap."""
         if seq > self.last_seq + 1:
+            where = "" if path is None else f" before {path.name}@{offset}"
             self._damaged(
                 "log_gap",
                 seq - self.last_seq - 1,
-                f"records {self.last_seq + 1}..{seq - 1} missing before {path.name}@{offset}",
+                f"records {self.last_seq + 1}..{seq - 1} missing{where}",
             )
         self.last_seq = seq
 
