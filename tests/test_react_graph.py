@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import numpy as np
@@ -9,8 +10,13 @@ import pytest
 from test_react_support import DAY, PIPELINE, pipeline, run
 
 from otel_mlobs.processor.analyzers.react import RootCauseAnalyzer, UnknownName
-from otel_mlobs.processor.analyzers.react.groups import co_error_groups
-from otel_mlobs.processor.analyzers.react.ranking import Node, rank
+from otel_mlobs.processor.analyzers.react.groups import (
+    co_error_groups,
+    correlation,
+    group_labels,
+    spectral_groups,
+)
+from otel_mlobs.processor.analyzers.react.ranking import GroupTable, Node, rank, rank_tables
 from otel_mlobs.processor.records import Key
 
 
@@ -141,3 +147,100 @@ def test_lineage_memory_is_bounded():
     lin = a.lineage
     assert len(lin._runs) == 50 and len(lin._producers) <= 50 and len(lin._consumers) <= 50
     assert lin.edges[("ingest", "clean")] == 200
+
+
+def test_ranking_whole_components_matches_ranking_nodes():
+    nodes = [Node("src", "a", 4.0, ["a", "a2"]), Node("src", "b", 0.5, ["b"]),
+             Node("mid", "a", 3.0, ["m"]), Node("side", "x", 2.0, ["x"]),
+             Node("sink", "p", 0.8, ["p"])]
+    edges = [("src", "mid"), ("mid", "sink"), ("side", "sink")]
+    tables = {}
+    for n in nodes:
+        tables.setdefault(n.component, []).append(n)
+    by_table = rank_tables(
+        [GroupTable(c, [n.group for n in ns], np.array([n.zeta for n in ns]),
+                    lambda i, ns=ns: list(ns[i].columns)) for c, ns in tables.items()],
+        edges, sinks=["sink"], k=5)
+    by_node = rank(nodes, edges, sinks=["sink"], k=5)
+    assert [(s.component, s.group, s.phi, s.columns, s.path) for s in by_table.suspects] == \
+        [(s.component, s.group, s.phi, s.columns, s.path) for s in by_node.suspects]
+    clone = pickle.loads(pickle.dumps(by_table))  # columns listed on demand still pickle
+    assert clone.suspects[0].columns == ["a", "a2"]
+
+
+def _partition(labels) -> set[frozenset[int]]:
+    out: dict[int, set[int]] = {}
+    for i, lab in enumerate(labels):
+        out.setdefault(int(lab), set()).add(i)
+    return {frozenset(g) for g in out.values()}
+
+
+def test_groups_agree_with_spectral_clustering_of_the_whole_affinity():
+    # faults of several columns each, a chain of columns bridged through one, and quiet ones
+    rng = np.random.default_rng(4)
+    t = np.linspace(0, 1, 64)
+    for trial in range(10):
+        shapes = [np.sin((3 + trial + k) * t + k) for k in range(4)]
+        shapes[1] = 0.5 * shapes[0] + 0.87 * np.cos((3 + trial) * t)  # akin to the first
+        cols = [shapes[k % 4] + 0.05 * rng.normal(size=64) for k in range(10)]
+        cols.append(shapes[0] + shapes[1])  # close to both faults, which are not to each other
+        series = 2.0 + np.column_stack(cols)
+        names = [f"c{i:02d}" for i in range(series.shape[1])]
+        aff = np.where(correlation(series) >= 0.8, correlation(series), 0.0)
+        expected = _partition(spectral_groups(aff, 32))
+        assert _partition(group_labels(series, min_corr=0.8)) == expected
+        assert {frozenset(g) for g in co_error_groups(series, names)} == expected
+
+
+def model_pipeline(days: int, retrain: tuple[int, ...] = (0,)) -> RootCauseAnalyzer:
+    """features -> train (on the last 5 days) -> serve -> feedback (labels days later)."""
+    a = RootCauseAnalyzer(Key(PIPELINE))
+    model = ""
+    for d in range(days):
+        t = d * DAY
+        a.update(run("features", f"f{d}", t, outputs=(f"feat-{d}",), stage="features"))
+        if d in retrain:
+            window = tuple(f"feat-{i}" for i in range(max(0, d - 4), d + 1))
+            a.update(run("train", f"t{d}", t + 10, inputs=window, outputs=(f"model-{d}",),
+                         stage="train"))
+            model = f"model-{d}"
+        a.update(run("serve", f"s{d}", t + 20, inputs=(f"feat-{d}", model),
+                     outputs=(f"pred-{d}",), stage="inference"))
+        labelled = tuple(f"pred-{i}" for i in range(max(0, d - 3), d + 1))
+        a.update(run("feedback", f"l{d}", t + 30, inputs=labelled, outputs=(f"labels-{d}",),
+                     stage="feedback"))
+    return a
+
+
+def stale_now(a: RootCauseAnalyzer) -> dict[str, float]:
+    return {m.labels["component"]: m.value for m in a.metrics() if m.name == "mlobs_run_stale"}
+
+
+def test_a_model_reused_for_weeks_and_labels_of_old_predictions_are_not_stale():
+    a = model_pipeline(20)  # trained once, on a window of five days of features
+    assert stale_now(a) == {"features": 0.0, "train": 0.0, "serve": 0.0, "feedback": 0.0}
+    old = model_pipeline(35)  # the same model past its 30 days
+    reasons = old.query(view="stale")["stale"]
+    assert [r["component"] for r in reasons] == ["serve"]
+    assert "model input from train run t0" in reasons[0]["reasons"][0]
+    assert "threshold 720 h" in reasons[0]["reasons"][0]
+
+
+def test_a_model_replaced_by_a_newer_one_is_stale_input():
+    a = model_pipeline(10, retrain=(0, 8))
+    a.update(run("serve", "s-late", 9 * DAY + 40, inputs=("feat-9", "model-0"),
+                 outputs=("pred-x",), stage="inference"))  # still serving the first model
+    hist = {r["run_id"]: r for r in a.query(view="history", of="serve")["runs"]}
+    assert any("superseded by run t8" in s for s in hist["s-late"]["stale"])
+    assert hist["s9"]["stale"] == []
+
+
+def test_a_training_window_is_judged_by_its_freshest_input():
+    a = model_pipeline(10)
+    a.update(run("train", "t-old", 9 * DAY + 50, inputs=("feat-2", "feat-3", "feat-4"),
+                 outputs=("model-old",), stage="train"))  # a window that ends five days ago
+    hist = {r["run_id"]: r for r in a.query(view="history", of="train")["runs"]}
+    assert hist["t0"]["stale"] == []
+    reasons = hist["t-old"]["stale"]
+    assert any("data input from features run f4" in s and "h old" in s for s in reasons)
+    assert any("superseded" in s for s in reasons)
