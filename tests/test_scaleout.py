@@ -168,6 +168,8 @@ def _samples(proc: Processor) -> dict[str, dict[Series, float]]:
         if family.name in PER_PROCESS:
             continue
         kind = "additive" if family.name in ADDITIVE_GAUGES else family.type
+        if kind == "gauge" and family.name.startswith("mlobs_processor_"):
+            continue  # the process's own state (queue, uptime, ...), not a key's
         for s in family.samples:
             out[kind][s.name, tuple(sorted(s.labels.items()))] = s.value
     return out
