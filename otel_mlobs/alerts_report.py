@@ -153,11 +153,12 @@ class AlertsReport:
         """The report as text, one incident after another; unexplained alerts grouped by name
         (or one line each with ``each_unexplained``)."""
         r = self.replay
+        every = r.scrape_interval_s // 60
         out = [
-            "Alerts per incident (the shipped rules evaluated over the simulated timeline in a "
-            f"backfilled Prometheus, one scrape every {r.scrape_interval_s // 60} min, "
-            f"{r.wall_s:.0f} s; minutes from the incident's first batch, whose state lands "
-            "when its day is over):"
+            "Alerts per incident: the shipped rules evaluated over the simulated days in a "
+            f"backfilled Prometheus (a scrape every {every} min; took {r.wall_s:.0f} s).",
+            "  Minutes run from the incident's first batch; a day's state lands when the day "
+            "is over.",
         ]
         if not self.incidents:
             out.append("  no incidents in this run")

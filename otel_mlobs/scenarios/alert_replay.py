@@ -29,7 +29,8 @@ times it describes, and the rules are evaluated there:
 
 Only simulated time enters: nothing waits in wall time. What differs from a live Prometheus
 scraping every 15 s: range windows see one sample per simulated scrape (a ``rate(...[1h])``
-sees four), and evaluation is at whole minutes. The processor's self-monitoring alerts
+sees four), recording rules are evaluated once per simulated scrape, and alerts at whole
+minutes. The processor's self-monitoring alerts
 (classes ``processor-*``) watch the processor process in wall time, which a simulated
 timeline cannot represent; they are left to the live Prometheus and not replayed here.
 """
