@@ -106,3 +106,25 @@ def test_a_stalled_zone_is_its_whole_excess_however_late_the_city_runs_by_chance
         _city_day(a, 7, rng)
         top = a.patterns()[0]
         assert top["pattern"] == "pickup_zone = zone 03" and top["coverage"] >= 0.9, seed
+
+
+def test_lazy_settling_reports_what_settling_after_every_batch_reports():
+    # ingest passes over the whole sample only once per settling interval of event time;
+    # reads settle first, so nothing a reader sees depends on it
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    eager = StuckFeedbackAnalyzer(KEY, overdue_after_s=12 * HOUR, capacity=3000)
+    lazy = StuckFeedbackAnalyzer(KEY, overdue_after_s=12 * HOUR, capacity=3000)
+    original = eager.update
+
+    def update_and_settle(record):
+        original(record)
+        eager.settle()
+
+    eager.update = update_and_settle  # type: ignore[method-assign]
+    for d in range(7):
+        stuck = "Harlem" if d == 5 else None
+        day_of_traffic(eager, d, rng_a, stuck_zone=stuck)
+        day_of_traffic(lazy, d, rng_b, stuck_zone=stuck)
+    assert [(m.name, dict(m.labels), m.value) for m in lazy.metrics()] == \
+        [(m.name, dict(m.labels), m.value) for m in eager.metrics()]
+    assert lazy.patterns()[0]["pattern"] == "pickup_zone = Harlem"

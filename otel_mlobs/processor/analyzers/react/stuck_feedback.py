@@ -28,6 +28,7 @@ This is the stream version of subgroup discovery's coverage/lift quality measure
 
 from __future__ import annotations
 
+import pickle
 from itertools import combinations
 from typing import Any, ClassVar
 
@@ -227,7 +228,12 @@ class StuckFeedbackAnalyzer(Analyzer):
         self._ts = np.zeros(n)
         self._state = np.zeros(n, dtype=np.int8)
         self._codes = np.zeros((n, self.max_features), dtype=np.int16)
-        self._order = np.zeros(0, dtype=np.int64)  # live slots sorted by hash, for lookups
+        self._keys = np.zeros(0, dtype=np.uint64)  # hashes of the live slots, sorted
+        self._kslots = np.zeros(0, dtype=np.int64)  # their slots
+        self._free = np.arange(n - 1, -1, -1, dtype=np.int64)  # empty slots, taken from the end
+        self._settled_at = -np.inf  # event time of the last pass over the whole sample
+        self._threshold: float | None = None  # learned overdue_after, until new delays come
+        self._unsettled = False  # predictions or feedback booked since the last settle
         self._tau = _MAX_HASH
         self._features: list[str] = []
         self._enc: list[_Encoder] = []
@@ -263,8 +269,11 @@ class StuckFeedbackAnalyzer(Analyzer):
             return self.overdue_after_s
         if self._delays_seen < self.min_delays:
             return self.default_overdue_s
-        q = float(np.nanquantile(self._delays, self.delay_quantile))
-        return max(self.min_overdue_s, self.delay_factor * q)
+        if self._threshold is None:
+            seen = self._delays[: min(self._delays_seen, len(self._delays))]  # filled part
+            q = float(np.quantile(seen, self.delay_quantile))
+            self._threshold = max(self.min_overdue_s, self.delay_factor * q)
+        return self._threshold
 
     @property
     def sample_rate(self) -> float:
@@ -297,7 +306,7 @@ class StuckFeedbackAnalyzer(Analyzer):
         self._cache = None
 
     def _set_state(self, slots: np.ndarray, new: int) -> None:
-        """Move ``slots`` to state ``new``, keeping both count tables in step."""
+        """Move ``slots`` to state ``new``, keeping the count tables and the index in step."""
         if len(slots) == 0:
             return
         old = self._state[slots]
@@ -307,6 +316,11 @@ class StuckFeedbackAnalyzer(Analyzer):
             self._count(slots[old != OVERDUE], +1)
         self._state[slots] = new
         self._cache = None
+        if new == EMPTY:
+            gone = slots[old != EMPTY]
+            keep = self._state[self._kslots] != EMPTY
+            self._keys, self._kslots = self._keys[keep], self._kslots[keep]
+            self._free = np.concatenate([self._free, gone])
 
     # --- ingest ---------------------------------------------------------------------------------
     def update(self, record: Record) -> None:
@@ -338,13 +352,12 @@ class StuckFeedbackAnalyzer(Analyzer):
         keep &= ~self._lookup(h)[1]
         rows = np.flatnonzero(keep)
         if len(rows) == 0:
-            self.advance(float(np.max(rec.timestamps)))
+            self._advance(float(np.max(rec.timestamps)))
             return
-        free = np.flatnonzero(self._state == EMPTY)
-        if len(free) < len(rows):
+        if len(self._free) < len(rows):
             rows = self._make_room(h, rows)
-            free = np.flatnonzero(self._state == EMPTY)
-        slots = free[: len(rows)]
+        slots = self._free[len(self._free) - len(rows):]
+        self._free = self._free[: len(self._free) - len(rows)]
         self._hash[slots] = h[rows]
         self._ts[slots] = np.asarray(rec.timestamps, dtype=np.float64)[rows]
         codes = np.zeros((len(rows), self.max_features), dtype=np.int16)
@@ -354,8 +367,14 @@ class StuckFeedbackAnalyzer(Analyzer):
                 codes[:, i] = enc.encode(np.asarray(col)[rows])
         self._codes[slots] = codes
         self._state[slots] = PENDING
-        self._reindex()
-        self.advance(float(np.max(rec.timestamps)))
+        order = np.argsort(self._hash[slots], kind="stable")
+        keys, slots = self._hash[slots][order], slots[order]
+        at = np.searchsorted(self._keys, keys)
+        self._keys = np.insert(self._keys, at, keys)
+        self._kslots = np.insert(self._kslots, at, slots)
+        self._cache = None
+        self._unsettled = True
+        self._advance(float(np.max(rec.timestamps)))
 
     def _make_room(self, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Lower ``tau`` so that sample plus newcomers fit; evict and filter accordingly."""
@@ -368,20 +387,13 @@ class StuckFeedbackAnalyzer(Analyzer):
         self._set_state(out, EMPTY)
         return rows[h[rows] < self._tau]
 
-    def _reindex(self) -> None:
-        live = np.flatnonzero(self._state != EMPTY)
-        self._order = live[np.argsort(self._hash[live], kind="stable")]
-
     def _lookup(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(slot, found) for each hash."""
-        keys = self._hash[self._order]
-        pos = np.searchsorted(keys, h)
-        pos_c = np.minimum(pos, max(len(keys) - 1, 0))
-        found = (pos < len(keys)) & (keys[pos_c] == h) if len(keys) else np.zeros(len(h), bool)
-        slots = self._order[pos_c] if len(keys) else np.zeros(len(h), dtype=np.int64)
-        if len(keys):
-            found &= self._state[slots] != EMPTY
-        return slots, found
+        keys = self._keys
+        if len(keys) == 0:
+            return np.zeros(len(h), dtype=np.int64), np.zeros(len(h), dtype=bool)
+        pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
+        return self._kslots[pos], keys[pos] == h
 
     def _add_feedback(self, rec: FeedbackBatch) -> None:
         if len(rec) == 0:
@@ -394,32 +406,61 @@ class StuckFeedbackAnalyzer(Analyzer):
         fresh = (live == PENDING) | (live == OVERDUE)
         slots, ts = slots[fresh], ts[fresh]
         self._feedback_matched_total += len(slots)
-        self._late_total += int((self._state[slots] == OVERDUE).sum())
+        # overdue as of now, whether or not the last pass over the sample has marked it yet
+        late = (self._state[slots] == OVERDUE) | (self._ts[slots] + self.overdue_after
+                                                  <= self._now)
+        self._late_total += int(late.sum())
         delays = np.maximum(ts - self._ts[slots], 0.0)
         delays = delays[-len(self._delays):]  # a ring of recent delays, bounded
         ring = (self._delay_pos + np.arange(len(delays))) % len(self._delays)
         self._delays[ring] = delays
         self._delay_pos = int((self._delay_pos + len(delays)) % len(self._delays))
         self._delays_seen += len(delays)
+        self._threshold = None
+        self._unsettled = True
         self._set_state(slots, RESOLVED)
-        self.advance(float(np.max(rec.timestamps)))
+        self._advance(float(np.max(rec.timestamps)))
         # Right after feedback is the settled moment to learn from: between a prediction batch
-        # and the feedback that follows it, shares look worse than they are.
-        self._learn_rates()
+        # and the feedback that follows it, shares look worse than they are. At most once per
+        # settling interval of event time, as learning passes over the whole sample.
+        if self._now - self._rho_time >= self.settle_every_s:
+            self.settle()
+            self._learn_rates()
 
-    def advance(self, now: float) -> None:
-        """Move event time forward: expire old predictions, mark newly overdue ones.
+    @property
+    def settle_every_s(self) -> float:
+        """Event time between two passes over the whole sample during ingest (a sixth of an
+        age bucket: an hour for the default week); reads always settle first."""
+        return self.window_s / _AGE_BUCKETS / 6
 
-        Recomputes every live item's state against the current threshold, so a learned
-        threshold that moves turns items back to pending as well as forward to overdue.
-        """
+    def _advance(self, now: float) -> None:
+        """Move event time forward; pass over the sample only once per settling interval."""
         if now > self._now:
             self._now = now
+        if self._now - self._settled_at >= self.settle_every_s:
+            self.settle()
+
+    def advance(self, now: float) -> None:
+        """Move event time forward to ``now`` and settle every prediction's state."""
+        if now > self._now:
+            self._now = now
+        self.settle()
+
+    def settle(self) -> None:
+        """Expire old predictions and mark overdue ones as of the current event time.
+
+        Recomputes every live item's state against the current threshold, so a learned
+        threshold that moves turns items back to pending as well as forward to overdue. Ingest
+        calls it once per :attr:`settle_every_s` of event time; every read calls it first.
+        """
+        if self._settled_at == self._now and not self._unsettled:
+            return
+        self._settled_at = self._now
+        self._unsettled = False
         live = self._state != EMPTY
         expired = np.flatnonzero(live & (self._ts < self._now - self.window_s))
         if len(expired):
             self._set_state(expired, EMPTY)
-            self._reindex()
         open_ = (self._state == PENDING) | (self._state == OVERDUE)
         due = self._ts + self.overdue_after <= self._now
         self._set_state(np.flatnonzero(open_ & due & (self._state == PENDING)), OVERDUE)
@@ -460,8 +501,13 @@ class StuckFeedbackAnalyzer(Analyzer):
             out.append({"feature": self._features[f], "op": op, "value": value})
         return out
 
+    def refresh(self) -> None:
+        """Settle the sample, so that scrapes in between find it ready."""
+        self.settle()
+
     def patterns(self) -> list[dict[str, Any]]:
         """Top-k predicates over the excess overdue predictions, by coverage × log2(lift)."""
+        self.settle()
         if self._cache is not None:
             return self._cache
         cands: list[tuple[float, float, float, int, list[tuple[int, int]]]] = []
@@ -533,7 +579,15 @@ class StuckFeedbackAnalyzer(Analyzer):
         return False
 
     # --- contract -------------------------------------------------------------------------------
+    def restore(self, blob: bytes) -> None:
+        state = pickle.loads(blob)  # noqa: S301 - our own snapshots only
+        if "_keys" not in state:
+            raise ValueError("stuck-feedback snapshot of an earlier layout (no hash index): it "
+                             "cannot be read, the analyzer starts afresh")
+        self.__dict__.update(state)
+
     def metrics(self) -> list[Metric]:
+        self.settle()
         lab = self.labels()
         out = [
             Metric("mlobs_stuck_feedback_sampled", "gauge",
@@ -561,6 +615,7 @@ class StuckFeedbackAnalyzer(Analyzer):
         return out
 
     def query(self, **params: Any) -> dict[str, Any]:
+        self.settle()
         out = super().query()
         rate = self.sample_rate
         out.update(
