@@ -7,6 +7,7 @@
 ``GET /api/v1/analyzers``                       registered analyzers and their keys
 ``GET /api/v1/analyzers/{name}?pipeline=&...``  that analyzer's ``query()`` for one key
 ``POST /api/v1/flags`` ``{"pointer": ...}``      flag a bad output on the analyzers that know it
+``POST /api/v1/analyzers/{name}/alerts/{id}``   a verdict ``{"true_positive": bool}`` on an alert
 ==============================================  =============================================
 
 ``/api/v1/analyzers/{name}`` takes ``pipeline``, ``component`` and ``model`` to name the key
@@ -92,6 +93,7 @@ class ApiServer:
         app.router.add_get("/api/v1/analyzers", self.analyzers)
         app.router.add_get("/api/v1/analyzers/{name}", self.analyzer)
         app.router.add_post("/api/v1/flags", self.flag)
+        app.router.add_post("/api/v1/analyzers/{name}/alerts/{alert_id}", self.verdict)
         return app
 
     async def _off_loop(self, fn: Any, *args: Any) -> Any:
@@ -164,6 +166,37 @@ class ApiServer:
         if not pointer:
             return json_response({"error": "empty pointer"}, 400)
         return await self._off_loop(self._flag, pointer, pipeline)
+
+    async def verdict(self, request: web.Request) -> web.Response:
+        """A person's verdict on an alert: the analyzer behind it adjusts (``mark_alert``).
+
+        Alerts are judged where they were raised, so the key (``pipeline``, ``component``,
+        ``model`` query parameters) names the analyzer instance, as for GET.
+        """
+        try:
+            body = await request.json()
+            true_positive = body["true_positive"]
+        except (ValueError, KeyError, TypeError):
+            expected = 'expected a JSON body {"true_positive": true|false}'
+            return json_response({"error": expected}, 400)
+        if not isinstance(true_positive, bool):
+            return json_response({"error": "true_positive must be true or false"}, 400)
+        name, alert_id = request.match_info["name"], request.match_info["alert_id"]
+        key = Key(*(request.query.get(p, "") for p in _KEY_PARAMS))
+        return await self._off_loop(self._verdict, name, key, alert_id, true_positive)
+
+    def _verdict(self, name: str, key: Key, alert_id: str, true_positive: bool) -> web.Response:
+        with self._p.lock:
+            instance = self._p.router.get(name, key)
+            mark = getattr(instance, "mark_alert", None)
+            if mark is None:
+                return json_response(
+                    {"error": f"no analyzer {name!r} that takes verdicts for {key.labels()}"}, 404
+                )
+            try:
+                return json_response(mark(alert_id, true_positive))
+            except KeyError:
+                return json_response({"error": f"unknown alert {alert_id!r} on {name!r}"}, 404)
 
     def _flag(self, pointer: str, pipeline: str) -> web.Response:
         known: list[str] = []
