@@ -50,7 +50,7 @@ _MAX_VOCAB = 256
 _MAX_LAYOUTS = 1_024
 
 ColumnId = tuple[str, str, str]  # (role, dataset, column), as the other column analyzers use
-STALE_ESTIMATES: tuple[str, ...] = ("mean", "std", "top_share", COUNT)
+STALE_ESTIMATES: tuple[str, ...] = ("mean", "std", "top_share", "second_share", COUNT)
 
 __all__ = ["DAY_S", "ESTIMATORS", "STALE_ESTIMATES", "ColumnScores", "ComponentSeries",
            "ScoreParams", "predictive_z", "register_estimator", "score_all", "zeta"]
@@ -98,7 +98,27 @@ class ComponentSeries:
     Columns are identified like everywhere else by (role, dataset, column); their display label
     is ``dataset.column`` (prefixed with the role in the rare case a component reads and writes
     a dataset of the same name). Estimates live in one ``(estimates, runs, columns)`` array, so
-    every estimate is scored by the same few array operations.
+    every estimate is scored by the same few array operations (:mod:`.scoring`).
+
+    **Corruption** of a run's column: the largest, over the corruption estimates, distance of
+    the estimate from the mean of the clean runs of the window before it (anomalous runs stay
+    out, so an incident keeps scoring until the window has drained and a new normal is learnt),
+    with the spread learnt from run-to-run changes between clean runs over ``spread_windows``
+    windows when there are more of them than baseline points, judged by
+    :func:`~.scoring.predictive_z`.
+
+    **Staleness**: per staleness estimate, each of the last ``k = stale_runs - 1`` run-to-run
+    changes is compared with its *reference*, the smaller of the usual change (geometric mean
+    of the clean history's changes) and the change sampling noise alone would make between two
+    fresh runs (:data:`~.estimates.NOISE`). When every one of them is smaller than every clean
+    change in history, the estimate contributes ``k × min_j -log10(|change_j| / reference_j)``
+    (each term capped at 6); contributions are averaged over the usable estimates. The history
+    is the spread horizon's changes before the recent ones and before any freeze already running
+    (a trailing run of changes ten times below sampling noise), so a feed that stays frozen
+    stays flagged. Usable means history varied: enough clean changes, none of them (near) zero,
+    and fresh data would move the estimate (non-zero noise). A column that is zero most days, a
+    near-constant flag whose days differ by its binomial noise, or a sticky category earn
+    nothing: that is their normal, not a freeze.
     """
 
     def __init__(self, params: ScoreParams, estimators: Iterable[str] = ("mean", "std"),

@@ -91,6 +91,23 @@ def _est_top_share(rec: SummaryRecord) -> np.ndarray:
         return np.where(rec.count > 0, top / rec.count, np.nan)
 
 
+def _est_second_share(rec: SummaryRecord) -> np.ndarray:
+    """Share of a categorical's second most frequent value (0 for a single value).
+
+    Staleness evidence beside the top share: a frozen table repeats every value's count, while
+    two fresh samples that happen to give the top value the same count rarely do it for the
+    runner-up too.
+    """
+    _, categorical, _, any_cat = kind_masks(rec)
+    if not any_cat:
+        return np.full(len(rec.columns), np.nan)
+    second = np.array([sorted(t.values())[-2] if len(t) > 1 else 0.0 if t else np.nan
+                       if c else np.nan for t, c in zip(rec.top_values, categorical, strict=True)],
+                      dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rec.count > 0, second / rec.count, np.nan)
+
+
 def _quantile_at(rec: SummaryRecord, level: float) -> np.ndarray:
     levels = _f64(rec.quantile_levels)
     q = _f64(rec.quantiles).reshape(len(rec.columns), -1)
@@ -144,6 +161,10 @@ def _noise_top_share(e: Mapping[str, np.ndarray]) -> np.ndarray:
     return _binomial(e["top_share"], e[COUNT])
 
 
+def _noise_second_share(e: Mapping[str, np.ndarray]) -> np.ndarray:
+    return _binomial(e["second_share"], e[COUNT])
+
+
 def _noise_quantile(level: float) -> Noise:
     # sd of a sample quantile: sqrt(p (1 - p) / n) / density, the density taken from the
     # interquartile range as if normal (zero for a spike, where a quantile cannot move)
@@ -166,6 +187,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "q75": _quantile(0.75),
     "null_ratio": _est_null_ratio,
     "top_share": _est_top_share,
+    "second_share": _est_second_share,
     COUNT: _est_count,
 }
 """Named scalar estimates of a column's distribution; :func:`register_estimator` adds more."""
@@ -178,6 +200,7 @@ NOISE: dict[str, tuple[tuple[str, ...], Noise]] = {
     "q75": (("q25", "q75", COUNT), _noise_quantile(0.75)),
     "null_ratio": (("null_ratio", COUNT), _noise_null_ratio),
     "top_share": (("top_share", COUNT), _noise_top_share),
+    "second_share": (("second_share", COUNT), _noise_second_share),
     COUNT: ((COUNT,), _noise_count),
 }
 """Sampling noise of the estimates that have a model of it, with the estimates it is computed
