@@ -85,24 +85,56 @@ def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray,
     return z
 
 
+@dataclass(slots=True)
+class _Series:
+    """The (estimate, column) pairs of some planes that hold any value, as columns of 2-D arrays.
+
+    A numeric column has no top-value share, a categorical no mean: a third or more of the
+    (estimate, column) pairs are empty, and every operation skips them.
+    """
+
+    plane: np.ndarray  # (series,) index into the planes given
+    column: np.ndarray  # (series,) column
+    x: np.ndarray  # (rows, series)
+    shape: tuple[int, int]  # (planes, columns)
+
+    @classmethod
+    def of(cls, est: np.ndarray, planes: Sequence[int]) -> _Series:
+        stack = est[list(planes)]
+        live = ~np.isnan(stack).all(axis=1)
+        pe, pc = np.nonzero(live)
+        return cls(pe, pc, stack[pe, :, pc].T, (stack.shape[0], stack.shape[2]))
+
+    def bounds(self, b: np.ndarray) -> np.ndarray:
+        """Per-target bounds for every series: (targets, 1) stays, (targets, columns) spreads."""
+        return b if b.shape[1] == 1 else b[:, self.column]
+
+    def max_by_column(self, values: np.ndarray) -> np.ndarray:
+        """(targets, series) back to (targets, columns): the largest over planes, empty 0."""
+        out = np.zeros((values.shape[0], *self.shape))
+        out[:, self.plane, self.column] = values
+        return out.max(axis=1)
+
+
 def corruption(block: Block, clean: np.ndarray, planes: Planes,
                min_history: int) -> np.ndarray:
     """Corruption of every target: (targets, columns); ``clean`` marks usable history rows."""
-    x = block.est[list(planes.corruption)]
-    e, r, n = x.shape
-    ok = clean[None] & ~np.isnan(x)
-    xt = rows_at(x, block.target)
-    ref = np.nan_to_num(xt[:, :1, :])  # shift: sums of squares stay precise
+    sr = _Series.of(block.est, planes.corruption)
+    x = sr.x
+    target, lo, hi = sr.bounds(block.target), sr.bounds(block.lo), sr.bounds(block.hi)
+    ok = clean[:, sr.column] & ~np.isnan(x)
+    xt = rows_at(x, target)
+    ref = np.nan_to_num(xt[:1])  # shift: sums of squares stay precise
     dev = np.where(ok, x - ref, 0.0)
-    step_ok = ok[:, 1:] & ok[:, :-1]
-    step = np.where(step_ok, np.diff(x, axis=1), 0.0)
-    # Five window sums from one pass; step i (joining rows i and i+1) sits on row i + 1, so
+    step_ok = np.zeros_like(ok)
+    step_ok[1:] = ok[1:] & ok[:-1]
+    step = np.zeros_like(x)
+    step[1:] = np.where(step_ok[1:], x[1:] - np.where(ok[:-1], x[:-1], 0.0), 0.0)
+    # Five window sums from one pass; step i (joining rows i - 1 and i) sits on row i, so
     # "both rows in [lo_long, hi)" is rows [lo_long + 1, hi) of the step planes.
-    parts = np.zeros((5, e, r, n))
-    parts[0], parts[1], parts[2] = ok, dev, dev * dev
-    parts[3, :, 1:], parts[4, :, 1:] = step_ok, step * step
-    cnt, s1, s2 = window_sums(parts[:3], block.lo, block.hi)
-    n_steps, ss = window_sums(parts[3:], np.minimum(block.lo_long + 1, block.hi), block.hi)
+    cnt, s1, s2 = window_sums(np.stack([ok, dev, dev * dev]), lo, hi)
+    n_steps, ss = window_sums(np.stack([step_ok, step * step]),
+                              np.minimum(sr.bounds(block.lo_long) + 1, hi), hi)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_dev = s1 / cnt
         var = np.maximum(s2 - cnt * mean_dev * mean_dev, 0.0) / np.maximum(cnt - 1, 1)
@@ -111,24 +143,26 @@ def corruption(block: Block, clean: np.ndarray, planes: Planes,
     use_steps = n_steps > cnt
     sd = np.where(use_steps, step_sd, np.sqrt(var))
     dof_n = np.where(use_steps, n_steps + 1, cnt)
-    f = planes.floors
+    f = planes.floors[sr.plane, :, 0, 0]
     sd = np.maximum(np.nan_to_num(sd), np.maximum(f[:, 0], f[:, 1] * np.abs(mean)))
     z = predictive_z(xt, mean, sd, dof_n, cnt)
     z = np.where((cnt >= min_history) & ~np.isnan(z), z, 0.0)
-    return z.max(axis=0)
+    return sr.max_by_column(z)
 
 
-def noise_at(est: np.ndarray, rows: np.ndarray, planes: Planes) -> np.ndarray:
-    """Sampling noise of each staleness estimate at ``rows`` (targets, b): (estimates, T, cols)."""
+def noise_at(est: np.ndarray, planes: Planes, sr: _Series) -> np.ndarray:
+    """Sampling noise of the staleness series in every row: (rows, series), NaN when unknown."""
     index = planes.index
-    out = np.full((len(planes.staleness), rows.shape[0], est.shape[2]), np.nan)
+    out = np.full(sr.x.shape, np.nan)
     for j, plane in enumerate(planes.staleness):
+        mine = np.flatnonzero(sr.plane == j)
         model = NOISE.get(planes.names[plane])
-        if model is None or any(need not in index for need in model[0]):
+        if len(mine) == 0 or model is None or any(need not in index for need in model[0]):
             continue  # no model of its noise: judged against history alone
-        needed = {need: rows_at(est[index[need]][None], rows)[0] for need in model[0]}
+        cols = sr.column[mine]
+        needed = {need: est[index[need]][:, cols] for need in model[0]}
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[j] = model[1](needed)
+            out[:, mine] = model[1](needed)
     return out
 
 
@@ -136,55 +170,47 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
               min_history: int) -> np.ndarray:
     """Staleness of every target: (targets, columns); ``bad`` marks corrupted history rows."""
     k = stale_runs - 1
-    est = block.est
-    x = est[list(planes.staleness)]
-    e, r, n = x.shape
-    out = np.zeros((block.target.shape[0], n))
-    if e == 0 or r < min_history + k + 1:
-        return out
-    hi = block.hi
+    sr = _Series.of(block.est, planes.staleness)
+    x = sr.x
+    r = x.shape[0]
+    if x.shape[1] == 0 or r < min_history + k + 1:
+        return np.zeros((block.target.shape[0], sr.shape[1]))
+    target, hi = sr.bounds(block.target), sr.bounds(block.hi)
     # change i joins rows i - 1 and i and sits on row i
-    d = np.full((e, r, n), np.nan)
-    d[:, 1:] = np.abs(np.diff(x, axis=1))
-    noise = noise_at(est, np.arange(r)[:, None], planes)
-    dn = np.full((e, r, n), np.nan)
-    dn[:, 1:] = np.hypot(noise[:, 1:], noise[:, :-1])
+    d = np.full(x.shape, np.nan)
+    d[1:] = np.abs(x[1:] - x[:-1])
+    noise = noise_at(block.est, planes, sr)
+    dn = np.full(x.shape, np.nan)
+    dn[1:] = np.hypot(noise[1:], noise[:-1])
     # A freeze in progress is the trailing run of changes fresh data could not make (ten times
     # below its sampling noise; an exact repeat when the noise is unknown). It stays out of the
     # history it is judged against, so a feed that stays frozen stays flagged.
     with np.errstate(invalid="ignore"):
         collapsed = np.where(np.isnan(dn), d == 0, d < 0.1 * dn)
-    idx = np.arange(r)[None, :, None]
-    streak = idx - np.maximum.accumulate(np.where(collapsed, 0, idx), axis=1)
+    idx = np.arange(r)[:, None]
+    streak = idx - np.maximum.accumulate(np.where(collapsed, 0, idx), axis=0)
     prev = np.maximum(hi - 1, 0)
-    xt, xp = rows_at(x, block.target), rows_at(x, prev)
+    xt, xp = rows_at(x, target), rows_at(x, prev)
     recent = [np.abs(xt - xp)]
-    ref_noise = [np.hypot(rows_at(noise, block.target), rows_at(noise, prev))]
+    ref_noise = [np.hypot(rows_at(noise, target), rows_at(noise, prev))]
     for j in range(1, k):  # the change on row hi - j joins rows hi - j - 1 and hi - j
         i = np.maximum(hi - j, 0)
         recent.append(rows_at(d, i))
         ref_noise.append(rows_at(dn, i))
-    rd, rn = np.stack(recent), np.stack(ref_noise)  # (k, estimates, targets, columns)
+    rd, rn = np.stack(recent), np.stack(ref_noise)  # (k, targets, series)
     hist_ok = ~np.isnan(d)
-    hist_ok[:, 1:] &= ~(bad[1:] | bad[:-1])[None]
+    hist_ok[1:] &= ~(bad[1:] | bad[:-1])[:, sr.column]
     pos = hist_ok & (d > 0)
-    parts = np.zeros((3, e, r, n))
-    parts[0], parts[1] = hist_ok, pos
     with np.errstate(divide="ignore", invalid="ignore"):
-        parts[2] = np.where(pos, np.log10(d), 0.0)
-    low = np.empty((e, *rd.shape[2:]))
-    sums = np.empty((3, e, *rd.shape[2:]))
-    h_lo = np.minimum(block.lo_long + 1, hi)
-    trail = rows_at(streak, prev)  # (estimates, targets, columns)
-    for p in range(e):
-        # history: changes on rows [lo_long + 1, end), end before the recent changes and any
-        # freeze already running when they started
-        end = np.maximum(np.minimum(hi - np.maximum(k - 1, trail[p]), hi), h_lo)
-        start = np.broadcast_to(h_lo, end.shape)
-        sums[:, p] = window_sums(parts[:, p], start, end)
-        low[p] = window_mins(np.where(hist_ok[p], d[p], np.inf)[None], start, end)[0]
-    n_h, n_pos, logs = sums
-    usual = 10.0 ** (logs / np.maximum(n_pos, 1))
+        logs = np.where(pos, np.log10(d), 0.0)
+    # history: changes on rows [lo_long + 1, end), end before the recent changes and any
+    # freeze already running when they started
+    start = np.minimum(sr.bounds(block.lo_long) + 1, hi)
+    end = np.maximum(np.minimum(hi - np.maximum(k - 1, rows_at(streak, prev)), hi), start)
+    start = np.broadcast_to(start, end.shape)
+    n_h, n_pos, log_sum = window_sums(np.stack([hist_ok, pos, logs]), start, end)
+    low = window_mins(np.where(hist_ok, d, np.inf)[None], start, end)[0]
+    usual = 10.0 ** (log_sum / np.maximum(n_pos, 1))
     ref = np.fmin(usual[None], rn)
     scale = np.fmax(np.abs(xt), np.abs(xp))
     usable = ((n_h >= min_history) & (low > 1e-9 * np.nan_to_num(scale))
@@ -194,8 +220,12 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0, STALE_TERM_CAP)
     frozen = (rd < low[None]).all(axis=0)  # every recent change below all of history's
     score = np.where(usable & frozen, k * terms.min(axis=0), 0.0)
-    used = usable.sum(axis=0)
-    return np.where(used > 0, score.sum(axis=0) / np.maximum(used, 1), 0.0)
+    total = np.zeros((score.shape[0], *sr.shape))
+    used = np.zeros_like(total)
+    total[:, sr.plane, sr.column] = score
+    used[:, sr.plane, sr.column] = usable
+    total, used = total.sum(axis=1), used.sum(axis=1)
+    return np.where(used > 0, total / np.maximum(used, 1), 0.0)
 
 
 def floors_of(names: Sequence[str], corruption_planes: Sequence[int],
