@@ -289,6 +289,36 @@ def test_a_failing_disk_means_retry_not_ok(tmp_path):
         proc.stop()
 
 
+def test_a_failed_checkpoint_keeps_the_log(tmp_path, monkeypatch):
+    proc = _start(tmp_path)
+    try:
+        with grpc_stub(proc) as stub:
+            stub.Export(request(run_span(run_id="r1")), timeout=30)
+        assert proc.wait_idle(10)
+        real = proc.router.snapshot
+
+        def broken() -> dict:
+            raise RuntimeError("an analyzer that cannot snapshot")
+
+        monkeypatch.setattr(proc.router, "snapshot", broken)
+        assert proc.persistence.checkpoint() is False
+        assert proc.registry.get_sample_value(
+            "mlobs_processor_state_write_errors_total", {"op": "checkpoint"}
+        ) == 1
+        assert proc.persistence.log_pending() == 1
+        monkeypatch.setattr(proc.router, "snapshot", real)
+        with grpc_stub(proc) as stub:
+            stub.Export(request(run_span(run_id="r2")), timeout=30)
+        assert proc.wait_idle(10)
+        assert proc.persistence.checkpoint() is True
+        assert proc.persistence.log_pending() == 0
+        held = _held(proc)
+    finally:
+        proc.stop()
+    with _started(tmp_path) as again:
+        assert _held(again) == held
+
+
 def test_a_second_processor_cannot_share_the_state_directory(tmp_path):
     with running(state_dir=str(tmp_path)):
         other = Processor(ProcessorConfig(grpc_port=0, http_port=0, metrics_port=0,

@@ -256,7 +256,10 @@ class Persistence:
 
     def _write_failed(self, op: str) -> None:
         self.write_errors[op] += 1
-        logger.exception("state write failed (%s); the client is told to retry", op)
+        if op == "checkpoint":
+            logger.exception("checkpoint failed; the log keeps every batch until the next one")
+        else:
+            logger.exception("state write failed (%s); the client is told to retry", op)
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -271,7 +274,10 @@ class Persistence:
         recovered = self.recovery.last_seq != self.recovery.covered_seq
         wait = 0.0 if recovered else self.checkpoint_interval_s
         while not self._stop.wait(wait):
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except Exception:  # never let the checkpointer die; checkpoint() counts its failures
+                logger.exception("checkpoint thread error")
             wait = self.checkpoint_interval_s
 
     def checkpoint(self, force: bool = False) -> bool:
@@ -284,13 +290,15 @@ class Persistence:
             if self._wal is None:
                 return False
             start = time.perf_counter()
-            with self._lock:
-                covers = self._applied()
-                if covers == self._covered and not force:
-                    return False
-                entries = self._router.snapshot()
-            self.snapshot_seconds = time.perf_counter() - start
             try:
+                with self._lock:
+                    covers = self._applied()
+                    if covers == self._covered and not force:
+                        return False
+                    # One analyzer that cannot snapshot fails the whole checkpoint: leaving it
+                    # out would let the log it still needs be deleted.
+                    entries = self._router.snapshot()
+                self.snapshot_seconds = time.perf_counter() - start
                 self._wal.rotate()  # the covered part becomes a closed, deletable segment
                 result = self._store.write(entries, covers)
                 self._covered = covers
