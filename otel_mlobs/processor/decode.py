@@ -559,7 +559,8 @@ def _array(name: str, value: AnyValue) -> np.ndarray:
             return np.array([getter(item) for item in items], dtype=_NATIVE_DTYPES[kind])
     elif kinds == {"int_value", "double_value"}:
         return np.array([getattr(item, item.WhichOneof("value")) for item in items], np.float64)
-    raise SpanError(BAD_TYPE, f"{name}: native array of {sorted(kinds)} is not a scalar array")
+    named = sorted(k or "empty value" for k in kinds)  # an item with no value has kind None
+    raise SpanError(BAD_TYPE, f"{name}: native array of {named} is not a scalar array")
 
 
 _NATIVE_SCALARS: dict[str, Callable[[AnyValue], Any]] = {

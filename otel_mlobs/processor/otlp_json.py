@@ -31,6 +31,8 @@ def parse_trace_request(body: bytes | str) -> ExportTraceServiceRequest:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OtlpJsonError(f"invalid JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." a hundred thousand deep
+        raise OtlpJsonError("invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise OtlpJsonError(f"expected a JSON object, got {type(doc).__name__}")
     for r, resource_spans in enumerate(_list(doc, "resourceSpans", "resource_spans", "")):
@@ -48,6 +50,8 @@ def parse_trace_request(body: bytes | str) -> ExportTraceServiceRequest:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise OtlpJsonError(str(exc)) from None
+    except RecursionError:  # nested array or kvlist values deeper than the parser recurses
+        raise OtlpJsonError("attribute values nested too deeply") from None
 
 
 def to_json(message: Message) -> bytes:
