@@ -107,18 +107,20 @@ class ComponentSeries:
     windows when there are more of them than baseline points, judged by
     :func:`~.scoring.predictive_z`.
 
-    **Staleness**: per staleness estimate, each of the last ``k = stale_runs - 1`` run-to-run
-    changes is compared with its *reference*, the smaller of the usual change (geometric mean
-    of the clean history's changes) and the change sampling noise alone would make between two
-    fresh runs (:data:`~.estimates.NOISE`). When every one of them is smaller than every clean
-    change in history, the estimate contributes ``k × min_j -log10(|change_j| / reference_j)``
-    (each term capped at 6); contributions are averaged over the usable estimates. The history
-    is the spread horizon's changes before the recent ones and before any freeze already running
-    (a trailing run of changes ten times below sampling noise), so a feed that stays frozen
-    stays flagged. Usable means history varied: enough clean changes, none of them (near) zero,
-    and fresh data would move the estimate (non-zero noise). A column that is zero most days, a
-    near-constant flag whose days differ by its binomial noise, or a sticky category earn
-    nothing: that is their normal, not a freeze.
+    **Staleness**: per staleness estimate, the last ``k = stale_runs - 1`` run-to-run changes
+    are *collapsed* when each is one fresh data could not make (ten times below the change
+    sampling noise alone makes between two fresh runs, :data:`~.estimates.NOISE`; an exact
+    repeat for an estimate without a noise model) and smaller than every clean change in
+    history. A collapsed estimate contributes ``k × min_j -log10(|change_j| / reference_j)``
+    (each term capped at 6), the reference being the smaller of the usual change (geometric
+    mean of the clean history's changes) and that noise; contributions are averaged over the
+    usable estimates. The history is the spread horizon's changes before the recent ones and
+    before any freeze already running (a trailing run of collapsed changes), so a feed that
+    stays frozen stays flagged. Usable means history varied: enough clean changes, none of them
+    (near) zero, and fresh data would move the estimate (non-zero noise). A column that is zero
+    most days, a near-constant flag whose days differ by its binomial noise, or a sticky
+    category earn nothing: that is their normal, not a freeze. Only columns whose latest change
+    collapsed in some estimate are examined further; the others score 0 from two rows.
     """
 
     def __init__(self, params: ScoreParams, estimators: Iterable[str] = ("mean", "std"),
@@ -378,8 +380,9 @@ class ComponentSeries:
                     vocab[v] = max(vocab.get(v, -np.inf), when)
         self.corruption[targets, :n] = corr
         self.staleness[targets, :n] = stale
-        self.signature[0, targets, :n] = zeta(corr / p.z_threshold, p.zeta_floor)
-        self.signature[1, targets, :n] = zeta(stale / p.stale_threshold, p.zeta_floor)
+        self.signature[:, targets, :n] = zeta(np.stack([corr / p.z_threshold,
+                                                        stale / p.stale_threshold]),
+                                              p.zeta_floor)
         for s in targets:
             self._tops.pop(int(s), None)
         self._pending.clear()

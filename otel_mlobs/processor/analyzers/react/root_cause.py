@@ -72,6 +72,8 @@ class ComponentView:
         order = np.array(sorted(range(n), key=names.__getitem__), dtype=np.int64)
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n)
+        if len(np.unique(raw)) == n:  # every column its own group, the usual quiet case
+            return cls(component, scores, z, rank, [names[i] for i in order], z[order], order)
         uniq, inv = np.unique(raw, return_inverse=True)
         first = np.full(len(uniq), n, dtype=np.int64)
         np.minimum.at(first, inv, rank)

@@ -103,7 +103,11 @@ class _Series:
         stack = est[list(planes)]
         live = ~np.isnan(stack).all(axis=1)
         pe, pc = np.nonzero(live)
-        return cls(pe, pc, stack[pe, :, pc].T, (stack.shape[0], stack.shape[2]))
+        return cls(pe, pc, np.ascontiguousarray(stack[pe, :, pc].T),
+                   (stack.shape[0], stack.shape[2]))
+
+    def subset(self, keep: np.ndarray) -> _Series:
+        return _Series(self.plane[keep], self.column[keep], self.x[:, keep], self.shape)
 
     def bounds(self, b: np.ndarray) -> np.ndarray:
         """Per-target bounds for every series: (targets, 1) stays, (targets, columns) spreads."""
@@ -150,31 +154,57 @@ def corruption(block: Block, clean: np.ndarray, planes: Planes,
     return sr.max_by_column(z)
 
 
-def noise_at(est: np.ndarray, planes: Planes, sr: _Series) -> np.ndarray:
-    """Sampling noise of the staleness series in every row: (rows, series), NaN when unknown."""
+def noise_at(est: np.ndarray, planes: Planes, sr: _Series,
+             rows: np.ndarray | None = None) -> np.ndarray:
+    """Sampling noise of the staleness series: (rows, series) in every row, or (targets, series)
+    at ``rows`` (targets, b) as :func:`rows_at` takes them; NaN when unknown."""
     index = planes.index
-    out = np.full(sr.x.shape, np.nan)
+    shape = sr.x.shape if rows is None else (rows.shape[0], sr.x.shape[1])
+    out = np.full(shape, np.nan)
     for j, plane in enumerate(planes.staleness):
         mine = np.flatnonzero(sr.plane == j)
         model = NOISE.get(planes.names[plane])
         if len(mine) == 0 or model is None or any(need not in index for need in model[0]):
             continue  # no model of its noise: judged against history alone
         cols = sr.column[mine]
-        needed = {need: est[index[need]][:, cols] for need in model[0]}
+        at = rows if rows is None or rows.shape[1] == 1 else rows[:, mine]
+        needed = {need: est[index[need]][:, cols] if at is None
+                  else rows_at(est[index[need]][:, cols], at) for need in model[0]}
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, mine] = model[1](needed)
     return out
+
+
+def _collapsed(change: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Changes fresh data could not make: ten times below sampling noise, or, where the noise is
+    unknown, exact repeats."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(noise), change == 0, change < 0.1 * noise)
 
 
 def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
               min_history: int) -> np.ndarray:
     """Staleness of every target: (targets, columns); ``bad`` marks corrupted history rows."""
     k = stale_runs - 1
+    out = np.zeros((block.target.shape[0], block.est.shape[2]))
     sr = _Series.of(block.est, planes.staleness)
+    r = sr.x.shape[0]
+    if sr.x.shape[1] == 0 or r < min_history + k + 1:
+        return out
+    # Only a column whose latest change some estimate could not have made from fresh data can
+    # be stale: the rest are settled from their target rows alone.
+    own = np.abs(rows_at(sr.x, sr.bounds(block.target))
+                 - rows_at(sr.x, np.maximum(sr.bounds(block.hi) - 1, 0)))
+    own_noise = np.hypot(noise_at(block.est, planes, sr, sr.bounds(block.target)),
+                         noise_at(block.est, planes, sr, np.maximum(sr.bounds(block.hi) - 1, 0)))
+    # a series that never changed (a fixed batch size) has no history of change to compare with
+    varied = np.nanmax(sr.x, axis=0) > np.nanmin(sr.x, axis=0)
+    candidate = np.zeros(sr.shape[1], dtype=bool)
+    candidate[sr.column[(_collapsed(own, own_noise).any(axis=0)) & varied]] = True
+    sr = sr.subset(candidate[sr.column])
+    if sr.x.shape[1] == 0:
+        return out
     x = sr.x
-    r = x.shape[0]
-    if x.shape[1] == 0 or r < min_history + k + 1:
-        return np.zeros((block.target.shape[0], sr.shape[1]))
     target, hi = sr.bounds(block.target), sr.bounds(block.hi)
     # change i joins rows i - 1 and i and sits on row i
     d = np.full(x.shape, np.nan)
@@ -182,11 +212,9 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     noise = noise_at(block.est, planes, sr)
     dn = np.full(x.shape, np.nan)
     dn[1:] = np.hypot(noise[1:], noise[:-1])
-    # A freeze in progress is the trailing run of changes fresh data could not make (ten times
-    # below its sampling noise; an exact repeat when the noise is unknown). It stays out of the
-    # history it is judged against, so a feed that stays frozen stays flagged.
-    with np.errstate(invalid="ignore"):
-        collapsed = np.where(np.isnan(dn), d == 0, d < 0.1 * dn)
+    # A freeze in progress is the trailing run of changes fresh data could not make. It stays
+    # out of the history it is judged against, so a feed that stays frozen stays flagged.
+    collapsed = _collapsed(d, dn)
     idx = np.arange(r)[:, None]
     streak = idx - np.maximum.accumulate(np.where(collapsed, 0, idx), axis=0)
     prev = np.maximum(hi - 1, 0)
@@ -201,8 +229,8 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     hist_ok = ~np.isnan(d)
     hist_ok[1:] &= ~(bad[1:] | bad[:-1])[:, sr.column]
     pos = hist_ok & (d > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(pos, np.log10(d), 0.0)
+    logs = np.zeros(d.shape)
+    np.log10(d, out=logs, where=pos)
     # history: changes on rows [lo_long + 1, end), end before the recent changes and any
     # freeze already running when they started
     start = np.minimum(sr.bounds(block.lo_long) + 1, hi)
@@ -218,14 +246,15 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     with np.errstate(invalid="ignore", divide="ignore"):
         terms = -np.log10(rd / np.where(ref > 0, ref, 1.0))
     terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0, STALE_TERM_CAP)
-    frozen = (rd < low[None]).all(axis=0)  # every recent change below all of history's
+    # frozen: every recent change is one fresh data could not make, and below all of history's
+    frozen = _collapsed(rd, rn).all(axis=0) & (rd < low[None]).all(axis=0)
     score = np.where(usable & frozen, k * terms.min(axis=0), 0.0)
     total = np.zeros((score.shape[0], *sr.shape))
     used = np.zeros_like(total)
     total[:, sr.plane, sr.column] = score
     used[:, sr.plane, sr.column] = usable
     total, used = total.sum(axis=1), used.sum(axis=1)
-    return np.where(used > 0, total / np.maximum(used, 1), 0.0)
+    return np.where(used > 0, total / np.maximum(used, 1), out)
 
 
 def floors_of(names: Sequence[str], corruption_planes: Sequence[int],

@@ -62,14 +62,17 @@ def _masks(lo: np.ndarray, hi: np.ndarray, rows: int) -> np.ndarray:
 
 
 def window_sums(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Sums of ``x`` (..., rows, cols) over rows ``[lo, hi)`` per target: (..., targets, cols)."""
+    """Sums of ``x`` (..., rows, cols) over rows ``[lo, hi)`` per target: (..., targets, cols).
+
+    ``x`` must be finite (zero what a window should not count): sums run over whole rows.
+    """
     rows = x.shape[-2]
     if not _direct(lo, hi, rows):
         return window_sum(prefix(x), lo, hi)
     out = np.empty((*x.shape[:-2], len(lo), x.shape[-1]))
     if lo.shape[1] > 1:
         for j, m in enumerate(_masks(lo, hi, rows)):
-            out[..., j, :] = np.where(m, x, 0.0).sum(axis=-2)
+            out[..., j, :] = np.einsum("...rc,rc->...c", x, m.astype(np.float64))
         return out
     for j, (a, b) in enumerate(zip(lo[:, 0].tolist(), hi[:, 0].tolist(), strict=True)):
         out[..., j, :] = x[..., a:max(a, b), :].sum(axis=-2)
