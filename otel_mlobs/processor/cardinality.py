@@ -6,7 +6,9 @@ series into every family and make Prometheus pay for each of them. :class:`Serie
 every family at ``max_series`` series:
 
 * Admission is sticky: series exposed at the previous scrape stay exposed while they still
-  exist, and newcomers take free places in the order the analyzers report them. A series
+  exist, and newcomers take free places in the order the analyzers report them. (Families
+  under half the cap are not remembered, to keep scrapes cheap: one that jumps from there
+  past the cap in a single scrape is admitted in report order.) A series
   therefore does not flicker in and out between scrapes, and the cap never reshuffles which
   columns are visible while the set of columns is stable.
 * What does not fit is folded into one overflow series whose every label is ``__overflow__``:
@@ -88,10 +90,12 @@ class SeriesLimiter:
         """Cap every family in place and update the drop counts."""
         self._last_dropped = {}
         for name, fam in families.items():
-            if len(fam.keys) <= self.max_series:
-                self._admitted[name] = set(fam.keys)
-            else:
+            if len(fam.keys) > self.max_series:
                 self._cap(name, fam)
+            elif len(fam.keys) > self.max_series // 2:
+                self._admitted[name] = set(fam.keys)
+            else:  # far from the cap: not worth hashing every key at every scrape
+                self._admitted.pop(name, None)
         for gone in self._admitted.keys() - families.keys():
             del self._admitted[gone]
 
