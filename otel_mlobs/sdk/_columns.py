@@ -45,6 +45,7 @@ CACHE_CHUNK_BYTES = 256 << 10
 a core's cache across the five reductions."""
 
 _NAT = np.iinfo(np.int64).min
+_IN_PLACE = 2  # float64 blocks of at least this many columns are reduced without a copy
 _ONE_PASS_RATIO = 1e6
 _NUMERIC_INFERRED = frozenset({"integer", "floating", "mixed-integer-float", "decimal"})
 _DATETIME_INFERRED = frozenset({"datetime", "datetime64", "date"})
@@ -147,7 +148,7 @@ def prepare(table: Table, rows: np.ndarray | None = None) -> Columns:
             cats.append(CategoryColumn(i, codes, categories, counts))
     picked = None if rows is None else np.empty((sum(len(p) for p, _ in sources), len(rows)))
     with np.errstate(all="ignore"):  # NaN and infinities are data here, not errors
-        segments, sums = _reduce_sources(sources, table.rows, rows, picked)
+        segments, sources, sums = _reduce_sources(sources, table.rows, rows, picked)
         stats = _finish_stats(segments, table.rows, *sums)
     float_index = np.asarray([p for positions, _ in sources for p in positions], dtype=np.intp)
     out = Columns(table.rows, list(table.names), kinds, segments, float_index, *stats,
@@ -156,17 +157,21 @@ def prepare(table: Table, rows: np.ndarray | None = None) -> Columns:
     return out
 
 
-def _reduce_sources(sources: list[tuple[list[int], np.ndarray]], n: int,
-                    rows: np.ndarray | None, picked: np.ndarray | None
-                    ) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
-    """The float64 rows of ``sources`` and their plain reductions (sum, min, max, bit sum, sum of
-    squares), one numpy call per reduction and chunk of rows; ``picked`` receives the values at
-    positions ``rows``.
+Source = tuple[list[int], np.ndarray]  # (table positions, 2-D rows of any numeric dtype)
 
-    A small table becomes one stacked array, filled and reduced a cache-sized chunk of rows at a
-    time so the five reductions read from cache rather than memory; a large one keeps its
-    sources as they are (float64 blocks are not copied), so a wide million-row frame is never
-    duplicated whole.
+
+def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
+                    picked: np.ndarray | None
+                    ) -> tuple[list[np.ndarray], list[Source], tuple[np.ndarray, ...]]:
+    """Float64 segments holding the rows of ``sources``, the sources in segment order, and the
+    plain reductions of every row (sum, min, max, bit sum, sum of squares); ``picked`` receives
+    the values at positions ``rows``.
+
+    float64 blocks of several columns are reduced where they lie, never copied; the other
+    columns (integers and booleans to convert, single columns) are stacked into one array. Each
+    segment is filled and reduced a cache-sized chunk of rows at a time, so the five reductions
+    read from cache rather than memory. Past :data:`MAX_CHUNK_BYTES` of converted columns each
+    source becomes a segment of its own, so a wide million-row frame is never duplicated whole.
     """
     total_rows = sum(len(positions) for positions, _ in sources)
     sums = tuple(np.empty(total_rows, dtype) for dtype in (np.float64, np.float64, np.float64,
@@ -174,32 +179,36 @@ def _reduce_sources(sources: list[tuple[list[int], np.ndarray]], n: int,
     if not total_rows or not n:  # nothing to reduce: _finish_stats reports NaN
         if picked is not None:
             picked[:] = np.nan
-        return ([np.zeros((total_rows, n))] if total_rows else []), sums
-    if total_rows * n * 8 <= MAX_CHUNK_BYTES:
-        x = np.empty((total_rows, n))
-        pieces = [(rows, j) for _, rows in sources for j in range(len(rows))]
-        step = max(1, CACHE_CHUNK_BYTES // max(8 * n, 1))
-        for lo in range(0, total_rows, step):
-            hi = min(lo + step, total_rows)
-            for at in range(lo, hi):
-                block, j = pieces[at]
-                x[at] = block[j]
-            _reduce(x[lo:hi], lo, sums)
-            if picked is not None:
-                picked[lo:hi] = x[lo:hi][:, rows]
-        return [x], sums
-    segments = [block if block.dtype == np.float64 else block.astype(np.float64)
-                for _, block in sources]
+        return ([np.zeros((total_rows, n))] if total_rows else []), sources, sums
+    kept: list[Source] = []
+    rest: list[Source] = []
+    for src in sources:
+        (kept if src[1].dtype == np.float64 and len(src[0]) >= _IN_PLACE else rest).append(src)
+    segments = [block for _, block in kept]
+    pieces: list[tuple[np.ndarray, int]] = []
+    if sum(len(positions) for positions, _ in rest) * n * 8 <= MAX_CHUNK_BYTES:
+        pieces = [(block, j) for _, block in rest for j in range(len(block))]
+        if pieces:
+            segments.append(np.empty((len(pieces), n)))  # filled chunk by chunk below
+    else:
+        segments += [block if block.dtype == np.float64 else block.astype(np.float64)
+                     for _, block in rest]
+    step = max(1, CACHE_CHUNK_BYTES // max(8 * n, 1))
     at = 0
-    step = max(1, MAX_CHUNK_BYTES // max(8 * n, 1))
-    for seg in segments:
+    for k, seg in enumerate(segments):
+        filling = bool(pieces) and k == len(segments) - 1
         for lo in range(0, len(seg), step):
-            part = seg[lo:lo + step]
-            _reduce(part, at, sums)
+            hi = min(lo + step, len(seg))
+            if filling:
+                for r in range(lo, hi):
+                    block, j = pieces[r]
+                    seg[r] = block[j]
+            part = seg[lo:hi]
+            _reduce(part, at + lo, sums)
             if picked is not None:
-                picked[at:at + len(part)] = part[:, rows]
-            at += len(part)
-    return segments, sums
+                picked[at + lo:at + hi] = part[:, rows]
+        at += len(seg)
+    return segments, kept + rest, sums
 
 
 def _reduce(x: np.ndarray, at: int, sums: tuple[np.ndarray, ...]) -> None:

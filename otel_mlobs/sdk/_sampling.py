@@ -46,8 +46,12 @@ def plan(n: int, sketch_rows: int | None, sample_rows: int, seed: int | None) ->
     if sketch_rows is not None and sketch_rows < n:
         picked = rng.choice(n, size=sketch_rows, replace=False)  # in random order
         sketch = np.sort(picked)
-        sample = (np.sort(picked[:sample_rows]) if sample_rows <= sketch_rows
-                  else _sample(n, sample_rows, rng))
+        if sample_rows == sketch_rows:
+            sample = sketch  # the same rows: gathered once
+        elif sample_rows < sketch_rows:
+            sample = np.sort(picked[:sample_rows])
+        else:
+            sample = _sample(n, sample_rows, rng)
     else:
         sample = _sample(n, sample_rows, rng)
     if n <= POINTER_ROWS:

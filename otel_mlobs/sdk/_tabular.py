@@ -78,7 +78,7 @@ def as_table(data: Any, name: str = "data") -> Table:
 
 
 def _from_pandas(df: pd.DataFrame) -> Table:
-    names = [str(c) for c in df.columns]
+    names = [str(c) for c in df.columns.tolist()]
     table = _from_blocks(df, names)
     if table is not None:
         return table
@@ -99,7 +99,7 @@ def _from_blocks(df: pd.DataFrame, names: list[str]) -> Table | None:
         if getattr(values, "ndim", 0) == 2:
             if values.shape != (len(positions), n):
                 return None
-            parts = list(values)  # row views: no copy
+            parts = [values[j] for j in range(len(positions))]  # row views: no copy
             if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
                 numeric.append((positions, values))
         elif len(positions) == 1 and len(values) == n:

@@ -285,8 +285,7 @@ def _floats(out: FrameSummary, cols: Columns, levels: np.ndarray, sketch_k: int,
     sketched = np.flatnonzero(~boolean)
     drawn = cols.float_rows(sketch_idx) if sketch_rows is not None else None
     if len(sample_idx):
-        same = drawn is not None and len(sample_idx) == drawn.shape[1] and (
-            sketch_idx is None or np.array_equal(sample_idx, sketch_idx))
+        same = drawn is not None and _same_rows(sketch_idx, sample_idx, cols.rows)
         rows = drawn if same else cols.float_rows(sample_idx)
         for j, i in enumerate(at.tolist()):
             samples[i] = rows[j]
@@ -364,6 +363,13 @@ def _floats_every_row(out: FrameSummary, cols: Columns, rows: np.ndarray, levels
                     out.sketches[i], out.quantiles[i] = _kll.library_sketch(
                         finite, sketch_k, level_list)
             j += 1
+
+
+def _same_rows(sketch_idx: np.ndarray | None, sample_idx: np.ndarray, n: int) -> bool:
+    """Whether the sample rows are the sketch rows (all ``n`` rows when ``sketch_idx`` is None)."""
+    if sketch_idx is None:
+        return len(sample_idx) == n
+    return sample_idx is sketch_idx or np.array_equal(sample_idx, sketch_idx)
 
 
 def _sort_rows(x: np.ndarray) -> np.ndarray:
@@ -486,8 +492,7 @@ def _text(out: FrameSummary, text: TextColumn, sketch_rows: int | None,
         _text_statistics(out, i, seen, count, sampled=sketch_idx is not None)
     if not len(sample_idx):
         return None
-    if drawn is None or len(drawn[0]) != len(sample_idx) or (
-            sketch_idx is not None and not np.array_equal(sketch_idx, sample_idx)):
+    if drawn is None or not _same_rows(sketch_idx, sample_idx, n):
         drawn = _text_values(text, sample_idx)
     items, missing = drawn
     if missing is not None:
