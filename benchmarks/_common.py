@@ -224,23 +224,31 @@ def _version_of(module: str) -> str | None:
         return None
 
 
-def code_version() -> dict[str, Any]:
-    """The commit measured, and whether ``otel_mlobs/`` differed from it (uncommitted work)."""
+def code_version(paths: Sequence[str] = ("otel_mlobs",)) -> dict[str, Any]:
+    """The commit measured, and which files under ``paths`` differed from it (uncommitted work).
+
+    ``paths`` are relative to the repository root; a benchmark names the code it exercises, so
+    unrelated work in progress elsewhere in the checkout does not mark its figures.
+    """
     import otel_mlobs
 
     src = Path(otel_mlobs.__file__).resolve().parent
+    root = src.parent
     out: dict[str, Any] = {"otel_mlobs_path": str(src)}
     try:
-        git = ["git", "-C", str(src.parent)]
+        git = ["git", "-C", str(root)]
         head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
         dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", str(src)], capture_output=True, text=True
+            [*git, "status", "--porcelain", "--", *paths], capture_output=True, text=True
         )
     except OSError:
         return out
     if head.returncode == 0:
+        changed = sorted(line[3:] for line in dirty.stdout.splitlines() if line.strip())
         out["commit"] = head.stdout.strip()
-        out["otel_mlobs_uncommitted_changes"] = bool(dirty.stdout.strip())
+        out["checked_paths"] = list(paths)
+        out["uncommitted_files"] = changed
+        out["otel_mlobs_uncommitted_changes"] = bool(changed)
     return out
 
 
@@ -248,9 +256,15 @@ def code_line(code: dict[str, Any]) -> str:
     """One markdown line naming the code measured."""
     if "commit" not in code:
         return f"Code: otel_mlobs from {code['otel_mlobs_path']}."
-    extra = (
-        " plus uncommitted changes in otel_mlobs/" if code["otel_mlobs_uncommitted_changes"] else ""
-    )
+    changed = code.get("uncommitted_files")
+    if changed is None:  # results written before files were listed
+        changed = ["otel_mlobs/"] if code["otel_mlobs_uncommitted_changes"] else []
+    extra = ""
+    if changed:
+        shown = ", ".join(changed[:3]) + (
+            f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        )
+        extra = f" plus uncommitted changes in {shown}"
     return f"Code: commit {code['commit'][:10]}{extra}."
 
 

@@ -347,7 +347,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "export": export,
         "target_overhead_ratio_max": TARGET_OVERHEAD,
         "results": result,
-        "code": C.code_version(),
+        "code": C.code_version(
+            (
+                "otel_mlobs/sdk",
+                "otel_mlobs/packing.py",
+                "otel_mlobs/semconv.py",
+                "otel_mlobs/processor",
+                "otel_mlobs/scenarios",
+            )
+        ),
         "machine": machine,
     }
     C.write_results("sdk_overhead", payload, render_markdown(payload), args.out_dir)

@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "results": results,
         "ratios": ratios,
-        "code": C.code_version(),
+        "code": C.code_version(
+            ("otel_mlobs/sdk", "otel_mlobs/packing.py", "otel_mlobs/semconv.py")
+        ),
         "machine": machine,
     }
     C.write_results("summarize", payload, render_markdown(payload), args.out_dir)
