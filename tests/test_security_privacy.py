@@ -237,28 +237,76 @@ def test_crafted_ids_and_values_stay_out_of_labels_but_for_capped_patterns(craft
 # --- the hasher itself ------------------------------------------------------------------------
 
 
-def test_id_hasher_hashes_identifier_columns_only_and_consistently():
+def _sample(columns: dict[str, np.ndarray], pipeline: str = "p") -> SampleRecord:
+    n = len(next(iter(columns.values())))
+    return SampleRecord(Key(pipeline, "c"), "r", 0.0, "input", "d", n, dict(columns))
+
+
+def _hashed(hasher: IdHasher, values: np.ndarray, column: str, pipeline: str = "p") -> bool:
+    record = _sample({column: values}, pipeline)
+    hasher.apply(DecodeResult(records=[record]))
+    out = record.columns[column]
+    return out is not values and any(str(v).startswith(PREFIX) for v in out)
+
+
+def test_id_hasher_hashes_identifier_columns_consistently():
     key = b"k" * 32
     hasher = IdHasher(key)
-    ids = np.array([f"trip-{i}" for i in range(20)] + [""])
-    zones = np.array(["a", "b", "c"] * 7)
-    sample = SampleRecord(Key("p", "c"), "r", 0.0, "input", "d", 21,
-                          {"trip_id": ids, "zone": zones, "fare": np.arange(21.0)})
-    top_ids = {f"trip-{i}": 1 for i in range(5)}
-    result = DecodeResult(records=[sample])
-    hasher.apply(result)
-    hashed = sample.columns["trip_id"]
+    ids = np.array([f"trip-{i}" for i in range(100)] + [""])
+    zones = np.array(["a", "b", "c", "d"] * 25 + [""])
+    record = _sample({"trip_id": ids, "zone": zones, "fare": np.arange(101.0)})
+    hasher.apply(DecodeResult(records=[record]))
+    hashed = record.columns["trip_id"]
     assert all(h.startswith(PREFIX) and len(h) == len(PREFIX) + 16 for h in hashed[:-1])
     assert hashed[-1] == ""  # nulls stay nulls
-    assert len(set(hashed[:-1].tolist())) == 20  # still unique
-    assert sample.columns["zone"] is zones and sample.columns["fare"].dtype == np.float64
+    assert len(set(hashed[:-1].tolist())) == 100  # still unique
+    assert not any(str(z).startswith(PREFIX) for z in record.columns["zone"])
+    assert record.columns["fare"].dtype == np.float64  # numbers untouched
     assert IdHasher(key).digest("trip-3") == hashed[3]  # same key, same digest
     assert IdHasher(b"x" * 32).digest("trip-3") != hashed[3]  # another deployment's key
     assert IdHasher().digest("trip-3") != IdHasher().digest("trip-3")  # random per process
-    assert hasher._top_values(top_ids) == {hasher.digest(k): 1 for k in top_ids}
-    assert hasher._top_values({"a": 3, "b": 1}) == {"a": 3, "b": 1}  # a categorical
-    assert not hasher.is_identifier(np.array([f"t{i}" for i in range(5)]))  # too few rows
-    assert not hasher.is_identifier(np.arange(100).astype(np.int64))  # numbers are not hashed
-    assert hasher.is_identifier(np.array([f"t{i}".encode() for i in range(10)]))  # bytes too
     with pytest.raises(ValueError, match="16 to 64"):
         IdHasher(b"short")
+
+
+def test_id_hasher_decides_once_per_column_so_values_never_change_form():
+    hasher = IdHasher(b"k" * 32)
+    # 100 unique values decide "identifier", whatever the name; small batches then follow.
+    assert _hashed(hasher, np.array([f"o{i}" for i in range(100)]), "order")
+    assert hasher.decided("p", "order") is True
+    assert _hashed(hasher, np.array(["o1", "o1"]), "order")
+    # 100 repeating values decide "categorical"; a later all-distinct batch stays readable.
+    assert not _hashed(hasher, np.array(["a", "b"] * 50), "zone")
+    assert hasher.decided("p", "zone") is False
+    assert not _hashed(hasher, np.array([f"z{i}" for i in range(100)]), "zone")
+    # Small batches decide nothing: distinct zone names are not evidence of ids...
+    assert not _hashed(hasher, np.array([f"z{i}" for i in range(20)]), "dropoff")
+    assert hasher.decided("p", "dropoff") is None
+    # ...but a column named like an id with distinct values is hashed, even one row of it.
+    assert _hashed(hasher, np.array(["t-1"]), "trip_id")
+    assert _hashed(hasher, np.array([f"t{i}" for i in range(20)]), "tripId")
+    assert not _hashed(hasher, np.array(["t1", "t1", "t2"] * 3), "rider_id")  # repeats
+    assert hasher.decided("p", "trip_id") is None
+    # Decisions are per pipeline, and bytes columns count as strings.
+    assert hasher.decided("q", "order") is None
+    assert _hashed(hasher, np.array([f"o{i}".encode() for i in range(100)]), "order", "q")
+    assert not _hashed(hasher, np.arange(100).astype(str).astype(np.int64), "n")
+
+
+def test_id_hasher_hashes_top_values_of_unique_columns():
+    hasher = IdHasher(b"k" * 32)
+    once = {f"t{i}": 1 for i in range(5)}
+    nan = np.full(3, np.nan)
+    summary = SummaryRecord(
+        key=Key("p", "c"), run_id="r", event_time=0.0, role="output", dataset="d", rows=500,
+        pointer="", columns=["trip", "zone", "small"], kinds=["categorical"] * 3,
+        count=np.array([500, 500, 10]), nulls=np.zeros(3, np.int64), mean=nan, std=nan,
+        min=nan, max=nan, quantile_levels=np.empty(0), quantiles=np.empty((3, 0)),
+        sketches=[b""] * 3, distinct=nan,
+        top_values=[dict(once), {"a": 300, "b": 200}, {"x": 1, "y": 1}],
+    )
+    hasher.apply(DecodeResult(records=[summary]))
+    assert summary.top_values[0] == {hasher.digest(k): 1 for k in once}
+    assert summary.top_values[1] == {"a": 300, "b": 200}
+    assert summary.top_values[2] == {"x": 1, "y": 1}  # 10 rows: too few to call it ids
+    assert hasher.decided("p", "trip") is True and hasher.decided("p", "zone") is False
