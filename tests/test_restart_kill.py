@@ -43,7 +43,9 @@ from otel_mlobs.processor.service import Processor
 from otel_mlobs.scenarios import TaxiScenario, parse_incidents
 from otel_mlobs.scenarios.pipeline import run_pipeline
 
-LISTENING = re.compile(r"OTLP/gRPC 127\.0\.0\.1:(\d+), .* metrics http://127\.0\.0\.1:(\d+)/metrics")
+LISTENING = re.compile(
+    r"OTLP/gRPC 127\.0\.0\.1:(\d+), .* metrics http://127\.0\.0\.1:(\d+)/metrics"
+)
 Request = trace_service_pb2.ExportTraceServiceRequest
 
 

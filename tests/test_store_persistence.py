@@ -129,9 +129,11 @@ def test_restart_after_a_crash_resumes_from_checkpoint_plus_log(crashed, caplog)
         assert _held(proc) == _expected(ALL)
         rec = proc.persistence.recovery
         assert rec.replayed_batches == len(BATCHES) - CHECKPOINTED
-        assert rec.restored_entries == proc.registry.get_sample_value(
-            "mlobs_processor_state_restored_entries"
-        ) > 0
+        assert (
+            rec.restored_entries
+            == proc.registry.get_sample_value("mlobs_processor_state_restored_entries")
+            > 0
+        )
         assert _dropped(proc) == {}
         assert f"{len(BATCHES) - CHECKPOINTED} batches (" in caplog.text
     finally:
@@ -282,9 +284,12 @@ def test_a_failing_disk_means_retry_not_ok(tmp_path):
         with grpc_stub(proc) as stub, pytest.raises(grpc.RpcError) as info:
             stub.Export(request(run_span(run_id="r1")), timeout=30)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # OTLP clients retry this
-        assert proc.registry.get_sample_value(
-            "mlobs_processor_state_write_errors_total", {"op": "log_sync"}
-        ) == 1
+        assert (
+            proc.registry.get_sample_value(
+                "mlobs_processor_state_write_errors_total", {"op": "log_sync"}
+            )
+            == 1
+        )
     finally:
         proc.stop()
 
@@ -302,9 +307,12 @@ def test_a_failed_checkpoint_keeps_the_log(tmp_path, monkeypatch):
 
         monkeypatch.setattr(proc.router, "snapshot", broken)
         assert proc.persistence.checkpoint() is False
-        assert proc.registry.get_sample_value(
-            "mlobs_processor_state_write_errors_total", {"op": "checkpoint"}
-        ) == 1
+        assert (
+            proc.registry.get_sample_value(
+                "mlobs_processor_state_write_errors_total", {"op": "checkpoint"}
+            )
+            == 1
+        )
         assert proc.persistence.log_pending() == 1
         monkeypatch.setattr(proc.router, "snapshot", real)
         with grpc_stub(proc) as stub:

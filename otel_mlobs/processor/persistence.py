@@ -265,9 +265,7 @@ class Persistence:
 
     def start(self) -> None:
         """Start checkpointing in the background (the first one at once if recovery replayed)."""
-        self._thread = threading.Thread(
-            target=self._run, name="mlobs-checkpoint", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="mlobs-checkpoint", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

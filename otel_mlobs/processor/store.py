@@ -132,9 +132,7 @@ class CheckpointStore:
                 f"{self.path} has state format {version}; this processor reads up to "
                 f"{SCHEMA_VERSION}: upgrade the processor or point it at another state directory"
             )
-        out = Checkpoint(
-            covers=int(meta.get("covers_seq", 0)), written_at=meta.get("written_at")
-        )
+        out = Checkpoint(covers=int(meta.get("covers_seq", 0)), written_at=meta.get("written_at"))
         self._digests, self._bad_ids = {}, []
         ids = [row[0] for row in conn.execute("SELECT id FROM entries ORDER BY id")]
         for entry_id in ids:
