@@ -8,6 +8,7 @@ import pytest
 
 from otel_mlobs.sdk import _columns, _tabular
 from otel_mlobs.sdk._columns import prepare, time_seconds
+from otel_mlobs.sdk._sampling import plan
 from otel_mlobs.sdk._tabular import as_table
 from otel_mlobs.sdk.pointers import content_pointer
 from otel_mlobs.sdk.summarize import summarize_frame
@@ -67,13 +68,15 @@ def test_statistics_match_numpy_and_leave_the_input_alone(seed: int, memory_path
 
 def test_planned_rows_are_gathered_on_the_way(memory_path) -> None:
     df = _frame(3, 500)
-    rows = np.array([0, 7, 250, 499])
+    rows = plan(500, 40, 10, 7)
     cols = prepare(as_table(df), rows)
-    expected = np.stack([_values(df.iloc[:, p])[rows] for p in cols.float_index.tolist()])
-    np.testing.assert_array_equal(cols.picked, expected)
-    np.testing.assert_array_equal(cols.float_rows(rows[1:3]), expected[:, 1:3])
-    np.testing.assert_array_equal(cols.float_rows(np.array([1, 2])), np.stack(
-        [_values(df.iloc[:, p])[[1, 2]] for p in cols.float_index.tolist()]))  # not planned
+    def values(idx):
+        return np.stack([_values(df.iloc[:, p])[idx] for p in cols.float_index.tolist()])
+    np.testing.assert_array_equal(cols.picked, values(rows.rows))
+    for idx in (rows.sketch, rows.sample, rows.pointer):
+        np.testing.assert_array_equal(cols.float_rows(idx), values(idx))
+    other = np.array([1, 2, 499])  # not planned: read from the columns themselves
+    np.testing.assert_array_equal(cols.float_rows(other), values(other))
 
 
 def test_pandas_blocks_and_per_column_reading_agree(monkeypatch) -> None:
@@ -108,7 +111,8 @@ def test_text_null_counts_over_every_row() -> None:
 
 
 def test_empty_and_all_null_columns() -> None:
-    cols = prepare(as_table(pd.DataFrame({"f": pd.Series([], dtype=float)})), np.zeros(0, int))
+    empty = as_table(pd.DataFrame({"f": pd.Series([], dtype=float)}))
+    cols = prepare(empty, plan(0, 512, 512, None))
     assert cols.count.tolist() == [0] and np.isnan(cols.mean).all()
     nulls = prepare(as_table({"f": np.full(10, np.nan)}))
     assert nulls.nulls.tolist() == [10] and nulls.finite.tolist() == [0]

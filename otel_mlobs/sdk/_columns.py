@@ -4,11 +4,13 @@
 does the one pass over every row that the SDK makes on the caller's thread:
 
 * numeric, datetime and boolean columns become rows of float64 *segments* (2-D arrays, NaN for
-  nulls, datetimes in seconds since the epoch, booleans as 0/1). pandas' own numeric blocks are
-  used as segments without copying. Count, nulls, mean, population std, min and max of the finite
-  values, and the modular sum of the values' bit patterns are reduced along axis 1, a handful of
-  numpy calls per segment rather than per column. Columns holding NaN or infinities go through a
-  second, masked pass of their own.
+  nulls, datetimes in seconds since the epoch, booleans as 0/1): pandas' float64 blocks as they
+  are, every other column stacked into one array. Five reductions along axis 1 (sum, min, max,
+  sum of squares, and the modular sum of the values' bit patterns) run a cache-sized chunk of
+  rows at a time, a handful of numpy calls per chunk rather than per column. They give count,
+  nulls, mean, population std (``E[x^2] - mean^2``, or two passes where the mean is large next
+  to the spread), min and max of every row at once; rows holding NaN or infinities are
+  recomputed together with masks.
 * pandas ``Categorical`` columns keep their codes; their category counts come from one
   ``bincount`` over every row.
 * text columns (object, string and fixed-width string arrays) are checked for nulls over every
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from otel_mlobs import semconv
+from otel_mlobs.sdk._sampling import Plan
 from otel_mlobs.sdk._tabular import Table
 
 NUMERIC = semconv.KIND_NUMERIC
@@ -38,11 +41,11 @@ BOOLEAN = semconv.KIND_BOOLEAN
 CATEGORICAL = semconv.KIND_CATEGORICAL
 
 MAX_CHUNK_BYTES = 8 << 20
-"""Float columns of a table up to this size are stacked into one array; larger ones are reduced
-block by block in chunks of at most this many bytes, bounding temporary memory."""
+"""Columns to convert are stacked into one array up to this size; past it each block is
+converted on its own, so a wide million-row frame is never duplicated whole."""
 CACHE_CHUNK_BYTES = 256 << 10
-"""Rows of the stacked array are reduced in chunks of about this size, small enough to stay in
-a core's cache across the five reductions."""
+"""Segments are reduced in chunks of rows of about this size, small enough to stay in a core's
+cache across the five reductions."""
 
 _NAT = np.iinfo(np.int64).min
 _IN_PLACE = 2  # float64 blocks of at least this many columns are reduced without a copy
@@ -96,7 +99,7 @@ class Columns:
     categories: list[CategoryColumn] = field(default_factory=list)
     texts: list[TextColumn] = field(default_factory=list)
     digest: bytes = b""
-    picked_rows: np.ndarray | None = None
+    plan: Plan | None = None
     picked: np.ndarray | None = None
 
     def float_rows(self, idx: np.ndarray | None) -> np.ndarray:
@@ -105,20 +108,17 @@ class Columns:
         ``idx``."""
         if not self.segments:
             return np.zeros((0, self.rows if idx is None else len(idx)))
-        if idx is not None and self.picked is not None and self.picked_rows is not None:
-            if idx is self.picked_rows:
-                return self.picked
-            at = np.searchsorted(self.picked_rows, idx)
-            if len(idx) and at[-1] < len(self.picked_rows) and np.array_equal(
-                    self.picked_rows[at], idx):
+        if idx is not None and self.picked is not None and self.plan is not None:
+            at = self.plan.locate(idx)
+            if at is not None:
                 return self.picked[:, at]
         parts = [seg if idx is None else seg[:, idx] for seg in self.segments]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def prepare(table: Table, rows: np.ndarray | None = None) -> Columns:
+def prepare(table: Table, plan: Plan | None = None) -> Columns:
     """Classify ``table``'s columns and compute their every-row statistics; gather the float
-    values of the sorted row positions ``rows`` on the way."""
+    values of the rows ``plan`` names on the way."""
     n = len(table.columns)
     kinds = [""] * n
     sources: list[tuple[list[int], np.ndarray]] = []  # (table positions, 2-D rows) to convert
@@ -146,13 +146,14 @@ def prepare(table: Table, rows: np.ndarray | None = None) -> Columns:
             counts = np.bincount(codes.astype(np.intp, copy=False) + 1,
                                  minlength=len(categories) + 1)
             cats.append(CategoryColumn(i, codes, categories, counts))
+    rows = None if plan is None else plan.rows
     picked = None if rows is None else np.empty((sum(len(p) for p, _ in sources), len(rows)))
     with np.errstate(all="ignore"):  # NaN and infinities are data here, not errors
         segments, sources, sums = _reduce_sources(sources, table.rows, rows, picked)
         stats = _finish_stats(segments, table.rows, *sums)
     float_index = np.asarray([p for positions, _ in sources for p in positions], dtype=np.intp)
     out = Columns(table.rows, list(table.names), kinds, segments, float_index, *stats,
-                  categories=cats, texts=texts, picked_rows=rows, picked=picked)
+                  categories=cats, texts=texts, plan=plan, picked=picked)
     out.digest = _digest(out)
     return out
 
@@ -327,16 +328,13 @@ def _finish_stats(segments: list[np.ndarray], n: int, total: np.ndarray, lo: np.
     # while the mean is within 1,000 standard deviations of zero; other rows (timestamps,
     # large offsets) take the two-pass form.
     shifted = np.flatnonzero(~(mean * mean <= _ONE_PASS_RATIO * var) & np.isfinite(total))
-    for j, row in _rows_of(segments, shifted):
-        dev = row - mean[j]
-        var[j] = np.dot(dev, dev) / n
-    if len(dirty) and len(segments) == 1:
-        _masked_rows(segments[0][dirty], dirty, count, nulls, present, total, mean, var, lo,
-                     hi, bits)
-    else:
-        for j, row in _rows_of(segments, dirty):  # a copy: segments may be the caller's
-            _masked_rows(row[None, :].copy(), np.array([j]), count, nulls, present, total,
-                         mean, var, lo, hi, bits)
+    if len(shifted):
+        dev = _gather_rows(segments, shifted)
+        dev -= mean[shifted][:, None]
+        var[shifted] = np.vecdot(dev, dev) / n
+    if len(dirty):  # a copy: segments may be the caller's own blocks
+        _masked_rows(_gather_rows(segments, dirty), dirty, count, nulls, present, total, mean,
+                     var, lo, hi, bits)
     return count, nulls, present, mean, np.sqrt(var), lo, hi, total, bits
 
 
@@ -366,16 +364,20 @@ def _masked_rows(d: np.ndarray, rows: np.ndarray, count: np.ndarray, nulls: np.n
     var[rows] = np.vecdot(d, d) / kept
 
 
-def _rows_of(segments: list[np.ndarray], wanted: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(index, row) of the float rows numbered ``wanted`` (numbered across segments)."""
-    out = []
+def _gather_rows(segments: list[np.ndarray], wanted: np.ndarray) -> np.ndarray:
+    """A new array holding the float rows numbered ``wanted`` (sorted, numbered across
+    segments)."""
+    out = np.empty((len(wanted), segments[0].shape[1]))
     at = 0
-    want = wanted.tolist()
     k = 0
+    want = wanted.tolist()
     for seg in segments:
-        while k < len(want) and want[k] < at + len(seg):
-            out.append((want[k], seg[want[k] - at]))
-            k += 1
+        stop = k
+        while stop < len(want) and want[stop] < at + len(seg):
+            stop += 1
+        if stop > k:
+            out[k:stop] = seg[np.asarray(want[k:stop]) - at]
+            k = stop
         at += len(seg)
     return out
 
@@ -386,14 +388,16 @@ def _digest(cols: Columns) -> bytes:
     floating-point sums, whose last bits may differ between numpy builds), and the null counts
     of text and categorical columns (so a ``Categorical`` and an object column of the same
     strings agree)."""
-    h = hashlib.sha256(f"mlobs-columns-v1\n{cols.rows}\n".encode())
-    for name, kind in zip(cols.names, cols.kinds, strict=True):
-        h.update(name.encode("utf-8", errors="surrogatepass") + b"\x00" + kind.encode() + b"\x00")
-    order = np.argsort(cols.float_index, kind="stable")
-    for arr in (cols.float_index, cols.count, cols.nulls, cols.min, cols.max, cols.bits):
-        h.update(np.ascontiguousarray(arr[order]).astype(arr.dtype.newbyteorder("<")).tobytes())
+    head = "\x00".join(f"{name}\x00{kind}" for name, kind in zip(cols.names, cols.kinds,
+                                                               strict=True))
+    h = hashlib.sha256(f"mlobs-columns-v2\n{cols.rows}\n{head}\n".encode(
+        "utf-8", errors="surrogatepass"))
+    if len(cols.float_index):
+        stats = np.stack([cols.float_index.astype(np.int64), cols.count, cols.nulls,
+                          cols.min.view(np.int64), cols.max.view(np.int64),
+                          cols.bits.view(np.int64)])
+        h.update(stats[:, np.argsort(cols.float_index)].astype("<i8").tobytes())
     text = [(c.index, int(c.counts[0])) for c in cols.categories]
     text += [(t.index, t.nulls) for t in cols.texts]
-    for index, nulls in sorted(text):
-        h.update(f"{index}\x00{nulls}\x00".encode())
+    h.update(repr(sorted(text)).encode())
     return h.digest()

@@ -30,12 +30,18 @@ POINTER_ROWS = 64
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Sorted, read-only row positions; ``rows`` is the union of the other three."""
+    """Sorted, read-only row positions; ``rows`` is the union of the other three, and
+    ``within`` maps each of those arrays (by identity) to its positions in ``rows``."""
 
     sketch: np.ndarray | None
     sample: np.ndarray
     pointer: np.ndarray
     rows: np.ndarray
+    within: dict[int, np.ndarray]
+
+    def locate(self, idx: np.ndarray) -> np.ndarray | None:
+        """Positions of ``idx`` in ``rows`` when ``idx`` is one of this plan's arrays."""
+        return self.within.get(id(idx))
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,11 +66,11 @@ def plan(n: int, sketch_rows: int | None, sample_rows: int, seed: int | None) ->
         step = n // POINTER_ROWS
         pointer = step // 2 + np.arange(POINTER_ROWS) * step
     parts = [sample, pointer] if sketch is None else [sketch, sample, pointer]
-    rows = np.unique(np.concatenate(parts)) if len(parts) else np.zeros(0, np.intp)
-    for arr in (sketch, sample, pointer, rows):
-        if arr is not None:
-            arr.setflags(write=False)  # shared by every call of this size
-    return Plan(sketch, sample, pointer, rows)
+    rows = np.unique(np.concatenate(parts))
+    within = {id(arr): np.searchsorted(rows, arr) for arr in parts}
+    for arr in (*parts, rows, *within.values()):
+        arr.setflags(write=False)  # shared by every call of this size
+    return Plan(sketch, sample, pointer, rows, within)
 
 
 def _sample(n: int, sample_rows: int, rng: np.random.Generator) -> np.ndarray:

@@ -78,7 +78,7 @@ def as_table(data: Any, name: str = "data") -> Table:
 
 
 def _from_pandas(df: pd.DataFrame) -> Table:
-    names = [str(c) for c in df.columns.tolist()]
+    names = [str(c) for c in np.asarray(df.columns, dtype=object).tolist()]
     table = _from_blocks(df, names)
     if table is not None:
         return table

@@ -45,7 +45,7 @@ def content_pointer(data: Any, name: str = "data") -> str:
     """
     if not isinstance(data, Columns):
         table = data if isinstance(data, Table) else as_table(data, name)
-        data = prepare(table, _rows(table.rows))
+        data = prepare(table, plan(table.rows, None, 0, None))
     cols = data
     digest = hashlib.sha256(b"mlobs-table-v2\n" + cols.digest)
     rows = _rows(cols.rows)

@@ -222,7 +222,7 @@ class Run:
         if pointer is None:  # the fingerprint and the summary share one pass over the rows
             rows = plan(table.rows, sketch_rows,
                         self.sample_rows if sample_rows is None else sample_rows, None)
-            table = prepare(table, rows.rows)
+            table = prepare(table, rows)
             ptr = content_pointer(table)
         else:
             ptr = pointer
