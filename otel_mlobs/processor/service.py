@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +46,7 @@ from otel_mlobs.processor.config import ProcessorConfig
 from otel_mlobs.processor.ingest import IngestQueue, Worker
 from otel_mlobs.processor.metrics import ProcessorCollector, version
 from otel_mlobs.processor.persistence import Persistence
-from otel_mlobs.processor.privacy import IdHasher
+from otel_mlobs.processor.privacy import KEY_BYTES, IdHasher, read_key
 from otel_mlobs.processor.receiver_grpc import GrpcReceiver, TraceServicer
 from otel_mlobs.processor.receiver_http import TRACES_PATH, HttpReceiver
 from otel_mlobs.processor.records import Key
@@ -89,7 +91,11 @@ class Processor:
         security = self.config.security
         self.auth_failures = AuthFailures()
         otlp_tokens = TokenSet(security.api_tokens)
-        self.id_hasher = IdHasher(security.id_hash_key) if security.hash_identifiers else None
+        self.id_hasher = (
+            IdHasher(security.id_hash_key or self._stored_id_key())
+            if security.hash_identifiers
+            else None
+        )
         redact = self.id_hasher.apply if self.id_hasher is not None else None
         # Durable state (docs/persistence.md); None keeps everything in memory.
         self.persistence = (
@@ -156,6 +162,24 @@ class Processor:
         self._state = "new"
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def _stored_id_key(self) -> bytes | None:
+        """With persistence on and no key file, the hash key lives in the state directory:
+        digests stored before a restart must match those computed after it."""
+        if not self.config.state_dir:
+            return None
+        path = Path(self.config.state_dir) / "id_hash.key"
+        try:
+            return read_key(str(path))
+        except ValueError:
+            if path.exists():
+                raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(KEY_BYTES).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key[:64]
 
     def start(self) -> Processor:
         """Bind all ports and start serving; raises ``OSError`` if a port cannot be bound."""
