@@ -292,3 +292,12 @@ def test_sdk_faults_and_unreadable_arguments_never_break_the_pipeline(sdk_export
         ptr = run.log_input("x", {"a": [1.0]})
     assert ptr.startswith("sha256:") and stats()["errors"] == 2
     assert _runs(sdk_exporter)[-1].attributes[sc.RUN_INPUTS] == (ptr,)
+
+
+def test_bad_sampling_arguments_are_counted_not_raised(sdk_exporter) -> None:
+    df = pd.DataFrame({"a": np.arange(1000.0)})
+    with mlobs.observe("c") as run:
+        ptr = run.log_input("x", df, sketch_rows=0)
+        assert run.log_input("y", df, sample_rows=-1) == ptr  # the pointer is still returned
+    assert ptr.startswith("sha256:") and stats()["errors"] == 2
+    assert not _events(_runs(sdk_exporter)[0], sc.EVENT_SUMMARY)

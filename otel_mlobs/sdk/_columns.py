@@ -213,12 +213,13 @@ def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
 
 
 def _reduce(x: np.ndarray, at: int, sums: tuple[np.ndarray, ...]) -> None:
-    total, lo, hi, bits, squares = (s[at:at + len(x)] for s in sums)
-    np.add.reduce(x, axis=1, out=total)
-    np.minimum.reduce(x, axis=1, out=lo)
-    np.maximum.reduce(x, axis=1, out=hi)
-    np.add.reduce(x.view(np.uint64), axis=1, out=bits)
-    np.vecdot(x, x, out=squares)
+    end = at + len(x)
+    total, lo, hi, bits, squares = sums
+    np.add.reduce(x, axis=1, out=total[at:end])
+    np.minimum.reduce(x, axis=1, out=lo[at:end])
+    np.maximum.reduce(x, axis=1, out=hi[at:end])
+    np.add.reduce(x.view(np.uint64), axis=1, out=bits[at:end])
+    np.vecdot(x, x, out=squares[at:end])
 
 
 # --- classifying one column ----------------------------------------------------------------------

@@ -220,8 +220,11 @@ class Run:
              sample_rows: int | None, pointer: str | None, sketch_rows: int | None) -> str:
         table: Table | Columns = as_table(data, name)
         if pointer is None:  # the fingerprint and the summary share one pass over the rows
-            rows = plan(table.rows, sketch_rows,
-                        self.sample_rows if sample_rows is None else sample_rows, None)
+            try:
+                rows = plan(table.rows, sketch_rows,
+                            self.sample_rows if sample_rows is None else sample_rows, None)
+            except ValueError:  # bad sampling arguments: reported by the summary below
+                rows = None
             table = prepare(table, rows)
             ptr = content_pointer(table)
         else:
