@@ -57,6 +57,9 @@ from otel_mlobs.scenarios.pipeline import MODEL, PIPELINE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEAN_AFTER_DAYS = 7  # a week of history before clean-run scores are judged
+CODE_PATHS = ("otel_mlobs/processor/analyzers/react", "otel_mlobs/processor/records.py",
+              "otel_mlobs/processor/decode.py", "otel_mlobs/sdk", "otel_mlobs/scenarios")
+"""What the figures exercise: the analyzers, and the replay's SDK, scenario and decoder."""
 
 
 def _rank_of(suspects: list[dict[str, Any]], component: str, columns: tuple[str, ...]) -> int:
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/react.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "code": code_version(),
+        "code": code_version(CODE_PATHS),
         "seeds": seeds,
         "update_speed": update_speed(),
         "ranking_speed": ranking_speed(),
