@@ -14,10 +14,11 @@ what the summary computes anyway (:mod:`otel_mlobs.sdk._columns`):
 * :data:`~otel_mlobs.sdk._sampling.POINTER_ROWS` rows spread evenly over the table enter whole:
   the numbers' bits and the text of every column.
 
-Two datasets that differ anywhere in their numbers therefore get different pointers (barring a
-2**-64 coincidence of bit sums); two that differ only in text values outside the sampled rows, or
-only in the order of their rows, can share one. Passing ``pointer=`` to ``log_input`` /
-``log_output`` (a URI, a table version) skips the fingerprint.
+Changing one number changes its column's bit sum, so datasets that differ in their numbers get
+different pointers unless the changes cancel out in every column's sum, as when values only move
+between rows (a reordering, a swap); those, and changes to text outside the sampled rows, show
+only where they touch the sampled rows. Passing ``pointer=`` to ``log_input`` / ``log_output``
+(a URI, a table version) skips the fingerprint.
 """
 
 from __future__ import annotations
