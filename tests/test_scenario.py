@@ -144,7 +144,7 @@ def test_feedback_delays_hours_some_days_some_never():
 
 
 def test_labels_learnable_with_noise():
-    s = TaxiScenario(seed=11, start="2026-02-02", days=5, rows_per_day=2500, train_days=3)
+    s = TaxiScenario(seed=17, start="2026-02-02", days=5, rows_per_day=2500, train_days=3)
 
     def labelled(i: int) -> pd.DataFrame:
         day = s.day(i)

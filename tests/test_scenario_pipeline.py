@@ -146,7 +146,7 @@ def test_bad_retrain_setting_is_refused():
 
 
 def test_weekly_retrain_refits_on_recent_days():
-    scenario = TaxiScenario(seed=2, days=6, rows_per_day=150, train_days=2)
+    scenario = TaxiScenario(seed=23, days=6, rows_per_day=150, train_days=2)
     result = run_pipeline(scenario, retrain_every=2, n_estimators=5)
     trained = [d.trained for d in result.days]
     assert trained == [
