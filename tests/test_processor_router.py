@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import ClassVar
 
 import _records
@@ -70,6 +71,50 @@ def test_a_failing_analyzer_is_counted_and_the_others_still_update(caplog):
     assert router.errors["exploding"] == 2
     assert router.get("runs", _records.RUN_KEY).runs == 2
     assert "analyzer exploding failed in update" in caplog.text
+
+
+class Batching(Analyzer):
+    """Records each batch it is handed, to check grouping and order."""
+
+    name: ClassVar[str] = "batching"
+    accepts: ClassVar[tuple[type, ...]] = (RunRecord,)
+
+    def __init__(self, key):
+        super().__init__(key)
+        self.batches: list[list[str]] = []
+
+    def update(self, record):
+        self.batches.append([record.run_id])
+
+    def update_many(self, records):
+        if any(r.run_id == "bad" for r in records):
+            raise RuntimeError("boom")
+        self.batches.append([r.run_id for r in records])
+
+    def metrics(self):
+        return []
+
+
+def test_dispatch_many_hands_each_instance_its_records_in_order_once():
+    other = Key("taxi", "clean")
+    records = [_records.run(1), replace(_records.run(2), key=other), _records.run(3)]
+    router = Router([Batching, RunsAnalyzer])
+    router.dispatch_many(records)
+    assert router.get("batching", _records.RUN_KEY).batches == [
+        [records[0].run_id, records[2].run_id]
+    ]
+    assert router.get("batching", other).batches == [[records[1].run_id]]
+    assert router.get("runs", _records.RUN_KEY).runs == 2  # default path: one by one
+
+
+def test_dispatch_many_isolates_failures_per_instance(caplog):
+    router = Router([Exploding, Batching, RunsAnalyzer])
+    bad = replace(_records.run(5), run_id="bad")
+    with caplog.at_level(logging.ERROR):
+        router.dispatch_many([_records.run(1), _records.run(2), bad])
+    assert router.errors["exploding"] == 3  # one failure per record, each tried
+    assert router.errors["batching"] == 3  # the failed batch counts every record it held
+    assert router.get("runs", _records.RUN_KEY).runs == 3
 
 
 def test_duplicate_analyzer_names_are_refused():

@@ -178,8 +178,7 @@ class Worker(threading.Thread):
             if batch is not None:
                 try:
                     with self._lock:
-                        for record in batch.records:
-                            self._router.dispatch(record)
+                        self._router.dispatch_many(batch.records)
                         if batch.seq:
                             self.applied_seq = batch.seq
                     self._stats.applied(batch.records, self._clock() - batch.received_at)

@@ -197,8 +197,7 @@ class Persistence:
                     report.damage.append(Damage("log_undecodable", 1, f"record {seq}: {exc}"))
                     logger.warning("write-ahead log record %d does not decode: %s", seq, exc)
                     continue
-                for record in records:
-                    self._router.dispatch(record)
+                self._router.dispatch_many(records)
                 report.replayed_batches += 1
                 report.replayed_records += len(records)
         report.damage.extend(scan.damage)

@@ -1,7 +1,7 @@
 """Route records to analyzer instances: one instance per (analyzer class, key).
 
 The router is not thread-safe by design: the processor's single worker thread calls
-:meth:`Router.dispatch` and :meth:`Router.refresh` under the state lock, and readers (scrapes,
+:meth:`Router.dispatch_many` and :meth:`Router.refresh` under the state lock, and readers (scrapes,
 the API, snapshots) take the same lock. One analyzer failing on one record is logged and
 counted; the other analyzers still get the record.
 """
@@ -53,6 +53,46 @@ class Router:
                 instance.update(record)
             except Exception:
                 self._failed(cls.name, "update", record.key)
+
+    def dispatch_many(self, records: Sequence[Record]) -> None:
+        """Give a whole ingest batch to the analyzers, grouped per instance in arrival order.
+
+        Instances are independent, so only the order within one instance matters; grouping
+        lets an analyzer that overrides :meth:`Analyzer.update_many` pay its fixed costs once
+        per batch instead of once per record. A batch update that fails counts one failure
+        per record it held.
+        """
+        groups: dict[tuple[type[Analyzer], Key], list[Record]] = {}
+        for record in records:
+            for cls in self._classes_for(type(record)):
+                try:
+                    key = cls.key_for(record)
+                except Exception:
+                    self._failed(cls.name, "update", record.key)
+                    continue
+                groups.setdefault((cls, key), []).append(record)
+        for (cls, key), batch in groups.items():
+            instances = self._instances[cls]
+            instance = instances.get(key)
+            if instance is None:
+                try:
+                    instance = instances[key] = cls(key)
+                except Exception:
+                    for record in batch:
+                        self._failed(cls.name, "update", record.key)
+                    continue
+            if type(instance).update_many is Analyzer.update_many:
+                for record in batch:  # one failing record must not cost the others
+                    try:
+                        instance.update(record)
+                    except Exception:
+                        self._failed(cls.name, "update", record.key)
+                continue
+            try:
+                instance.update_many(batch)
+            except Exception:
+                for record in batch:
+                    self._failed(cls.name, "update", record.key)
 
     def refresh(self) -> None:
         """Run every instance's periodic heavier work."""

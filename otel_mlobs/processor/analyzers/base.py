@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -74,6 +74,16 @@ class Analyzer(ABC):
     @abstractmethod
     def update(self, record: Record) -> None:
         """Consume one record of an accepted type."""
+
+    def update_many(self, records: Sequence[Record]) -> None:
+        """Consume several records of this instance's key, in arrival order.
+
+        The router hands over every record one ingest batch holds for this instance at once,
+        so an analyzer whose per-record cost is mostly fixed overhead can override this and
+        work on the whole batch in one vectorized pass. The default applies them one by one.
+        """
+        for record in records:
+            self.update(record)
 
     @abstractmethod
     def metrics(self) -> Iterable[Metric]:
