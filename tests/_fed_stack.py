@@ -15,6 +15,8 @@ exist too.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +55,7 @@ class FedStack:
     exposition: str
     families: set[str] = field(default_factory=set)  # metric names in the exposition
     runs: float = 0.0  # component runs the processor counted
+    state_dir: str = ""  # persistence on, as deployed by default
 
     @property
     def api_url(self) -> str:
@@ -80,6 +83,8 @@ def _stop() -> None:
     if stack.prometheus is not None:
         stack.prometheus.stop()
     stack.processor.stop()
+    if stack.state_dir:
+        shutil.rmtree(stack.state_dir, ignore_errors=True)
 
 
 def _build() -> FedStack:
@@ -88,8 +93,11 @@ def _build() -> FedStack:
     from otel_mlobs.scenarios.pipeline import run_pipeline
     from otel_mlobs.sdk.setup import SizeCappedExporter, make_exporter
 
+    state_dir = tempfile.mkdtemp(prefix="mlobs-fed-")
     proc = Processor(
-        ProcessorConfig(grpc_port=0, http_port=0, metrics_port=0, queue_size=QUEUE_SIZE)
+        ProcessorConfig(
+            grpc_port=0, http_port=0, metrics_port=0, queue_size=QUEUE_SIZE, state_dir=state_dir
+        )
     ).start()
     prometheus = None
     try:
@@ -128,7 +136,9 @@ def _build() -> FedStack:
         _fill_the_queue(proc)
         assert proc.wait_idle(timeout=60)
         exposition = _get(f"http://127.0.0.1:{proc.ports.metrics}/metrics")
-        stack = FedStack(proc, prometheus, exposition, exposition_names(exposition))
+        stack = FedStack(
+            proc, prometheus, exposition, exposition_names(exposition), state_dir=state_dir
+        )
         stack.runs = _runs(exposition)
         if prometheus is not None:
             _wait_for_final_scrape(prometheus, stack.runs)
@@ -137,6 +147,7 @@ def _build() -> FedStack:
         if prometheus is not None:
             prometheus.stop()
         proc.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
         raise
 
 

@@ -26,6 +26,8 @@ ALERT_CLASSES = [
     "feedback-overdue",
     "processor-rejected-spans",
     "processor-queue-full",
+    "processor-state-damaged",
+    "processor-state-write",
     "processor-down",
 ]
 

@@ -26,7 +26,13 @@ SEVERITIES = {"critical", "warning", "info"}
 MODEL_CLASSES = {"accuracy-drop", "realized-accuracy-drop", "feedback-overdue"}
 COMPONENT_CLASSES = {"constraint-hard", "constraint-soft", "drift", "corruption"}
 PIPELINE_CLASSES = {"staleness"}  # a component, or a whole pipeline that stopped
-PROCESSOR_CLASSES = {"processor-rejected-spans", "processor-queue-full", "processor-down"}
+PROCESSOR_CLASSES = {
+    "processor-rejected-spans",
+    "processor-queue-full",
+    "processor-state-damaged",
+    "processor-state-write",
+    "processor-down",
+}
 
 
 def runbook_anchors() -> set[str]:
