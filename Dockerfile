@@ -29,8 +29,10 @@ VOLUME ["/var/lib/mlobs"]
 
 EXPOSE 4317 4318 9464
 
-# The slim image has no curl: ask Python. Non-zero exit on refusal, timeout or a non-2xx answer.
+# `mlobs healthcheck` reads the processor's own MLOBS_* settings: plain HTTP, or HTTPS pinning
+# MLOBS_TLS_CERT when TLS is on (with mutual TLS, also set MLOBS_CLIENT_CERT/MLOBS_CLIENT_KEY).
+# Non-zero exit on refusal, timeout or an unhealthy answer.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MLOBS_METRICS_PORT', '9464'), timeout=4)"]
+    CMD ["mlobs", "healthcheck"]
 
 CMD ["mlobs", "processor", "--host", "0.0.0.0"]

@@ -26,6 +26,7 @@ SUBCOMMANDS: list[str] = [
     "otel_mlobs.demo",
     "otel_mlobs.query_cli",
     "otel_mlobs.report",
+    "otel_mlobs.healthcheck",
 ]
 """Modules that each register one subcommand with ``register(subparsers)``."""
 

@@ -151,7 +151,7 @@ def test_healthchecks_and_startup_order(stack: dict[str, Any]) -> None:
                 )
     assert services["otelcol"]["depends_on"]["mlobs"]["condition"] == "service_healthy"
     mlobs_check = " ".join(services["mlobs"]["healthcheck"]["test"])
-    assert "127.0.0.1:9464/healthz" in mlobs_check
+    assert mlobs_check == "CMD mlobs healthcheck"  # probes as the processor is configured
 
 
 def test_collector_config_is_the_gateway_and_reaches_its_exporters(stack: dict[str, Any]) -> None:

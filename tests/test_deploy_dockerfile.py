@@ -136,8 +136,10 @@ def healthcheck_argv() -> list[str]:
     for option in ("--interval=", "--timeout=", "--start-period=", "--retries="):
         assert option in options
     argv = exec_form(command)
-    assert argv[:2] == ["python", "-c"] and "/healthz" in argv[2]
-    return [sys.executable, *argv[1:]]
+    assert argv == ["mlobs", "healthcheck"]
+    executable = Path(sys.executable).parent / argv[0]
+    assert executable.exists(), f"{argv[0]} is not installed in this environment"
+    return [str(executable), *argv[1:]]
 
 
 def run_healthcheck(port: int) -> int:
