@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from otel_mlobs.processor.analyzers.diagnose.tuning import Precision, RobustThreshold
+from otel_mlobs.processor.analyzers.diagnose.tuning import (
+    Precision,
+    RobustThreshold,
+    ThresholdBank,
+)
 
 
 def _trained(values, **kw) -> RobustThreshold:
@@ -96,3 +100,51 @@ def test_precision_is_beta_posterior_mean():
     assert p.mean == pytest.approx((2 + 3) / (2 + 3 + 2 + 1))
     with pytest.raises(ValueError):
         Precision(0.0, 1.0)
+
+
+def test_robust_spread_matches_numpy_mad_on_ties_and_odd_even_lengths():
+    rng = np.random.default_rng(5)
+    for n in range(1, 40):
+        values = rng.choice([0.0, 0.1, 0.2, rng.random()], size=n)
+        t = _trained(values, noise="none")
+        mad = np.median(np.abs(values - np.median(values)))
+        assert t.center == pytest.approx(np.median(values), abs=1e-15)
+        assert t.spread == pytest.approx(1.4826 * mad if n > 1 else 0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("side", ["upper", "lower", "both"])
+@pytest.mark.parametrize("noise", ["share", "distance", "mean", "none"])
+def test_bank_rows_judge_exactly_like_their_thresholds(side, noise):
+    rng = np.random.default_rng(len(side) + len(noise))
+    bank = ThresholdBank(window=20)
+    singles = [RobustThreshold(side, 0.01, k=4.0, window=20, noise=noise, unit_sd=0.3)]
+    singles.append(_trained(rng.random(5) * 0.1, side=side, floor=0.02, window=20, noise=noise))
+    singles.append(RobustThreshold(side, 0.0, window=20, noise=noise))
+    rows = np.array([bank.adopt(t).row for t in singles])
+    for _ in range(45):  # more than the window: old values fall out of both
+        values = np.where(rng.random(3) < 0.1, np.nan, rng.random(3) * 0.2)
+        bank.observe(rows, values)
+        for t, v in zip(singles, values, strict=True):
+            t.observe(v)
+        n = rng.integers(1, 5000, 3)
+        low, high = bank.bounds(rows, n)
+        for i, t in enumerate(singles):
+            if t.ready:
+                assert (low[i], high[i]) == pytest.approx(t.bounds(int(n[i])), rel=1e-12)
+        probe = rng.random(3) * 0.3
+        expected = [t.violated(p, int(m)) for t, p, m in zip(singles, probe, n, strict=True)]
+        assert bank.violated(rows, probe, n).tolist() == expected
+
+
+def test_banked_threshold_feedback_widens_narrows_and_learns():
+    bank = ThresholdBank(window=60)
+    single = _trained([0.01] * 10, floor=0.02, noise="none")
+    banked = bank.adopt(_trained([0.01] * 10, floor=0.02, noise="none"))
+    for t in (single, banked):
+        t.widen(at=0.05)
+    assert banked.sensitivity == single.sensitivity > 1
+    assert banked.size == single.size == 11 and not banked.violated(0.05, 1000)
+    banked.narrow()
+    assert banked.sensitivity < single.sensitivity
+    banked.floor = 0.5
+    assert not banked.violated(0.4, 1000)

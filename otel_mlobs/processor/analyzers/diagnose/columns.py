@@ -1,14 +1,18 @@
 """One column's summary in one run, and the sketch arithmetic the checks share.
 
-A :class:`SummaryRecord` is columnar (one array per statistic); the checks reason one column at a
-time, so :func:`columns_of` slices it into :class:`ColumnSummary` views. KLL sketches arrive
-serialized; :func:`load_sketch` deserializes each distinct blob once (bytes objects cache their
-hash, so a lookup costs a dict probe).
+A :class:`SummaryRecord` is columnar (one array per statistic). Vectorized checks read it
+through :func:`summary_view`, which validates it, deserializes its sketches and computes each
+column's quantile grid once per record: the view is cached by record identity, so the several
+analyzers that judge the same record share that work without the record being mutated. Checks
+that reason one column at a time use :func:`columns_of`, which slices the same view into
+:class:`ColumnSummary` objects. :func:`load_sketch` deserializes each distinct blob once (bytes
+objects cache their hash, so a lookup costs a dict probe).
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -80,45 +84,165 @@ def _r(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 12)
 
 
+GRID_LEVELS = np.round(np.linspace(0.05, 0.95, 19), 4)
+"""Levels of the per-record quantile grid (every 5th percentile from 5 to 95)."""
+_GRID_LEVEL_LIST = [float(x) for x in GRID_LEVELS]
+
+
+class SummaryView:
+    """A validated, columnar view of one :class:`SummaryRecord`, computed once per record.
+
+    Holds the per-column statistics as numpy arrays (ints as ``int64``), the deserialized run
+    sketches (``None`` where a column has none), how many values each sketch saw, and lazily the
+    quantile grid at :data:`GRID_LEVELS`. Build it with :func:`summary_view`.
+    """
+
+    __slots__ = (
+        "count",
+        "dataset",
+        "distinct",
+        "kinds",
+        "levels",
+        "max",
+        "mean",
+        "measured",
+        "min",
+        "names",
+        "nulls",
+        "quantiles",
+        "rows",
+        "sampled",
+        "sketches",
+        "std",
+        "top",
+        "total",
+        "_grid",
+        "_index",
+    )
+
+    def __init__(self, record: SummaryRecord) -> None:
+        n = len(record.columns)
+        arrays = (
+            record.kinds,
+            record.count,
+            record.nulls,
+            record.mean,
+            record.std,
+            record.min,
+            record.max,
+            record.distinct,
+            record.sketches,
+            record.top_values,
+        )
+        if any(len(a) != n for a in arrays):
+            raise ValueError(f"summary of {record.dataset!r}: per-column arrays differ in length")
+        self.dataset = record.dataset
+        self.names = list(record.columns)
+        self.kinds = np.asarray(record.kinds, dtype=object) if n else np.empty(0, dtype=object)
+        self.rows = int(record.rows)
+        self.count = np.asarray(record.count, dtype=np.int64)
+        self.nulls = np.asarray(record.nulls, dtype=np.int64)
+        self.total = self.count + self.nulls
+        self.mean = np.asarray(record.mean, dtype=np.float64)
+        self.std = np.asarray(record.std, dtype=np.float64)
+        self.min = np.asarray(record.min, dtype=np.float64)
+        self.max = np.asarray(record.max, dtype=np.float64)
+        self.distinct = np.asarray(record.distinct, dtype=np.float64)
+        self.levels = np.asarray(record.quantile_levels, dtype=np.float64)
+        self.quantiles = (
+            np.asarray(record.quantiles, dtype=np.float64).reshape(n, -1)
+            if n
+            else np.empty((0, len(self.levels)))
+        )
+        self.top = [t or {} for t in record.top_values]
+        self.sketches = [_deserialize(b) for b in record.sketches]
+        sizes = np.array([s.n if s is not None else 0 for s in self.sketches], dtype=np.int64)
+        # Every column's sketch is built from the same row sample, so the largest sketch tells
+        # how many rows the distributional statistics of the record's text columns saw too.
+        sample_rows = int(sizes.max()) if n and sizes.max() > 0 else -1
+        self.sampled = np.where(sizes > 0, sizes, sample_rows)
+        self.measured = np.where(self.sampled < 0, self.count, np.minimum(self.sampled, self.count))
+        self._grid: np.ndarray | None = None
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Column name -> position."""
+        if self._index is None:
+            self._index = {name: i for i, name in enumerate(self.names)}
+        return self._index
+
+    @property
+    def grid(self) -> np.ndarray:
+        """(columns, 19) quantiles at :data:`GRID_LEVELS` from each column's sketch, falling
+        back to interpolating the summary quantiles; NaN rows where neither exists."""
+        if self._grid is None:
+            grid = np.full((len(self.names), len(GRID_LEVELS)), np.nan)
+            for i, sketch in enumerate(self.sketches):
+                if sketch is not None:
+                    grid[i] = sketch.get_quantiles(_GRID_LEVEL_LIST)
+                elif self.quantiles.shape[1] and np.isfinite(self.quantiles[i]).any():
+                    grid[i] = np.interp(GRID_LEVELS, self.levels, self.quantiles[i])
+            self._grid = grid
+        return self._grid
+
+
+def _deserialize(blob: bytes | None) -> kll_doubles_sketch | None:
+    if not blob:
+        return None
+    try:
+        sketch = kll_doubles_sketch.deserialize(bytes(blob))
+    except (RuntimeError, ValueError):
+        return None
+    return None if sketch.is_empty() else sketch
+
+
+_VIEWS: OrderedDict[int, tuple[SummaryRecord, SummaryView]] = OrderedDict()
+_MAX_VIEWS = 64
+
+
+def summary_view(record: SummaryRecord) -> SummaryView:
+    """The cached :class:`SummaryView` of ``record`` (bad lengths raise ``ValueError``).
+
+    Keyed by ``id(record)`` with the record itself kept alongside, so an id reused after the
+    record is freed never returns a stale view; a record mutated after its first view is
+    judged as it first was (records are immutable once decoded).
+    """
+    hit = _VIEWS.get(id(record))
+    if hit is not None and hit[0] is record:
+        return hit[1]
+    view = SummaryView(record)
+    _VIEWS[id(record)] = (record, view)
+    if len(_VIEWS) > _MAX_VIEWS:
+        _VIEWS.popitem(last=False)
+    return view
+
+
 def columns_of(record: SummaryRecord) -> Iterator[ColumnSummary]:
     """Slice a columnar record into per-column views (bad lengths raise ``ValueError``)."""
-    n = len(record.columns)
-    arrays = (
-        record.kinds,
-        record.count,
-        record.nulls,
-        record.mean,
-        record.std,
-        record.min,
-        record.max,
-        record.distinct,
-        record.sketches,
-        record.top_values,
-    )
-    if any(len(a) != n for a in arrays):
-        raise ValueError(f"summary of {record.dataset!r}: per-column arrays differ in length")
-    quantiles = np.asarray(record.quantiles, dtype=np.float64).reshape(n, -1) if n else None
-    # Every column's sketch is built from the same row sample, so the largest sketch tells how
-    # many rows the distributional statistics of the record's text columns saw too.
-    sizes = [sketch_size(b) for b in record.sketches]
-    sample_rows = max(sizes) if any(x > 0 for x in sizes) else -1
-    for i, name in enumerate(record.columns):
+    view = summary_view(record)
+    levels = view.levels
+    rows = view.rows
+    for i, name in enumerate(view.names):
         yield ColumnSummary(
             name=name,
             kind=record.kinds[i],
-            rows=int(record.rows),
-            count=int(record.count[i]),
-            nulls=int(record.nulls[i]),
-            mean=float(record.mean[i]),
-            std=float(record.std[i]),
-            min=float(record.min[i]),
-            max=float(record.max[i]),
-            distinct=float(record.distinct[i]),
-            levels=np.asarray(record.quantile_levels, dtype=np.float64),
-            quantiles=quantiles[i] if quantiles is not None else np.empty(0),
+            rows=rows,
+            count=int(view.count[i]),
+            nulls=int(view.nulls[i]),
+            mean=float(view.mean[i]),
+            std=float(view.std[i]),
+            min=float(view.min[i]),
+            max=float(view.max[i]),
+            distinct=float(view.distinct[i]),
+            levels=levels,
+            quantiles=view.quantiles[i],
             sketch=bytes(record.sketches[i] or b""),
-            top=dict(record.top_values[i] or {}),
-            sampled=sizes[i] if sizes[i] > 0 else sample_rows,
+            top=dict(view.top[i]),
+            sampled=int(view.sampled[i]),
         )
 
 

@@ -104,13 +104,7 @@ class RobustThreshold:
         """A false positive: widen the band by ``factor``, and at least far enough that ``at``
         (the value that fired, measured on ``n`` values) would have passed; never beyond 20
         times the learned width. ``at`` also joins the healthy history."""
-        if at is not None and np.isfinite(at) and self.ready:
-            base = self.margin(n) / self._scale
-            needed = abs(at - self.center) / base * 1.05 if base > 0 else self._scale
-            self._scale = max(self._scale * factor, needed)
-        else:
-            self._scale *= factor
-        self._scale = float(min(self._scale, 20.0))
+        self._scale = _widened(self, at, n, factor)
         if at is not None:
             self.observe(at)
 
@@ -125,18 +119,15 @@ class RobustThreshold:
         return len(self._history) > 0
 
     def _robust(self) -> tuple[float, float]:
-        # Plain sorted lists: for a few dozen values this is ~20x cheaper than numpy's median,
-        # and thresholds are read on every evaluation.
+        # The history is kept sorted, so the median is an index and the MAD a selection in two
+        # sorted runs (deviations below and above the median): O(log n) per read, no sorting.
         if self._cache is None:
             h = self._sorted
             if not h:
                 self._cache = (float("nan"), 0.0)
             else:
                 center = _median(h)
-                spread = (
-                    _MAD_TO_SD * _median(sorted(abs(x - center) for x in h)) if len(h) > 1 else 0.0
-                )
-                self._cache = (center, spread)
+                self._cache = (center, _MAD_TO_SD * _mad(h, center) if len(h) > 1 else 0.0)
         return self._cache
 
     @property
@@ -153,6 +144,11 @@ class RobustThreshold:
     def sensitivity(self) -> float:
         """1 at start; above 1 after false positives widened the band."""
         return self._scale
+
+    @property
+    def size(self) -> int:
+        """Healthy values in the history."""
+        return len(self._history)
 
     def margin(self, n: int) -> float:
         """Half-width of the band for a run with ``n`` values."""
@@ -184,10 +180,278 @@ class RobustThreshold:
         return bool(value < low or value > high)
 
 
+def _widened(
+    t: RobustThreshold | BankedThreshold, at: float | None, n: int, factor: float
+) -> float:
+    """The scale after a false positive at ``at`` (see :meth:`RobustThreshold.widen`)."""
+    scale = t.sensitivity
+    if at is not None and np.isfinite(at) and t.ready:
+        base = t.margin(n) / scale
+        needed = abs(at - t.center) / base * 1.05 if base > 0 else scale
+        scale = max(scale * factor, needed)
+    else:
+        scale *= factor
+    return float(min(scale, 20.0))
+
+
 def _median(sorted_values: list[float]) -> float:
     n = len(sorted_values)
     mid = n // 2
     return sorted_values[mid] if n % 2 else 0.5 * (sorted_values[mid - 1] + sorted_values[mid])
+
+
+def _mad(h: list[float], center: float) -> float:
+    """Median absolute deviation from ``center`` of the sorted list ``h``."""
+    n = len(h)
+    split = bisect.bisect_left(h, center)
+    if n % 2:
+        return _kth_deviation(h, center, split, n // 2)
+    return 0.5 * (
+        _kth_deviation(h, center, split, n // 2 - 1) + _kth_deviation(h, center, split, n // 2)
+    )
+
+
+def _kth_deviation(h: list[float], center: float, split: int, k: int) -> float:
+    """The ``k``-th smallest (0-based) of ``|x - center|`` over sorted ``h``.
+
+    Deviations of ``h[:split]`` read backwards and of ``h[split:]`` read forwards are two
+    ascending runs; binary search how many of the smallest ``k + 1`` come from the first.
+    """
+    na, nb = split, len(h) - split
+
+    def a(i: int) -> float:  # i-th smallest deviation below the center
+        return center - h[split - 1 - i]
+
+    def b(j: int) -> float:  # j-th smallest deviation above the center
+        return h[split + j] - center
+
+    lo, hi = max(0, k + 1 - nb), min(k + 1, na)
+    while lo < hi:
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if j > 0 and b(j - 1) > a(i):
+            lo = i + 1
+        else:
+            hi = i
+    i, j = lo, k + 1 - lo
+    return max(a(i - 1) if i > 0 else -math.inf, b(j - 1) if j > 0 else -math.inf)
+
+
+_NOISE_CODES = {name: i for i, name in enumerate(_VALID_NOISE)}
+
+
+class ThresholdBank:
+    """Many :class:`RobustThreshold` bands in arrays, read and judged in one vectorized pass.
+
+    A dataset's soft checks all learn from the same runs, so their histories live in one
+    ``(checks, window)`` ring buffer; the medians and MADs of every changed row are refreshed in
+    two row-wise sorts when a band is next read. The arithmetic is the same as
+    :class:`RobustThreshold`'s, value for value. :meth:`adopt` moves a built threshold in and
+    returns a :class:`BankedThreshold` that reads and writes its row with the same API.
+
+    Examples
+    --------
+    >>> bank = ThresholdBank(window=60)
+    >>> rows = [bank.adopt(RobustThreshold("upper", 0.01, noise="none")).row for _ in range(2)]
+    >>> for v in (0.010, 0.012, 0.011):
+    ...     bank.observe(np.array(rows), np.array([v, 10 * v]))
+    >>> bank.violated(np.array(rows), np.array([0.011, 0.5]), np.array([1000, 1000])).tolist()
+    [False, True]
+    """
+
+    def __init__(self, window: int = 60) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = int(window)
+        self._values = np.full((0, self.window), np.nan)
+        self._next = np.zeros(0, dtype=np.int64)
+        self._size = np.zeros(0, dtype=np.int64)
+        self._lower = np.zeros(0, dtype=bool)
+        self._upper = np.zeros(0, dtype=bool)
+        self._floor = np.zeros(0)
+        self._k = np.zeros(0)
+        self._noise = np.zeros(0, dtype=np.int64)
+        self._unit_sd = np.zeros(0)
+        self._scale = np.zeros(0)
+        self._center = np.zeros(0)
+        self._spread = np.zeros(0)
+        self._stale = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self._size)
+
+    def adopt(self, t: RobustThreshold) -> BankedThreshold:
+        """Append ``t`` (parameters, scale and history) as a new row."""
+        history = list(t._history)[-self.window :]
+        values = np.full((1, self.window), np.nan)
+        values[0, : len(history)] = history
+        self._values = np.concatenate([self._values, values])
+        self._next = np.append(self._next, len(history) % self.window)
+        self._size = np.append(self._size, len(history))
+        self._lower = np.append(self._lower, t.side in ("lower", "both"))
+        self._upper = np.append(self._upper, t.side in ("upper", "both"))
+        self._floor = np.append(self._floor, t.floor)
+        self._k = np.append(self._k, t.k)
+        self._noise = np.append(self._noise, _NOISE_CODES[t.noise])
+        self._unit_sd = np.append(self._unit_sd, t.unit_sd)
+        self._scale = np.append(self._scale, t.sensitivity)
+        self._center = np.append(self._center, np.nan)
+        self._spread = np.append(self._spread, 0.0)
+        self._stale = np.append(self._stale, True)
+        return BankedThreshold(self, len(self._size) - 1, t.side, t.noise)
+
+    # -- learning -------------------------------------------------------------------------
+    def observe(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Add one healthy value to each of ``rows`` (distinct rows; NaN values are skipped)."""
+        ok = np.isfinite(values)
+        rows, values = rows[ok], values[ok]
+        if not len(rows):
+            return
+        self._values[rows, self._next[rows]] = values
+        self._next[rows] = (self._next[rows] + 1) % self.window
+        self._size[rows] = np.minimum(self._size[rows] + 1, self.window)
+        self._stale[rows] = True
+
+    def _refresh(self) -> None:
+        rows = np.flatnonzero(self._stale)
+        if not len(rows):
+            return
+        m = self._size[rows]
+        lo, hi = (np.maximum(m, 1) - 1) // 2, m // 2
+        srt = np.sort(self._values[rows], axis=1)  # NaN (empty slots) sort last
+        r = np.arange(len(rows))
+        center = 0.5 * (srt[r, lo] + srt[r, hi])
+        center = np.where(lo == hi, srt[r, lo], center)
+        dev = np.sort(np.abs(srt - center[:, None]), axis=1)
+        mad = np.where(lo == hi, dev[r, lo], 0.5 * (dev[r, lo] + dev[r, hi]))
+        self._center[rows] = np.where(m > 0, center, np.nan)
+        self._spread[rows] = np.where(m > 1, _MAD_TO_SD * mad, 0.0)
+        self._stale[rows] = False
+
+    # -- reading --------------------------------------------------------------------------
+    def ready(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each row has any healthy history."""
+        return self._size[rows] > 0
+
+    def center(self, rows: np.ndarray) -> np.ndarray:
+        """Medians of the rows' histories (NaN when empty)."""
+        self._refresh()
+        return self._center[rows]
+
+    def spread(self, rows: np.ndarray) -> np.ndarray:
+        """MADs of the rows' histories, scaled to a standard deviation."""
+        self._refresh()
+        return self._spread[rows]
+
+    def margin(self, rows: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Half-widths of the rows' bands for runs of ``n`` values."""
+        self._refresh()
+        nn = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
+        center = self._center[rows]
+        noise = self._noise[rows]
+        p = np.minimum(np.maximum(np.abs(center), 1.0 / nn), 0.5)
+        root = np.sqrt(nn)
+        sampling = np.select(
+            [noise == _NOISE_CODES["share"], noise == _NOISE_CODES["distance"],
+             noise == _NOISE_CODES["mean"]],
+            [np.sqrt(p * (1 - p) / nn), 0.5 / root, self._unit_sd[rows] / root],
+            0.0,
+        )  # fmt: skip
+        spread = np.hypot(self._spread[rows], sampling)
+        return self._scale[rows] * np.maximum(self._floor[rows], self._k[rows] * spread)
+
+    def bounds(self, rows: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) per row: values outside are violations."""
+        margin = self.margin(rows, n)
+        center = self._center[rows]
+        low = np.where(self._lower[rows], center - margin, -np.inf)
+        high = np.where(self._upper[rows], center + margin, np.inf)
+        return low, high
+
+    def violated(self, rows: np.ndarray, values: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Whether each value falls outside its row's band (never without history or value)."""
+        low, high = self.bounds(rows, n)
+        with np.errstate(invalid="ignore"):
+            out = (values < low) | (values > high)
+        return out & self.ready(rows) & np.isfinite(values)
+
+
+class BankedThreshold:
+    """One row of a :class:`ThresholdBank`, with the reading and feedback API of
+    :class:`RobustThreshold` (what explanations, feedback and the API use)."""
+
+    def __init__(self, bank: ThresholdBank, row: int, side: Side, noise: Noise) -> None:
+        self.bank = bank
+        self.row = row
+        self.side = side
+        self.noise = noise
+        self._rows = np.array([row])
+
+    @property
+    def window(self) -> int:
+        return self.bank.window
+
+    @property
+    def k(self) -> float:
+        return float(self.bank._k[self.row])
+
+    @property
+    def unit_sd(self) -> float:
+        return float(self.bank._unit_sd[self.row])
+
+    @property
+    def floor(self) -> float:
+        return float(self.bank._floor[self.row])
+
+    @floor.setter
+    def floor(self, value: float) -> None:
+        self.bank._floor[self.row] = float(value)
+
+    def observe(self, value: float) -> None:
+        """Add the statistic of a run judged healthy."""
+        self.bank.observe(self._rows, np.array([value], dtype=np.float64))
+
+    def widen(self, at: float | None = None, n: int = 1, factor: float = 1.25) -> None:
+        """See :meth:`RobustThreshold.widen`."""
+        self.bank._scale[self.row] = _widened(self, at, n, factor)
+        if at is not None:
+            self.observe(at)
+
+    def narrow(self, factor: float = 0.95) -> None:
+        """See :meth:`RobustThreshold.narrow`."""
+        self.bank._scale[self.row] = float(max(self.bank._scale[self.row] * factor, 0.5))
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.bank._size[self.row] > 0)
+
+    @property
+    def size(self) -> int:
+        """Healthy values in the history."""
+        return int(self.bank._size[self.row])
+
+    @property
+    def center(self) -> float:
+        return float(self.bank.center(self._rows)[0])
+
+    @property
+    def spread(self) -> float:
+        return float(self.bank.spread(self._rows)[0])
+
+    @property
+    def sensitivity(self) -> float:
+        return float(self.bank._scale[self.row])
+
+    def margin(self, n: int) -> float:
+        return float(self.bank.margin(self._rows, np.array([n]))[0])
+
+    def bounds(self, n: int) -> tuple[float, float]:
+        low, high = self.bank.bounds(self._rows, np.array([n]))
+        return float(low[0]), float(high[0])
+
+    def violated(self, value: float, n: int) -> bool:
+        return bool(self.bank.violated(self._rows, np.array([value], dtype=np.float64),
+                                       np.array([n]))[0])  # fmt: skip
 
 
 class Precision:
