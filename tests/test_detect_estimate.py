@@ -7,6 +7,7 @@ import pytest
 
 from otel_mlobs.processor.analyzers.detect import ModelAccuracyAnalyzer
 from otel_mlobs.processor.analyzers.detect.buckets import AccuracyTable, SingleScheme
+from otel_mlobs.processor.analyzers.detect.combined import logit_shift, prior_strength
 from otel_mlobs.processor.analyzers.detect.refdata import RefData
 from otel_mlobs.processor.analyzers.detect.synthetic import (
     draw,
@@ -168,3 +169,28 @@ def test_snapshot_restore_keeps_everything():
         feed(x, more)
         x.update(feedback_batch(more, 60.0))
     assert a.query() == b.query()
+
+
+def test_logit_shift_recovers_a_concept_shift_and_ignores_label_noise():
+    rng = np.random.default_rng(8)
+    est = np.linspace(0.55, 0.99, 12)
+    x = np.log(est / (1 - est))
+    j = np.full(12, 400.0)
+    shifted = 1 / (1 + np.exp(-(x - 0.6)))
+    delta, var = logit_shift(j, rng.binomial(400, shifted).astype(float), x)
+    assert delta == pytest.approx(-0.6, abs=3 * np.sqrt(var) + 0.02)
+    calm = [logit_shift(j, rng.binomial(400, est).astype(float), x)[0] for _ in range(50)]
+    raw_sd = 1 / np.sqrt((j * est * (1 - est)).sum())
+    assert np.mean(np.abs(calm)) < 0.8 * raw_sd  # noise is shrunk below its raw size
+    assert logit_shift(np.zeros(12), np.zeros(12), x) == (0.0, 0.0)
+
+
+def test_prior_strength_trusts_an_estimate_that_fits_and_drops_one_that_does_not():
+    rng = np.random.default_rng(9)
+    prior = np.linspace(0.6, 0.95, 10)
+    j = np.full(10, 300.0)
+    fits = [prior_strength(j, rng.binomial(300, prior).astype(float), prior) for _ in range(20)]
+    assert np.median(fits) > 300  # mostly infinite: the buckets stray no more than noise
+    wrong = rng.permutation(prior)  # the labels rank the buckets differently
+    assert prior_strength(j, rng.binomial(300, wrong).astype(float), prior) < 20
+    assert prior_strength(np.array([5.0, 0.0]), np.array([3.0, 0.0]), prior[:2]) == np.inf
