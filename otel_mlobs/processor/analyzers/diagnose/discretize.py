@@ -57,27 +57,61 @@ class ColumnCoder:
         """Codes of ``values`` (vectorized)."""
         values = np.asarray(values)
         if self.kind == "categorical":
-            text = values.astype(str)
-            null = (text == "") | (text == "nan") | (text == "None")
-            idx = np.searchsorted(self.values, text)
-            idx = np.clip(idx, 0, max(len(self.values) - 1, 0))
-            hit = self.values[idx] == text if len(self.values) else np.zeros(len(text), bool)
-            codes = np.where(hit, FIRST + idx, FIRST + len(self.values))
-            return np.where(null, NULL, codes).astype(np.int64)
+            return self._lookup().codes(values)
         x = _as_float(values)
         if self.kind == "offset":
             x = x - event_time
-        null = ~np.isfinite(x)
+        return _finish(self._bins(x), x, self.lo, self.hi)
+
+    def _bins(self, x: np.ndarray) -> np.ndarray:
+        """Reference-bin codes of finite in-range values (other values: anything)."""
         if len(self.values):
             idx = np.clip(np.searchsorted(self.values, x), 0, len(self.values) - 1)
             # an unseen value between known ones takes the nearest known code
             left = np.clip(idx - 1, 0, len(self.values) - 1)
             nearer_left = np.abs(x - self.values[left]) < np.abs(x - self.values[idx])
-            codes = FIRST + np.where(nearer_left, left, idx)
-        else:
-            codes = FIRST + np.searchsorted(self.edges, x, side="right")
-        codes = np.where(x < self.lo, LOW, np.where(x > self.hi, HIGH, codes))
-        return np.where(null, NULL, codes).astype(np.int64)
+            return FIRST + np.where(nearer_left, left, idx)
+        return FIRST + np.searchsorted(self.edges, x, side="right")
+
+    def _lookup(self) -> _Vocabulary:
+        found = self.__dict__.get("_vocab")
+        if found is None:
+            found = self.__dict__["_vocab"] = _Vocabulary(self.values)
+        return found
+
+    def __getstate__(self) -> dict:
+        # The lookup table is derived from ``values``: rebuilt on first use after a restore.
+        return {k: v for k, v in self.__dict__.items() if k != "_vocab"}
+
+
+_NULL_TEXT = ("", "nan", "None")
+
+
+class _Vocabulary:
+    """Text -> code in one sorted search: the vocabulary and the null spellings share one
+    sorted key array, so a column costs one ``searchsorted`` and one comparison."""
+
+    def __init__(self, vocabulary: np.ndarray) -> None:
+        vocab = np.asarray(vocabulary).astype(str)
+        keys = np.concatenate([vocab, np.array(_NULL_TEXT)])
+        codes = np.concatenate([FIRST + np.arange(len(vocab)), np.full(len(_NULL_TEXT), NULL)])
+        # a null spelling wins over a vocabulary entry of the same text, as it always has
+        keys, first = np.unique(keys[::-1], return_index=True)
+        self.keys = keys
+        self.key_codes = codes[::-1][first].astype(np.int64)
+        self.other = FIRST + len(vocab)
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        text = values if values.dtype.kind == "U" else values.astype(str)
+        idx = np.searchsorted(self.keys, text)
+        np.minimum(idx, len(self.keys) - 1, out=idx)
+        return np.where(self.keys[idx] == text, self.key_codes[idx], self.other)
+
+
+def _finish(codes: np.ndarray, x: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray):
+    """Out-of-range and null codes over the bin codes (arrays broadcast per column)."""
+    codes = np.where(x < lo, LOW, np.where(x > hi, HIGH, codes))
+    return np.where(np.isfinite(x), codes, NULL).astype(np.int64)
 
 
 def _as_float(values: np.ndarray) -> np.ndarray:
@@ -102,7 +136,8 @@ def _run_constant(per_run: Sequence[np.ndarray]) -> bool:
         v = np.asarray(values)
         if not len(v):
             continue
-        _, counts = np.unique(v.astype(str), return_counts=True)
+        # numbers compare as themselves (all NaNs alike, as their text would): no text needed
+        _, counts = np.unique(v if v.dtype.kind in "fiub" else v.astype(str), return_counts=True)
         if counts.max() < 0.99 * len(v):
             return False
         firsts.append(str(v[0]))
@@ -171,12 +206,53 @@ def encode_rows(
     coders: Sequence[ColumnCoder], columns: Mapping[str, np.ndarray], event_time: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Codes matrix (rows, coders) and a mask of the coders whose column is present."""
-    n = len(next(iter(columns.values()))) if columns else 0
-    codes = np.zeros((n, len(coders)), dtype=np.int64)
-    present = np.zeros(len(coders), dtype=bool)
-    for j, coder in enumerate(coders):
-        values = columns.get(coder.name)
-        if values is not None and len(values) == n:
-            codes[:, j] = coder.encode(values, event_time)
-            present[j] = True
-    return codes, present
+    return RowCoder(coders).encode(columns, event_time)
+
+
+class RowCoder:
+    """All columns of a sample to codes at once, for coders fitted once and used every run.
+
+    Numeric columns are gathered into one (columns, rows) matrix so the clock offsets, range
+    checks and null checks are single passes; only the bin search stays per column (one
+    ``searchsorted`` each). The result is the transpose of a (coders, rows) array, so each
+    column's codes are contiguous for the scorer.
+    """
+
+    def __init__(self, coders: Sequence[ColumnCoder]) -> None:
+        self.coders = list(coders)
+        numeric = [j for j, c in enumerate(self.coders) if c.kind != "categorical"]
+        self._numeric = np.array(numeric, dtype=np.int64)
+        self._categorical = [j for j, c in enumerate(self.coders) if c.kind == "categorical"]
+        num = [self.coders[j] for j in numeric]
+        self._lo = np.array([c.lo for c in num], dtype=np.float64)[:, None]
+        self._hi = np.array([c.hi for c in num], dtype=np.float64)[:, None]
+        self._offset = np.array([c.kind == "offset" for c in num], dtype=bool)
+
+    def encode(
+        self, columns: Mapping[str, np.ndarray], event_time: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Codes matrix (rows, coders) and a mask of the coders whose column is present."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        d = len(self.coders)
+        out = np.zeros((d, n), dtype=np.int64)
+        present = np.zeros(d, dtype=bool)
+        if self._numeric.size:
+            x = np.full((len(self._numeric), n), np.nan)
+            for i, j in enumerate(self._numeric.tolist()):
+                values = columns.get(self.coders[j].name)
+                if values is not None and len(values) == n:
+                    values = np.asarray(values)
+                    x[i] = values if values.dtype.kind in "fiub" else _as_float(values)
+                    present[j] = True
+            if self._offset.any():
+                x[self._offset] -= event_time
+            codes = np.empty(x.shape, dtype=np.int64)
+            for i, j in enumerate(self._numeric.tolist()):
+                codes[i] = self.coders[j]._bins(x[i])
+            out[self._numeric] = _finish(codes, x, self._lo, self._hi)
+        for j in self._categorical:
+            values = columns.get(self.coders[j].name)
+            if values is not None and len(values) == n:
+                out[j] = self.coders[j]._lookup().codes(np.asarray(values))
+                present[j] = True
+        return out.T, present

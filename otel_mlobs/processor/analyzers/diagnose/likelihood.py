@@ -25,10 +25,14 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 _ALPHA = 0.5  # additive smoothing of every count table (Krichevsky-Trofimov)
+_TABLE_CELLS = 1 << 15  # largest precomputed score table of one column (cells)
+_TABLE_MASKS = 8  # column-presence patterns whose score tables are kept
+_COUNT_CHUNK = 1 << 20  # (row, pair) cells counted per bincount
 
 
 def mutual_information(x: np.ndarray, y: np.ndarray, kx: int, ky: int) -> float:
@@ -42,6 +46,78 @@ def mutual_information(x: np.ndarray, y: np.ndarray, kx: int, ky: int) -> float:
     mi = float((joint[nz] * np.log(joint[nz] / np.outer(px, py)[nz])).sum())
     bias = (np.count_nonzero(px) - 1) * (np.count_nonzero(py) - 1) / (2 * n)
     return max(0.0, mi - bias)
+
+
+class _Layout:
+    """Where each column's and each column pair's counts live in two flat count vectors.
+
+    Pair ``(i, j)``, ``i < j``, owns ``k_i * k_j`` consecutive cells (row-major in the codes
+    of ``i`` then ``j``), so every pairwise contingency table of a sample is one ``bincount``.
+    """
+
+    def __init__(self, n_codes: Sequence[int]) -> None:
+        k = np.asarray(n_codes, dtype=np.int64).reshape(-1)
+        d = len(k)
+        self.k = k
+        self.marginal_at = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
+        self.pi, self.pj = (a.astype(np.int64) for a in np.triu_indices(d, 1))
+        sizes = k[self.pi] * k[self.pj]
+        self.pair_at = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.cells = int(sizes.sum())
+        self.cell_pair = np.repeat(np.arange(len(sizes)), sizes)
+        local = np.arange(self.cells) - self.pair_at[self.cell_pair]
+        width = k[self.pj][self.cell_pair]
+        self.cell_x = self.marginal_at[self.pi][self.cell_pair] + local // np.maximum(width, 1)
+        self.cell_y = self.marginal_at[self.pj][self.cell_pair] + local % np.maximum(width, 1)
+
+    def block(self, joint: np.ndarray, i: int, j: int) -> np.ndarray:
+        """Contingency table of columns ``i`` (rows) and ``j`` (columns), ``i != j``."""
+        a, b = (i, j) if i < j else (j, i)
+        d = len(self.k)
+        p = a * d - a * (a + 1) // 2 + (b - a - 1)
+        start = int(self.pair_at[p])
+        table = joint[start : start + int(self.k[a] * self.k[b])].reshape(self.k[a], self.k[b])
+        return table if i < j else table.T
+
+
+@dataclass
+class TreeCounts:
+    """Sufficient statistics of a tree fit: row count, per-column and pairwise code counts.
+
+    Counts add and subtract, so leave-one-run-out fits need one count per run, not a refit
+    per left-out run.
+    """
+
+    n: int
+    marginal: np.ndarray
+    joint: np.ndarray
+
+    @classmethod
+    def of(cls, codes: np.ndarray, layout: _Layout) -> TreeCounts:
+        """Count one code matrix (rows, columns)."""
+        n, d = codes.shape
+        marginal = np.bincount(
+            (codes + layout.marginal_at).ravel(), minlength=int(layout.k.sum())
+        ).astype(np.int64)
+        joint = np.zeros(layout.cells, dtype=np.int64)
+        if n and len(layout.pi):
+            step = max(1, _COUNT_CHUNK // len(layout.pi))
+            kj = layout.k[layout.pj]
+            for start in range(0, n, step):
+                part = codes[start : start + step]
+                flat = layout.pair_at + part[:, layout.pi] * kj + part[:, layout.pj]
+                joint += np.bincount(flat.ravel(), minlength=layout.cells)
+        return cls(n, marginal, joint)
+
+    def __add__(self, other: TreeCounts) -> TreeCounts:
+        return TreeCounts(
+            self.n + other.n, self.marginal + other.marginal, self.joint + other.joint
+        )
+
+    def __sub__(self, other: TreeCounts) -> TreeCounts:
+        return TreeCounts(
+            self.n - other.n, self.marginal - other.marginal, self.joint - other.joint
+        )
 
 
 class ChowLiuTree:
@@ -66,23 +142,39 @@ class ChowLiuTree:
     @classmethod
     def fit(cls, codes: np.ndarray, n_codes: Sequence[int], min_mi: float = 1e-3) -> ChowLiuTree:
         """Learn structure (maximum spanning tree of mutual information) and tables."""
-        n, d = codes.shape
-        used = [
-            max(int(np.count_nonzero(np.bincount(codes[:, j], minlength=k))), 1)
-            for j, k in enumerate(n_codes)
-        ]
+        layout = _Layout(n_codes)
+        counts = TreeCounts.of(np.asarray(codes, dtype=np.int64), layout)
+        return cls.from_counts(counts, layout, min_mi)
+
+    @classmethod
+    def from_counts(cls, counts: TreeCounts, layout: _Layout, min_mi: float = 1e-3) -> ChowLiuTree:
+        """:meth:`fit` from counts made with ``layout``."""
+        k = layout.k
+        d, n = len(k), counts.n
+        seen = (counts.marginal > 0).astype(np.int64)
+        used = np.maximum(np.add.reduceat(seen, layout.marginal_at), 1) if d else seen
         weights = np.zeros((d, d))
-        for i in range(d):
-            for j in range(i + 1, d):
-                # Keep only links stronger than chance: for independent columns 2n*MI is
-                # chi-squared with df degrees of freedom, so MI above its bias plus three
-                # standard deviations is real dependence, not sampling noise.
-                df = (used[i] - 1) * (used[j] - 1)
-                noise = 3.0 * np.sqrt(2.0 * df) / (2.0 * max(n, 1))
-                weights[i, j] = weights[j, i] = max(
-                    0.0,
-                    mutual_information(codes[:, i], codes[:, j], n_codes[i], n_codes[j]) - noise,
-                )
+        if d > 1:
+            pair_mi = np.zeros(len(layout.pi))
+            if n > 0:
+                c = counts.joint
+                nz = np.flatnonzero(c)
+                cn = c[nz].astype(np.float64)
+                a = counts.marginal[layout.cell_x[nz]]
+                b = counts.marginal[layout.cell_y[nz]]
+                terms = cn / n * np.log(cn * n / (a.astype(np.float64) * b))
+                pair_mi = np.bincount(layout.cell_pair[nz], weights=terms, minlength=len(layout.pi))
+                # Miller-Madow bias of independent columns
+                bias = (used[layout.pi] - 1) * (used[layout.pj] - 1) / (2 * n)
+                pair_mi = np.maximum(0.0, pair_mi - bias)
+            # Keep only links stronger than chance: for independent columns 2n*MI is
+            # chi-squared with df degrees of freedom, so MI above its bias plus three
+            # standard deviations is real dependence, not sampling noise.
+            df = (used[layout.pi] - 1) * (used[layout.pj] - 1)
+            noise = 3.0 * np.sqrt(2.0 * df) / (2.0 * max(n, 1))
+            w = np.maximum(0.0, pair_mi - noise)
+            weights[layout.pi, layout.pj] = w
+            weights[layout.pj, layout.pi] = w
         parent = np.full(d, -1)
         mi = np.zeros(d)
         # Prim's algorithm from the column with the strongest links; edges too weak to be
@@ -103,21 +195,19 @@ class ChowLiuTree:
                     parent[j], mi[j] = link[j], cand[j]
                 better = ~in_tree & (weights[j] > best)
                 best[better], link[better] = weights[j][better], j
-        root_log_p = [
-            np.log((np.bincount(codes[:, j], minlength=k) + _ALPHA) / (n + _ALPHA * k))
-            for j, k in enumerate(n_codes)
-        ]
+        root_log_p = []
+        for j in range(d):
+            at, kj = int(layout.marginal_at[j]), int(k[j])
+            root_log_p.append(np.log((counts.marginal[at : at + kj] + _ALPHA) / (n + _ALPHA * kj)))
         cpts: list[np.ndarray | None] = []
-        for j, k in enumerate(n_codes):
+        for j in range(d):
             p = parent[j]
             if p < 0:
                 cpts.append(None)
                 continue
-            kp = n_codes[p]
-            table = np.bincount(codes[:, p] * k + codes[:, j], minlength=kp * k).reshape(kp, k)
-            table = table + _ALPHA
+            table = layout.block(counts.joint, int(p), j) + _ALPHA
             cpts.append(np.log(table / table.sum(1, keepdims=True)))
-        return cls(n_codes, parent, root_log_p, cpts, mi)
+        return cls([int(x) for x in k], parent, root_log_p, cpts, mi)
 
     def blanket(self, j: int) -> list[int]:
         """Columns that column ``j`` is scored against (its parent and children)."""
@@ -136,26 +226,128 @@ class ChowLiuTree:
         exactly: an absent child's factor sums to one, and an absent parent leaves the column's
         own marginal. So a vanished column (a schema problem, reported elsewhere) is never
         evidence against the columns it used to travel with. ``only`` limits the columns scored.
+
+        Each column's score depends only on its own code and its blanket's codes, so for every
+        column with a small blanket the score of every combination is computed once (per
+        presence pattern) and a row's score is one lookup: all such columns are scored by a
+        single gather. Columns with too many combinations are computed row by row as before.
         """
         n, d = codes.shape
-        present = np.ones(d, dtype=bool) if present is None else present
-        out = np.full((n, d), np.nan)
-        for j in range(d) if only is None else only:
-            if not present[j]:
-                continue
-            p = int(self.parent[j])
-            if p >= 0 and present[p]:
-                logits = self.cpts[j][codes[:, p]]  # (n, k_j)
-            else:
-                logits = np.broadcast_to(self.root_log_p[j], (n, self.n_codes[j])).copy()
-            for c in self.children[j]:
-                if present[c]:
-                    logits = logits + self.cpts[c][:, codes[:, c]].T  # (n, k_j)
-            top = logits.max(1, keepdims=True)
-            norm = top[:, 0] + np.log(np.exp(logits - top).sum(1))
-            out[:, j] = logits[np.arange(n), codes[:, j]] - norm
-        return out
+        present = np.ones(d, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+        tables = self._tables(present)
+        out = np.full((d, n), np.nan)
+        codes_t = np.asarray(codes, dtype=np.int64).T
+        if only is None:
+            cols, stride, blanket, start = tables.cols, tables.stride, tables.blanket, tables.start
+            slow = tables.slow
+        else:
+            wanted = np.zeros(d, dtype=bool)
+            wanted[list(only)] = True
+            keep = wanted[tables.cols]
+            cols, stride = tables.cols[keep], tables.stride[keep]
+            blanket, start = tables.blanket[keep], tables.start[keep]
+            slow = [j for j in tables.slow if wanted[j]]
+        if len(cols):
+            idx = codes_t[cols] + start[:, None]
+            for a in range(blanket.shape[1]):
+                idx += codes_t[blanket[:, a]] * stride[:, a, None]
+            out[cols] = tables.flat[idx]
+        for j in slow:
+            out[j] = self._column_score(codes, present, j)
+        return out.T
+
+    def _column_score(self, codes: np.ndarray, present: np.ndarray, j: int) -> np.ndarray:
+        """One column's scores computed row by row (the blanket has too many combinations)."""
+        n = len(codes)
+        p = int(self.parent[j])
+        if p >= 0 and present[p]:
+            logits = self.cpts[j][codes[:, p]]  # (n, k_j)
+        else:
+            logits = np.broadcast_to(self.root_log_p[j], (n, self.n_codes[j])).copy()
+        for c in self.children[j]:
+            if present[c]:
+                logits = logits + self.cpts[c][:, codes[:, c]].T  # (n, k_j)
+        top = logits.max(1, keepdims=True)
+        norm = top[:, 0] + np.log(np.exp(logits - top).sum(1))
+        return logits[np.arange(n), codes[:, j]] - norm
+
+    def _tables(self, present: np.ndarray) -> _ScoreTables:
+        cache = self.__dict__.setdefault("_score_tables", {})
+        key = present.tobytes()
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= _TABLE_MASKS:
+                cache.pop(next(iter(cache)))
+            found = cache[key] = _ScoreTables(self, present)
+        return found
+
+    def __getstate__(self) -> dict:
+        # Score tables are derived from the fitted tables: rebuilt on first use after a restore.
+        return {k: v for k, v in self.__dict__.items() if k != "_score_tables"}
 
     def link_strength(self, j: int) -> float:
         """Total mutual information (nats) between column ``j`` and its blanket."""
         return float(self.mi[j] + sum(self.mi[c] for c in self.children[j]))
+
+
+class _ScoreTables:
+    """``log P(x_j | blanket)`` for every combination of codes, per column, for one presence
+    pattern; laid out in one flat array so that many columns are scored by one gather."""
+
+    def __init__(self, tree: ChowLiuTree, present: np.ndarray) -> None:
+        d = len(tree.n_codes)
+        cols, parts, blankets, strides, starts, slow = [], [], [], [], [], []
+        at = 0
+        for j in range(d):
+            if not present[j]:
+                continue
+            table, blanket = _score_table(tree, present, j)
+            if table is None:
+                slow.append(j)
+                continue
+            shape = table.shape
+            stride = [int(np.prod(shape[a + 1 :])) for a in range(len(blanket))]
+            cols.append(j)
+            parts.append(table.ravel())
+            blankets.append(blanket)
+            strides.append(stride)
+            starts.append(at)
+            at += table.size
+        width = max((len(b) for b in blankets), default=0)
+        self.cols = np.array(cols, dtype=np.int64)
+        # blanket slots past a column's own neighbours point at column 0 with stride 0
+        self.blanket = np.zeros((len(cols), width), dtype=np.int64)
+        self.stride = np.zeros((len(cols), width), dtype=np.int64)
+        for i, (b, s) in enumerate(zip(blankets, strides, strict=True)):
+            self.blanket[i, : len(b)] = b
+            self.stride[i, : len(s)] = s
+        self.start = np.array(starts, dtype=np.int64)
+        self.flat = np.concatenate(parts) if parts else np.zeros(0)
+        self.slow = slow
+
+
+def _score_table(
+    tree: ChowLiuTree, present: np.ndarray, j: int
+) -> tuple[np.ndarray | None, list[int]]:
+    """Scores of column ``j`` over all (blanket codes..., own code), or ``None`` if too big."""
+    p = int(tree.parent[j])
+    has_parent = p >= 0 and bool(present[p])
+    kids = [int(c) for c in tree.children[j] if present[c]]
+    blanket = ([p] if has_parent else []) + kids
+    k = tree.n_codes
+    shape = [k[b] for b in blanket] + [k[j]]
+    if int(np.prod(shape)) > _TABLE_CELLS:
+        return None, blanket
+    m = len(blanket)
+    if has_parent:
+        logits = tree.cpts[j].reshape([k[p]] + [1] * (m - 1) + [k[j]])
+    else:
+        logits = tree.root_log_p[j].reshape([1] * m + [k[j]])
+    for a, c in enumerate(kids, start=1 if has_parent else 0):
+        view = [1] * (m + 1)
+        view[a], view[-1] = k[c], k[j]
+        logits = logits + tree.cpts[c].T.reshape(view)
+    logits = np.broadcast_to(logits, shape)
+    top = logits.max(-1, keepdims=True)
+    norm = top + np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    return logits - norm, blanket
