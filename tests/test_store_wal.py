@@ -122,16 +122,17 @@ def test_concurrent_appenders_share_fsyncs(tmp_path, monkeypatch):
 
 def test_a_failed_write_leaves_no_partial_record(tmp_path, monkeypatch):
     log = _write(tmp_path, _payloads(2))
-    real_write = os.write
+    real_writev = os.writev
 
-    def half_then_full(fd: int, data) -> int:  # noqa: ANN001
-        real_write(fd, bytes(data[: len(data) // 2]))
+    def half_then_full(fd: int, parts) -> int:  # noqa: ANN001
+        data = b"".join(bytes(p) for p in parts)
+        os.write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(wal.os, "write", half_then_full)
+    monkeypatch.setattr(wal.os, "writev", half_then_full)
     with pytest.raises(OSError, match="No space"):
         log.append(b"x" * 500)
-    monkeypatch.setattr(wal.os, "write", real_write)
+    monkeypatch.setattr(wal.os, "writev", real_writev)
     log.sync(log.append(b"after the disk was freed"))
     log.close()
     records, scan = _read(tmp_path)

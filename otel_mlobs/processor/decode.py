@@ -97,6 +97,10 @@ class DecodeResult:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS messages
     shed: int = 0  # items producers reported dropping (mlobs.sdk.shed) on accepted spans
+    # The serialized request the records came from, set by a receiver when those bytes can
+    # stand for the records in the write-ahead log (see ingest.redacted): logging them costs a
+    # write, where encoding the records costs a pass over every array.
+    wire: bytes | None = None
 
     @property
     def total_spans(self) -> int:

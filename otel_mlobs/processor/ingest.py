@@ -7,7 +7,8 @@ router under the state lock, so analyzers never see concurrent updates.
 
 With a :class:`Journal` (persistence on), ``offer`` numbers each batch in the log under the
 queue's lock, so log order is apply order, and returns only once the batch is durable: the
-receiver acknowledges after that.
+receiver acknowledges after that. A batch that carries its request's serialized bytes
+(``Batch.wire``, see :func:`redacted`) is logged as those bytes, with no encoding pass.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from otel_mlobs.processor.decode import DecodeResult
-from otel_mlobs.processor.records import Record
+from otel_mlobs.processor.records import PredictionBatch, Record, SampleRecord, SummaryRecord
 from otel_mlobs.processor.router import Router
 from otel_mlobs.processor.stats import Stats
 
@@ -35,12 +36,13 @@ class Batch:
     records: list[Record]
     received_at: float = field(default_factory=time.monotonic)
     seq: int = 0  # number in the write-ahead log; 0 without persistence
+    wire: bytes | None = None  # the serialized request, when it decodes to exactly ``records``
 
 
 class Journal(Protocol):
     """Where accepted batches become durable (see :mod:`otel_mlobs.processor.persistence`)."""
 
-    def prepare(self, records: list[Record]) -> Any:
+    def prepare(self, batch: Batch) -> Any:
         """Encode a batch, outside every lock."""
 
     def append(self, prepared: Any) -> int:
@@ -88,7 +90,7 @@ class IngestQueue:
                 return True
         if self._closed or len(self._items) >= self.capacity:
             return False  # early answer: do not encode a batch that cannot be queued
-        prepared = journal.prepare(batch.records)
+        prepared = journal.prepare(batch)
         with self._cond:
             if self._closed or len(self._items) >= self.capacity:
                 return False
@@ -145,9 +147,45 @@ def admit(
 
     A request without records (only foreign or rejected spans) needs no queue slot.
     """
-    enqueued = not result.records or queue.offer(Batch(result.records, received_at))
+    enqueued = not result.records or queue.offer(
+        Batch(result.records, received_at, wire=result.wire)
+    )
     stats.decoded(transport, result, enqueued)
     return enqueued
+
+
+Redact = Callable[[DecodeResult], DecodeResult]
+
+
+def redacted(result: DecodeResult, wire: bytes | None, redact: Redact | None) -> DecodeResult:
+    """Apply identifier redaction, and keep ``wire`` (the serialized request) on the result
+    only when those bytes decode to exactly its records.
+
+    They do when every span was accepted (a request with foreign or rejected spans would log
+    bytes nobody needs) and redaction replaced nothing: otherwise the log would hold the
+    identifiers the records no longer carry. Replay applies redaction again (see
+    :mod:`otel_mlobs.processor.persistence`), so logged bytes never reach an analyzer raw.
+    """
+    keep = wire is not None and result.accepted_spans == result.total_spans
+    if redact is not None:
+        before = _redactable(result.records) if keep else ()
+        result = redact(result)
+        keep = keep and _redactable(result.records) == before
+    result.wire = wire if keep else None
+    return result
+
+
+def _redactable(records: list[Record]) -> list[int]:
+    """Identities of every value redaction may replace (it swaps values, never edits them)."""
+    out: list[int] = []
+    for record in records:
+        if isinstance(record, SampleRecord):
+            out.extend(map(id, record.columns.values()))
+        elif isinstance(record, PredictionBatch):
+            out.extend(map(id, record.features.values()))
+        elif isinstance(record, SummaryRecord):
+            out.extend(map(id, record.top_values))
+    return out
 
 
 class Worker(threading.Thread):

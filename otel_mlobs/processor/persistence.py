@@ -6,7 +6,9 @@ and a ``lock`` file that keeps a second processor out.
 
 * **Accept**: the ingest queue hands each batch to :meth:`Persistence.append` (which numbers it
   in queue order) and waits on :meth:`Persistence.sync` before the receiver answers, so nothing
-  is acknowledged before it is on disk.
+  is acknowledged before it is on disk. A batch is logged as the protobuf request it came in
+  (when those bytes decode to exactly its records, see :func:`.ingest.redacted`), else as its
+  pickled records; replay decodes the first kind again, redaction included.
 * **Checkpoint**: every ``checkpoint_interval_s`` (and at a clean stop) the analyzers are
   snapshotted under the state lock together with the number of the last batch applied; the
   snapshot and that number commit in one SQLite transaction; log segments wholly covered are
@@ -24,23 +26,28 @@ import os
 import pickle
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_mlobs.processor.decode import decode_request
+from otel_mlobs.processor.ingest import Batch, Redact
 from otel_mlobs.processor.records import Record
 from otel_mlobs.processor.router import Router
 from otel_mlobs.processor.store import CheckpointStore, WriteResult
-from otel_mlobs.processor.wal import Damage, LogScan, WriteAheadLog
+from otel_mlobs.processor.wal import Damage, LogScan, WriteAheadLog, payload_crc
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.db"
 LOG_DIR = "log"
 LOCK_FILE = "lock"
-_PAYLOAD_VERSION = b"\x01"  # first byte of a log payload: how the records are encoded
+# First byte of a log payload: how the batch is encoded.
+_PAYLOAD_VERSION = b"\x01"  # pickled records
+_PAYLOAD_OTLP = b"\x02"  # a serialized ExportTraceServiceRequest, decoded again on replay
 
 DAMAGE_REASONS = (
     "log_torn",
@@ -58,10 +65,17 @@ def encode_records(records: list[Record]) -> bytes:
     return _PAYLOAD_VERSION + pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_records(payload: bytes) -> list[Record]:
-    if payload[:1] != _PAYLOAD_VERSION:
-        raise ValueError(f"unknown log payload version {payload[:1]!r}")
-    records = pickle.loads(payload[1:])  # noqa: S301 - written by this processor only
+def decode_records(payload: bytes, redact: Redact | None = None) -> list[Record]:
+    """The records of a log payload. A request payload is decoded as the receiver decoded it,
+    then redacted (``redact``) as it was: its bytes hold identifiers as sent."""
+    tag, body = payload[:1], memoryview(payload)[1:]
+    if tag == _PAYLOAD_OTLP:
+        request = ExportTraceServiceRequest.FromString(body)
+        result = decode_request(request)
+        return (redact(result) if redact is not None else result).records
+    if tag != _PAYLOAD_VERSION:
+        raise ValueError(f"unknown log payload version {tag!r}")
+    records = pickle.loads(body)  # noqa: S301 - written by this processor only
     if not isinstance(records, list):
         raise ValueError(f"log payload holds a {type(records).__name__}, not a list of records")
     return records
@@ -69,9 +83,9 @@ def decode_records(payload: bytes) -> list[Record]:
 
 @dataclass
 class Prepared:
-    """A batch encoded (and checksummed) outside the queue's lock."""
+    """A batch encoded (and checksummed) outside the queue's lock, in parts never joined."""
 
-    payload: bytes
+    parts: tuple[bytes, ...]
     crc: int
 
 
@@ -106,6 +120,9 @@ class Persistence:
         The analyzers and the state lock the worker applies batches under.
     applied
         The number of the last log record the worker applied; read under ``lock``.
+    redact
+        What the receivers apply to decoded requests (identifier hashing); replay applies it
+        to batches logged as requests.
     """
 
     def __init__(
@@ -115,6 +132,7 @@ class Persistence:
         router: Router,
         lock: threading.RLock,
         applied: Callable[[], int],
+        redact: Redact | None = None,
     ) -> None:
         if checkpoint_interval_s <= 0:
             raise ValueError(f"Invalid 'checkpoint_interval_s': {checkpoint_interval_s!r}")
@@ -123,6 +141,7 @@ class Persistence:
         self._router = router
         self._lock = lock
         self._applied = applied
+        self._redact = redact
         self._store = CheckpointStore(state_dir / STATE_FILE)
         self._wal: WriteAheadLog | None = None
         self._lock_fd = -1
@@ -192,8 +211,8 @@ class Persistence:
         with self._lock:
             for seq, payload in scan:
                 try:
-                    records = decode_records(payload)
-                except Exception as exc:  # an unpicklable payload is damage, not a crash
+                    records = decode_records(payload, self._redact)
+                except Exception as exc:  # an undecodable payload is damage, not a crash
                     report.damage.append(Damage("log_undecodable", 1, f"record {seq}: {exc}"))
                     logger.warning("write-ahead log record %d does not decode: %s", seq, exc)
                     continue
@@ -230,16 +249,20 @@ class Persistence:
 
     # --- the journal the ingest queue writes through ------------------------------------------
 
-    def prepare(self, records: list[Record]) -> Prepared:
-        """Encode a batch (on the receiving thread, outside every lock)."""
-        payload = encode_records(records)
-        return Prepared(payload, zlib.crc32(payload))
+    def prepare(self, batch: Batch) -> Prepared:
+        """Encode a batch (on the receiving thread, outside every lock): its request bytes as
+        they are when it has them, else its pickled records."""
+        if batch.wire is not None:
+            parts: tuple[bytes, ...] = (_PAYLOAD_OTLP, batch.wire)
+        else:
+            parts = (encode_records(batch.records),)
+        return Prepared(parts, payload_crc(parts))
 
     def append(self, prepared: Prepared) -> int:
         """Write a batch to the log (the queue calls this under its lock, fixing the order)."""
         assert self._wal is not None, "recover() first"
         try:
-            return self._wal.append(prepared.payload, prepared.crc)
+            return self._wal.append(prepared.parts, prepared.crc)
         except OSError:
             self._write_failed("log_append")
             raise

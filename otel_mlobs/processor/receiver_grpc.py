@@ -23,7 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from otel_mlobs.processor.decode import DecodeResult, decode_request
-from otel_mlobs.processor.ingest import IngestQueue, admit
+from otel_mlobs.processor.ingest import IngestQueue, admit, redacted
 from otel_mlobs.processor.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -75,17 +75,18 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"invalid protobuf ExportTraceServiceRequest: {exc}",
             )
-        return self.Export(request, context)
+        return self.Export(request, context, body)
 
     def Export(  # noqa: N802 - the generated service's method name
         self,
         request: trace_service_pb2.ExportTraceServiceRequest,
         context: grpc.ServicerContext,
+        body: bytes | None = None,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        """Decode, queue and answer; ``body`` is the request as received, which the
+        write-ahead log may keep instead of encoding the records."""
         received_at = time.monotonic()
-        result = decode_request(request)
-        if self._redact is not None:
-            result = self._redact(result)
+        result = redacted(decode_request(request), body, self._redact)
         if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
             self._stats.request(TRANSPORT, grpc.StatusCode.UNAVAILABLE.name)
             message = "ingest queue full; retry later"

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_mlobs.processor.auth import AuthFailures, TokenSet, challenge
 from otel_mlobs.processor.decode import DecodeResult, decode_request
-from otel_mlobs.processor.ingest import IngestQueue, admit
+from otel_mlobs.processor.ingest import IngestQueue, admit, redacted
 from otel_mlobs.processor.otlp_json import OtlpJsonError, parse_trace_request, to_json
 from otel_mlobs.processor.stats import Stats
 
@@ -98,18 +98,19 @@ def parse_body(
     """Decompress, parse and decode one request body (runs on the executor)."""
     if encoding in _WBITS:
         body = decompress(body, encoding, limit)
+    wire = None  # a protobuf body may stand for its records in the write-ahead log
     if content_type == PROTOBUF:
         try:
             request = ExportTraceServiceRequest.FromString(body)
         except DecodeError as exc:
             raise _Refusal(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+        wire = body
     else:
         try:
             request = parse_trace_request(body)
         except OtlpJsonError as exc:
             raise _Refusal(400, f"invalid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
-    result = decode_request(request)
-    return redact(result) if redact is not None else result
+    return redacted(decode_request(request), wire, redact)
 
 
 class HttpReceiver:

@@ -105,6 +105,7 @@ class Processor:
                 self.router,
                 self.lock,
                 applied=lambda: self._worker.applied_seq,
+                redact=redact,
             )
             if self.config.state_dir
             else None

@@ -28,7 +28,7 @@ import re
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +46,30 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}.log"
 
 
-def frame(seq: int, payload: bytes, payload_crc: int | None = None) -> bytes:
-    """One framed record (``payload_crc`` may be computed beforehand, outside any lock)."""
-    crc = zlib.crc32(payload) if payload_crc is None else payload_crc
-    fields = _FRAME_FIELDS.pack(len(payload), seq)
-    return fields + struct.pack("<II", crc, zlib.crc32(fields)) + payload
+Payload = bytes | Sequence[bytes]  # one record's bytes, whole or as consecutive parts
+
+
+def payload_crc(payload: Payload) -> int:
+    """CRC-32 of a payload, whole or in parts (the parts are not joined)."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return zlib.crc32(payload)
+    crc = 0
+    for part in payload:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
+def frame_header(seq: int, length: int, crc: int) -> bytes:
+    """The header that precedes a payload of ``length`` bytes in the log."""
+    fields = _FRAME_FIELDS.pack(length, seq)
+    return fields + struct.pack("<II", crc, zlib.crc32(fields))
+
+
+def frame(seq: int, payload: Payload, crc: int | None = None) -> bytes:
+    """One framed record as one bytes object (``crc`` may be computed beforehand)."""
+    parts = [payload] if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
+    crc = payload_crc(parts) if crc is None else crc
+    return frame_header(seq, sum(map(len, parts)), crc) + b"".join(parts)
 
 
 def segments(directory: Path) -> list[tuple[int, Path]]:
@@ -113,7 +132,7 @@ class WriteAheadLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
             header = SEGMENT_HEADER.pack(MAGIC, FORMAT_VERSION, first_seq)
-            _write_all(fd, header)
+            _write_all(fd, [header])
             os.fsync(fd)
             fsync_directory(self.directory)
         except BaseException:
@@ -148,24 +167,29 @@ class WriteAheadLog:
         return freed
 
     # -- records --
-    def append(self, payload: bytes, payload_crc: int | None = None) -> int:
+    def append(self, payload: Payload, crc: int | None = None) -> int:
         """Write one record (not yet durable: call :meth:`sync`); returns its number.
+
+        ``payload`` may come in parts (say a format tag and a request body): they are written
+        with one ``writev``, never joined, since a payload is megabytes and a copy costs as much
+        as the write. ``crc`` (of the whole payload) may be computed beforehand, outside the lock.
 
         On a failed write the segment is cut back to its last whole record, so a full disk
         leaves no torn record in the middle of the log; the ``OSError`` propagates.
         """
-        crc = zlib.crc32(payload) if payload_crc is None else payload_crc
+        parts = [payload] if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
+        crc = payload_crc(parts) if crc is None else crc
+        length = sum(map(len, parts))
         with self._append_lock:
             if self._closed:
                 raise OSError(errno.EBADF, "write-ahead log is closed")
             seq = self._next
-            data = frame(seq, payload, crc)
             try:
-                _write_all(self._fd, data)
+                _write_all(self._fd, [frame_header(seq, length, crc), *parts])
             except OSError:
                 self._cut_back()
                 raise
-            self._size += len(data)
+            self._size += FRAME.size + length
             self._written = seq
             self._next = seq + 1
             return seq
@@ -219,11 +243,16 @@ class WriteAheadLog:
                 self._fd = -1
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """``writev`` every part, going on after a short write (a signal, a nearly full disk)."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 # --- reading ------------------------------------------------------------------------------------
