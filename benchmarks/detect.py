@@ -196,7 +196,9 @@ def quality(seed: int, name: str, rows_per_day: int, cbpe: bool) -> dict[str, An
         total += n
         end = dt.datetime.fromisoformat(day["date"]).replace(tzinfo=dt.UTC).timestamp() + DAY
         pending = _release(a, pending, end)  # labels settled by the end of the day
-    _release(a, pending, np.inf)
+    while pending:  # later labels, still in event-time order, a day at a time
+        end += DAY
+        pending = _release(a, pending, end)
     daily = {str(dt.datetime.fromtimestamp(d["day_start"], dt.UTC).date()): d for d in a.daily()}
     methods: dict[str, dict[str, float]] = {"estimated": {}, "combined": {}, "realized": {}}
     for date, f in daily.items():
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=0, help="mean trips per simulated day")
     args = ap.parse_args(argv)
     rows = args.rows or (2000 if args.quick else 20000)
-    runs = [(0, "default"), (1, "default"), (0, "early_shifts")]
+    runs = [(0, "default"), (2, "default"), (0, "early_shifts")]  # seed 2, early_shifts: no test
     if args.quick:
         runs = runs[:1]
     res: dict[str, Any] = {
