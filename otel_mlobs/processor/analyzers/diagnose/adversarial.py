@@ -20,8 +20,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
-from otel_mlobs.processor.analyzers.diagnose.discretize import ColumnCoder, _as_float
+from otel_mlobs.processor.analyzers.diagnose.discretize import (
+    FIRST,
+    HIGH,
+    LOW,
+    NULL,
+    ColumnCoder,
+    _as_float,
+)
 
 _CLIP = 5.0
 
@@ -69,24 +77,208 @@ class RowEncoder:
 
     def encode(self, columns: Mapping[str, np.ndarray], event_time: float) -> np.ndarray:
         """Feature matrix of one sample (missing columns encode as all-zero features)."""
-        n = len(next(iter(columns.values()))) if columns else 0
-        out = np.zeros((n, self.n_features))
-        rows = np.arange(n)
-        for j, coder in enumerate(self.coders):
-            values = columns.get(coder.name)
-            if values is None or len(values) != n:
-                continue
-            base = self.offsets[j]
-            codes = coder.encode(values, event_time)
-            out[rows, base + codes] = 1.0
-            if coder.kind != "categorical":
-                z = (_raw(coder, values, event_time) - self.means[j]) / self.stds[j]
-                out[:, base + coder.n_codes] = np.clip(np.nan_to_num(z, nan=0.0), -_CLIP, _CLIP)
+        rows, hot, zcols, z = self.encode_sparse(columns, event_time)
+        out = np.zeros((rows, self.n_features))
+        out[np.arange(rows)[:, None], hot] = 1.0
+        out[:, zcols] = z
         return out
+
+    def encode_sparse(
+        self, columns: Mapping[str, np.ndarray], event_time: float
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, hot, zcols, z): the one-hot feature of every row and present column
+        (``hot[i, c]``), and the standardized values ``z`` of the present numeric columns that
+        belong in features ``zcols``. One pass per column group, no per-column coder calls on
+        the common dtypes."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        plan = self._plan()
+        hot_parts: list[np.ndarray] = []
+        z_parts: list[np.ndarray] = []
+        zcol_parts: list[np.ndarray] = []
+        for group in plan:
+            got = group.encode(columns, n, event_time)
+            if got is None:
+                continue
+            hot, zcols, z = got
+            hot_parts.append(hot)
+            if zcols is not None:
+                zcol_parts.append(zcols)
+                z_parts.append(z)
+        hot = np.hstack(hot_parts) if hot_parts else np.zeros((n, 0), np.int64)
+        if z_parts:
+            return n, hot, np.concatenate(zcol_parts), np.hstack(z_parts)
+        return n, hot, np.zeros(0, np.int64), np.zeros((n, 0))
+
+    def _plan(self) -> list[_Group]:
+        plan = self.__dict__.get("_groups")
+        if plan is None:
+            plan = self.__dict__["_groups"] = _make_plan(self)
+        return plan
+
+    def __getstate__(self) -> dict:
+        # The plan is derived from the coders: rebuilt on first use after a restore.
+        return {k: v for k, v in self.__dict__.items() if k != "_groups"}
 
     def column_names(self) -> list[str]:
         """Column of each coder, in order."""
         return [c.name for c in self.coders]
+
+
+class _Group:
+    """Columns encoded together; ``encode`` gives (hot, zcols, z) or ``None`` if none present."""
+
+    def encode(
+        self, columns: Mapping[str, np.ndarray], n: int, event_time: float
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+        raise NotImplementedError
+
+
+class _NumericGroup(_Group):
+    """Numeric and clock-offset columns: codes for every column at once by broadcasting each
+    value against its column's (padded) bin edges or known values."""
+
+    def __init__(self, enc: RowEncoder, idx: list[int], by_values: bool) -> None:
+        coders = [enc.coders[j] for j in idx]
+        self.names = [c.name for c in coders]
+        self.by_values = by_values
+        marks = [c.values if by_values else c.edges for c in coders]
+        width = max(1, max(len(m) for m in marks))
+        self.marks = np.full((len(idx), width), np.inf)
+        for i, m in enumerate(marks):
+            self.marks[i, : len(m)] = m
+        # (mark, column, 1): comparisons broadcast to (marks, columns, rows) and are counted
+        # over the leading axis, which numpy reduces in contiguous strides.
+        self.stacked = np.ascontiguousarray(self.marks.T)[:, :, None]
+        self.last = np.array([max(len(m) - 1, 0) for m in marks], np.int64)[:, None]
+        self.offset = np.array([c.kind == "offset" for c in coders])
+        self.lo = np.array([c.lo for c in coders])[:, None]
+        self.hi = np.array([c.hi for c in coders])[:, None]
+        self.base = np.array([enc.offsets[j] for j in idx], np.int64)[:, None]
+        self.zcols = np.array(
+            [enc.offsets[j] + c.n_codes for j, c in zip(idx, coders, strict=True)], np.int64
+        )
+        self.mean = enc.means[idx][:, None]
+        self.std = enc.stds[idx][:, None]
+
+    def encode(self, columns, n, event_time):  # noqa: D102 - see _Group
+        keep = [i for i, name in enumerate(self.names) if _fits(columns.get(name), n)]
+        if not keep:
+            return None
+        sel = np.array(keep) if len(keep) < len(self.names) else slice(None)
+        x = np.empty((len(keep), n))
+        for r, i in enumerate(keep):
+            values = np.asarray(columns[self.names[i]])
+            x[r] = values if values.dtype.kind in "fiub" else _as_float(values)
+        x[self.offset[sel]] -= event_time
+        stacked = self.stacked[:, sel]
+        if self.by_values:
+            # searchsorted(values, x), then the nearer of the two neighbouring known values
+            pos = _count(stacked < x).astype(np.int64)
+            np.minimum(pos, self.last[sel], out=pos)
+            left = np.maximum(pos - 1, 0)
+            marks = self.marks[sel]
+            gap_left = np.abs(x - np.take_along_axis(marks, left, 1))
+            pos = np.where(gap_left < np.abs(x - np.take_along_axis(marks, pos, 1)), left, pos)
+        else:  # searchsorted(edges, x, side="right")
+            pos = _count(stacked <= x)
+        codes = np.where(x < self.lo[sel], LOW, np.where(x > self.hi[sel], HIGH, FIRST + pos))
+        codes = np.where(np.isfinite(x), codes, NULL) + self.base[sel]
+        z = (x - self.mean[sel]) / self.std[sel]
+        np.clip(z, -_CLIP, _CLIP, out=z)
+        np.copyto(z, 0.0, where=np.isnan(z))
+        return codes.T, self.zcols[sel], z.T
+
+
+class _CategoricalGroup(_Group):
+    """Categorical columns: each value's fixed-width text is hashed to 64 bits in one
+    vectorized pass and looked up among the hashes of the reference vocabulary (a collision of
+    an unseen value with a known one has probability ~2^-64 per value)."""
+
+    def __init__(self, enc: RowEncoder, idx: list[int]) -> None:
+        self.coders = [enc.coders[j] for j in idx]
+        self.base = [enc.offsets[j] for j in idx]
+        null = _hash_text(np.array(["", "nan", "None"]))
+        self.tables: list[tuple[np.ndarray, np.ndarray, int] | None] = []
+        for c, base in zip(self.coders, self.base, strict=True):
+            h = _hash_text(np.asarray(c.values).astype(str)) if len(c.values) else None
+            if h is None or len(np.unique(h)) < len(h) or np.isin(h, null).any():
+                self.tables.append(None)  # no usable hash table: the coder's own path
+                continue
+            # one sorted table of the known values' and the null spellings' hashes
+            keys = np.concatenate([h, null])
+            codes = np.concatenate([FIRST + np.arange(len(h)), np.full(len(null), NULL)]) + base
+            order = np.argsort(keys)
+            self.tables.append((keys[order], codes[order], base + FIRST + len(h)))
+
+    def encode(self, columns, n, event_time):  # noqa: D102 - see _Group
+        out = []
+        for coder, base, table in zip(self.coders, self.base, self.tables, strict=True):
+            values = columns.get(coder.name)
+            if not _fits(values, n):
+                continue
+            values = np.asarray(values)
+            h = _hash_text(values if values.dtype.kind == "U" else values.astype(str))
+            if table is None or h is None:
+                out.append(coder.encode(values, event_time) + base)
+                continue
+            keys, codes, other = table
+            pos = np.searchsorted(keys, h)
+            np.minimum(pos, len(keys) - 1, out=pos)
+            out.append(np.where(keys[pos] == h, codes[pos], other))
+        if not out:
+            return None
+        return np.stack(out, axis=1), None, None
+
+
+_WORDS = np.random.default_rng(20_240_611).integers(1, 2**63, 1024, dtype=np.uint64) | 1
+
+
+def _hash_text(text: np.ndarray) -> np.ndarray | None:
+    """64-bit hash of each string of a native fixed-width unicode array, independent of the
+    array's width (zero padding adds nothing); ``None`` for other layouts."""
+    if text.dtype.kind != "U" or text.dtype.byteorder == ">":
+        return None
+    chars = text.dtype.itemsize // 4
+    if chars % 2:
+        text = text.astype(f"<U{chars + 1}")
+        chars += 1
+    words = chars // 2
+    if words > len(_WORDS):
+        return None
+    if words == 0:
+        return np.zeros(len(text), np.uint64)
+    packed = np.ascontiguousarray(text).view(np.uint64).reshape(len(text), words)
+    return packed @ _WORDS[:words]  # wraps modulo 2^64
+
+
+def _count(hits: np.ndarray) -> np.ndarray:
+    """True values over the leading axis of a boolean array (bytes add fastest)."""
+    if len(hits) < 255:
+        return hits.view(np.uint8).sum(0, dtype=np.uint8).astype(np.int64)
+    return hits.sum(0)
+
+
+def _fits(values: np.ndarray | None, n: int) -> bool:
+    return values is not None and len(values) == n
+
+
+def _make_plan(enc: RowEncoder) -> list[_Group]:
+    by_edges, by_values, categorical = [], [], []
+    for j, c in enumerate(enc.coders):
+        if c.kind == "categorical":
+            categorical.append(j)
+        elif len(c.values):
+            by_values.append(j)
+        else:
+            by_edges.append(j)
+    plan: list[_Group] = []
+    if by_edges:
+        plan.append(_NumericGroup(enc, by_edges, by_values=False))
+    if by_values:
+        plan.append(_NumericGroup(enc, by_values, by_values=True))
+    if categorical:
+        plan.append(_CategoricalGroup(enc, categorical))
+    return plan
 
 
 def _raw(coder: ColumnCoder, values: np.ndarray | None, event_time: float) -> np.ndarray:
@@ -99,17 +291,22 @@ def _raw(coder: ColumnCoder, values: np.ndarray | None, event_time: float) -> np
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties counted half); NaN with one class only."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    n1, n0 = int(labels.sum()), int((~labels).sum())
+    n1 = int(np.count_nonzero(labels))
+    n0 = len(labels) - n1
     if n1 == 0 or n0 == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
+    order = np.argsort(scores)
     ranked = scores[order]
-    ranks = np.empty(len(scores))
-    # average ranks over ties
-    _, first, counts = np.unique(ranked, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    fresh = np.empty(len(ranked), bool)
+    fresh[0] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
+    if fresh.all():
+        ranks = np.arange(1.0, len(ranked) + 1.0)
+    else:  # average ranks over ties
+        first = np.flatnonzero(fresh)
+        counts = np.diff(np.append(first, len(ranked)))
+        ranks = np.repeat(first + (counts + 1) / 2.0, counts)
+    return float((ranks[labels[order]].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 class OnlineLogit:
@@ -144,6 +341,56 @@ class OnlineLogit:
         self.weights -= self.lr * (x.T @ err / len(y) + self.l2 * self.weights)
         self.bias -= self.lr * float(err.mean())
         self.steps += 1
+
+    def prequential(
+        self, live: np.ndarray, pairs: np.ndarray, slot: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score, then learn, one run's live rows in mini-batches; (live scores, held-out
+        reference scores), one held-out row per live row.
+
+        The same SGD as :meth:`predict` then :meth:`step` per mini-batch, in float32 and with
+        the bias as a last constant feature: ``live`` is (rows, features + 1) with ones in the
+        last column, ``pairs[k]`` is one reference mini-batch (``B`` training rows, then ``B``
+        held-out rows, same layout), and batch ``b`` of the run uses ``pairs[(slot + b) %
+        len(pairs)]``. Each batch costs a handful of small BLAS calls on cached arrays.
+        """
+        n, batch = len(live), pairs.shape[1] // 2
+        w = np.append(self.weights, self.bias).astype(np.float32)
+        shrink = np.full(len(w), 1.0 - self.lr * self.l2, np.float32)
+        shrink[-1] = 1.0  # no decay on the bias
+        rounds = -(-n // batch)
+        out = np.empty((rounds, 3 * batch), np.float32)
+        target = np.r_[np.ones(batch), np.zeros(batch)].astype(np.float32)
+        scale = np.float32(self.lr / (2 * batch))
+        for b in range(rounds):
+            x = live[b * batch : (b + 1) * batch]
+            pair = pairs[(slot + b) % len(pairs)]
+            row = out[b]
+            m = len(x)
+            if m == batch:
+                np.matmul(x, w, out=row[:batch])
+                np.matmul(pair, w, out=row[batch:])
+                expit(row, out=row)
+                err = row[: 2 * batch] - target
+                err *= scale
+                grad = err[:batch] @ x
+                grad += err[batch:] @ pair[:batch]
+            else:  # the run's last, short batch: as many reference rows as live ones
+                ref, hold = pair[:m], pair[batch : batch + m]
+                row[:m] = expit(x @ w)
+                row[batch : batch + m] = expit(ref @ w)
+                row[2 * batch : 2 * batch + m] = expit(hold @ w)
+                part = np.float32(self.lr / (2 * m))
+                grad = ((row[:m] - 1.0) * part) @ x + (row[batch : batch + m] * part) @ ref
+            w *= shrink
+            w -= grad
+        self.weights = w[:-1].astype(np.float64)
+        self.bias = float(w[-1])
+        self.steps += rounds
+        return (
+            out[:, :batch].ravel()[:n].astype(np.float64),
+            out[:, 2 * batch :].ravel()[:n].astype(np.float64),
+        )
 
 
 def log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:

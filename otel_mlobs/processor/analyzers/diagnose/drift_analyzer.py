@@ -55,16 +55,63 @@ class _Effects:
     categorical: dict[str, dict[str, float]] = field(default_factory=dict)
     last: dict[str, dict[str, float]] = field(default_factory=dict)
     last_run: str = ""
+    refs: dict[str, es.NumericReference] = field(default_factory=dict)
+    # The latest run's column summaries whose effect sizes nobody has read yet: sizes are
+    # computed when read (a scrape, a query, an alert), at most once per run and column.
+    todo: dict[str, tuple] = field(default_factory=dict)
+
+    def resolve(self) -> dict[str, dict[str, float]]:
+        """``last`` with every pending column's effect sizes computed."""
+        for name, item in self.todo.items():
+            if item[0] == "numeric":
+                ref = self.refs.get(name)
+                if ref is None:
+                    sketch, std = self.numeric[name]
+                    ref = self.refs[name] = es.NumericReference.of(sketch, std)
+                sizes = ref.sizes(item[1])
+            else:
+                sizes = es.effect_sizes_categorical(self.categorical[name], item[1], item[2])
+            if sizes:
+                self.last[name] = sizes
+        self.todo.clear()
+        return self.last
+
+
+class _Window:
+    """The latest scored rows (score, label) of a dataset, in a fixed ring."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.scores = np.zeros(size)
+        self.labels = np.zeros(size, bool)
+        self.filled = 0
+        self.at = 0
+
+    def extend(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        """Add rows, dropping the oldest beyond the ring's size."""
+        size = len(self.scores)
+        scores, labels = scores[-size:], labels[-size:]
+        where = (self.at + np.arange(len(scores))) % size
+        self.scores[where] = scores
+        self.labels[where] = labels
+        self.at = int((self.at + len(scores)) % size)
+        self.filled = min(size, self.filled + len(scores))
+
+    def __len__(self) -> int:
+        return self.filled
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels) of the rows held, in no particular order."""
+        return self.scores[: self.filled], self.labels[: self.filled]
 
 
 @dataclass
 class _Adversary:
     encoder: RowEncoder
     model: OnlineLogit
-    ref_train: np.ndarray
-    ref_holdout: np.ndarray
+    pairs: np.ndarray  # (batches, 2 * _BATCH, features + 1) float32: train rows, then held out
+    hold_mean: np.ndarray  # mean feature vector of the held-out reference rows
     threshold: RobustThreshold
-    window: deque = field(default_factory=lambda: deque(maxlen=4096))  # (score, label, loss)
+    window: _Window = field(default_factory=_Window)
     run_auc: float = float("nan")
     run_log_loss: float = float("nan")
     rows_total: int = 0
@@ -72,12 +119,36 @@ class _Adversary:
     precision: Precision = field(default_factory=lambda: Precision(2.0, 2.0))
 
     contributions: np.ndarray | None = None  # per column, latest run
+    scratch: np.ndarray | None = field(default=None, repr=False)  # live rows, zero between runs
 
-    def explain_run(self, live: np.ndarray) -> None:
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "scratch": None}
+
+    def live_rows(self, n: int, hot: np.ndarray, zcols: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The dense (n, features + 1) float32 rows of a run, in a buffer kept for the next
+        run; :meth:`clear` must follow."""
+        buf = self.scratch
+        if buf is None or len(buf) < n:
+            buf = np.zeros((max(n, 512), self.encoder.n_features + 1), np.float32)
+            buf[:, -1] = 1.0  # the bias feature
+            self.scratch = buf
+        live = buf[:n]
+        live.reshape(-1)[_flat(hot, buf.shape[1])] = 1.0
+        live[:, zcols] = z
+        return live
+
+    def clear(self, live: np.ndarray, hot: np.ndarray, zcols: np.ndarray) -> None:
+        """Zero what :meth:`live_rows` wrote."""
+        live.reshape(-1)[_flat(hot, live.shape[1])] = 0.0
+        live[:, zcols] = 0.0
+
+    def explain_run(self, n: int, hot: np.ndarray, zcols: np.ndarray, z: np.ndarray) -> None:
         """How much each column moves the classifier's logit between this run's rows and the
         reference: stale weights on a column that has since returned to normal count for
         nothing, only what separates *this* run does."""
-        gap = live.mean(0) - self.ref_holdout.mean(0)
+        mean = np.bincount(hot.ravel(), minlength=self.encoder.n_features) / n
+        mean[zcols] = z.mean(0)
+        gap = mean - self.hold_mean
         self.contributions = np.bincount(
             self.encoder.owner, weights=gap * self.model.weights, minlength=len(self.encoder.coders)
         )
@@ -179,6 +250,7 @@ class DriftAnalyzer(Analyzer):
         self._effects: dict[DatasetKey, _Effects] = {}
         self._adversaries: dict[DatasetKey, _Adversary] = {}
         self._seen: deque[tuple[str, str, str, str]] = deque(maxlen=512)
+        self._seen_set: set[tuple[str, str, str, str]] = set()
         self._book = AlertBook(self.name, key.pipeline, key.component)
         self._rng = np.random.default_rng(seed)
         self._ignored = 0
@@ -205,9 +277,12 @@ class DriftAnalyzer(Analyzer):
         kind = "summary" if isinstance(record, SummaryRecord) else "sample"
         ident = (kind, record.run_id, record.role, record.dataset)
         key = (record.role, record.dataset)
-        if kind == "sample" and (ident in self._seen or not record.columns):
+        if kind == "sample" and (ident in self._seen_set or not record.columns):
             return
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
         self._seen.append(ident)
+        self._seen_set.add(ident)
         pending = self._pending.get(key)
         if (
             pending is not None
@@ -284,6 +359,14 @@ class DriftAnalyzer(Analyzer):
         half = len(rows) // 2
         if half < _BATCH:
             return None
+        # Reference mini-batches laid out once, (train rows, held-out rows) per batch, with
+        # the bias feature: each live batch then takes one without copying.
+        batches = half // _BATCH
+        width = encoder.n_features
+        pairs = np.ones((batches, 2 * _BATCH, width + 1), np.float32)
+        train, hold = rows[order[:half]], rows[order[half:]]
+        pairs[:, :_BATCH, :width] = train[: batches * _BATCH].reshape(batches, _BATCH, width)
+        pairs[:, _BATCH:, :width] = hold[: batches * _BATCH].reshape(batches, _BATCH, width)
         threshold = RobustThreshold(
             "upper",
             self.min_auc - 0.5,
@@ -296,8 +379,8 @@ class DriftAnalyzer(Analyzer):
         return _Adversary(
             encoder,
             OnlineLogit(encoder.n_features, lr=self.lr),
-            rows[order[:half]],
-            rows[order[half:]],
+            pairs,
+            hold.mean(0),
             threshold,
         )
 
@@ -305,21 +388,22 @@ class DriftAnalyzer(Analyzer):
     def _on_summary(self, key: DatasetKey, rec: SummaryRecord) -> None:
         effects = self._effects[key]
         if effects.last_run != rec.run_id:
-            effects.last, effects.last_run = {}, rec.run_id
-        for col in columns_of(rec):
-            if col.name in effects.numeric and col.sketch:
-                sketch, std = effects.numeric[col.name]
-                sizes = es.effect_sizes_numeric(sketch, std, col.sketch)
-            elif col.name in effects.categorical:
-                sizes = es.effect_sizes_categorical(
-                    effects.categorical[col.name], col.top, col.count
+            effects.last, effects.todo, effects.last_run = {}, {}, rec.run_id
+        n = len(rec.columns)
+        if any(len(a) != n for a in (rec.kinds, rec.count, rec.sketches, rec.top_values)):
+            raise ValueError(f"summary of {rec.dataset!r}: per-column arrays differ in length")
+        for i, name in enumerate(rec.columns):
+            if name in effects.numeric and rec.sketches[i]:
+                effects.todo[name] = ("numeric", bytes(rec.sketches[i]))
+            elif name in effects.categorical:
+                effects.todo[name] = (
+                    "categorical",
+                    dict(rec.top_values[i] or {}),
+                    int(rec.count[i]),
                 )
-            else:
-                continue
-            if sizes:
-                effects.last[col.name] = sizes
         if key not in self._adversaries:
-            moved = {c: s for c, s in effects.last.items() if s.get("psi", 0) >= self.psi_alert}
+            last = effects.resolve()
+            moved = {c: s for c, s in last.items() if s.get("psi", 0) >= self.psi_alert}
             source = f"{key[0]}/{key[1]}/effect_size"
             if moved:
                 worst = max(moved.values(), key=lambda s: s["psi"])["psi"]
@@ -340,24 +424,22 @@ class DriftAnalyzer(Analyzer):
         adv = self._adversaries.get(key)
         if adv is None:
             return
-        live = adv.encoder.encode(rec.columns, rec.event_time)
-        n = len(live)
+        n, hot, zcols, z = adv.encoder.encode_sparse(rec.columns, rec.event_time)
         if n == 0:
             return
-        scores, labels, losses = [], [], []
-        for start in range(0, n, _BATCH):
-            x_live = live[start : start + _BATCH]
-            m = len(x_live)
-            x_hold = adv.ref_holdout[self._rng.integers(0, len(adv.ref_holdout), m)]
-            s_live, s_hold = adv.model.predict(x_live), adv.model.predict(x_hold)
-            scores += [s_live, s_hold]
-            labels += [np.ones(m), np.zeros(m)]
-            x_ref = adv.ref_train[self._rng.integers(0, len(adv.ref_train), m)]
-            adv.model.step(np.vstack([x_live, x_ref]), np.r_[np.ones(m), np.zeros(m)])
-        adv.explain_run(live)
-        s, y = np.concatenate(scores), np.concatenate(labels)
+        live = adv.live_rows(n, hot, zcols, z)
+        try:
+            s_live, s_hold = adv.model.prequential(
+                live, adv.pairs, int(self._rng.integers(len(adv.pairs)))
+            )
+        finally:
+            adv.clear(live, hot, zcols)
+        adv.explain_run(n, hot, zcols, z)
+        s = np.concatenate([s_live, s_hold])
+        y = np.zeros(2 * n)
+        y[:n] = 1.0
         losses = log_loss(s, y)
-        adv.window.extend(zip(s.tolist(), y.tolist(), losses.tolist(), strict=True))
+        adv.window.extend(s, y > 0.5)
         adv.run_auc = auc(s, y)
         adv.run_log_loss = float(losses.mean())
         adv.rows_total += n
@@ -368,6 +450,7 @@ class DriftAnalyzer(Analyzer):
             weights = adv.importance()
             ranked = sorted(weights, key=lambda c: -weights[c])
             effects = self._effects[key]
+            effects.resolve()
             cols = [c for c in ranked[: self.top_k] if weights[c] >= 0.1 or _moved(effects, c)]
             cols = cols or ranked[:1]
             self._fire(
@@ -500,7 +583,7 @@ class DriftAnalyzer(Analyzer):
                 )
         for (role, dataset), effects in sorted(self._effects.items()):
             labels = {**base, "role": role, "dataset": dataset}
-            for column, sizes in sorted(effects.last.items()):
+            for column, sizes in sorted(effects.resolve().items()):
                 for name, value in sizes.items():
                     if np.isfinite(value):
                         yield Metric(
@@ -523,7 +606,7 @@ class DriftAnalyzer(Analyzer):
                 "dataset": key[1],
                 "effect_sizes": {
                     c: {k: _num(v) for k, v in s.items()}
-                    for c, s in effects.last.items()
+                    for c, s in effects.resolve().items()
                     if params.get("column") in (None, "", c)
                 },
             }
@@ -556,10 +639,9 @@ class DriftAnalyzer(Analyzer):
 
     @staticmethod
     def _window_auc(adv: _Adversary) -> float:
-        if not adv.window:
+        if not len(adv.window):
             return float("nan")
-        s, y, _ = (np.array(v) for v in zip(*adv.window, strict=True))
-        return auc(s, y)
+        return auc(*adv.window.rows())
 
 
 _SHORT = {"psi": "PSI", "wasserstein": "W", "jensen_shannon": "JS"}
@@ -570,6 +652,11 @@ _HELP = {
     "jensen_shannon": "Jensen-Shannon distance (base 2) of a column from the reference "
     "(latest run).",
 }
+
+
+def _flat(hot: np.ndarray, width: int) -> np.ndarray:
+    """Flat positions of ``hot[i, c]`` in a C-ordered (rows, width) matrix."""
+    return (hot + (np.arange(len(hot)) * width)[:, None]).ravel()
 
 
 def _moved(effects: _Effects, column: str) -> bool:

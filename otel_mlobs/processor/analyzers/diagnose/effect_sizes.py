@@ -16,6 +16,7 @@ their top values (values outside both top lists pool into one "other" bin).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,6 +68,10 @@ def wasserstein_normalized(ref_sketch: bytes, cur_sketch: bytes, ref_std: float)
     """Wasserstein-1 distance from quantile functions, in reference standard deviations."""
     a = colmod.quantiles(ref_sketch, _W_LEVELS)
     b = colmod.quantiles(cur_sketch, _W_LEVELS)
+    return _wasserstein(a, b, ref_std)
+
+
+def _wasserstein(a: np.ndarray, b: np.ndarray, ref_std: float) -> float:
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return float("nan")
     w = float(np.mean(np.abs(a - b)))
@@ -86,17 +91,45 @@ def category_shares(
     return p, q
 
 
+@dataclass
+class NumericReference:
+    """What a numeric column's effect sizes need from its reference, computed once: the
+    decile edges, the reference's shares of them and its quantile function on the
+    Wasserstein grid. Each run then costs one CDF and one quantile query of its own sketch."""
+
+    edges: np.ndarray
+    shares: np.ndarray
+    grid: np.ndarray  # reference quantiles at _W_LEVELS
+    std: float
+
+    @classmethod
+    def of(cls, ref_sketch: bytes, ref_std: float) -> NumericReference:
+        """The reference material of one merged reference sketch."""
+        edges = numeric_bins(ref_sketch)
+        return cls(
+            edges,
+            numeric_shares(ref_sketch, edges),
+            colmod.quantiles(ref_sketch, _W_LEVELS),
+            float(ref_std),
+        )
+
+    def sizes(self, cur_sketch: bytes) -> dict[str, float]:
+        """PSI, normalized Wasserstein and Jensen-Shannon of one run's sketch."""
+        p, q = self.shares, numeric_shares(cur_sketch, self.edges)
+        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
+            return {}
+        return {
+            "psi": psi(p, q),
+            "wasserstein": _wasserstein(
+                self.grid, colmod.quantiles(cur_sketch, _W_LEVELS), self.std
+            ),
+            "jensen_shannon": jensen_shannon(p, q),
+        }
+
+
 def effect_sizes_numeric(ref_sketch: bytes, ref_std: float, cur_sketch: bytes) -> dict[str, float]:
     """PSI, normalized Wasserstein and Jensen-Shannon of one numeric column."""
-    edges = numeric_bins(ref_sketch)
-    p, q = numeric_shares(ref_sketch, edges), numeric_shares(cur_sketch, edges)
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
-        return {}
-    return {
-        "psi": psi(p, q),
-        "wasserstein": wasserstein_normalized(ref_sketch, cur_sketch, ref_std),
-        "jensen_shannon": jensen_shannon(p, q),
-    }
+    return NumericReference.of(ref_sketch, ref_std).sizes(cur_sketch)
 
 
 def effect_sizes_categorical(
