@@ -201,12 +201,14 @@ def quality(seed: int, name: str, rows_per_day: int, cbpe: bool) -> dict[str, An
         pending = _release(a, pending, end)
     daily = {str(dt.datetime.fromtimestamp(d["day_start"], dt.UTC).date()): d for d in a.daily()}
     methods: dict[str, dict[str, float]] = {"estimated": {}, "combined": {}, "realized": {}}
+    covered: dict[str, list[bool]] = {m: [] for m in methods}
     for date, f in daily.items():
         if date not in truth:
             continue
         for m in methods:
             if f.get(m):
                 methods[m][date] = f[m]["value"]
+                covered[m].append(f[m]["lower"] <= truth[date] <= f[m]["upper"])
     if cbpe:
         methods["cbpe"] = run_cbpe(run)
     errors = {
@@ -228,6 +230,7 @@ def quality(seed: int, name: str, rows_per_day: int, cbpe: bool) -> dict[str, An
         "max_abs_error": {
             m: float(np.max(np.abs(list(e.values())))) if e else None for m, e in errors.items()
         },  # fmt: skip
+        "band_coverage": {m: float(np.mean(c)) if c else None for m, c in covered.items()},
         "truth": truth,
         "daily": methods,
     }
@@ -333,8 +336,8 @@ def markdown(res: dict[str, Any]) -> str:
         "## Daily accuracy error on the taxi scenario (mean absolute error over live days)",
         "",
         "| setting | seed | days | labels | estimated | NannyML CBPE | realized (labelled) "
-        "| combined |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| combined | combined band coverage |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for q in res["quality"]:
         m = q["mae"]
@@ -344,8 +347,14 @@ def markdown(res: dict[str, Any]) -> str:
 
         lines.append(
             f"| {q['setting']} | {q['seed']} | {q['live_days']} | {q['label_share']:.1%} "
-            f"| {f('estimated')} | {f('cbpe')} | {f('realized')} | **{f('combined')}** |"
+            f"| {f('estimated')} | {f('cbpe')} | {f('realized')} | **{f('combined')}** "
+            f"| {q['band_coverage']['combined']:.0%} |"
         )
+    lines += [
+        "",
+        "Band coverage: share of days whose true accuracy lies inside the combined figure's 95% "
+        "band.",
+    ]
     c = res["join"]
     lines += [
         "",
