@@ -48,7 +48,7 @@ def mutual_information(x: np.ndarray, y: np.ndarray, kx: int, ky: int) -> float:
     return max(0.0, mi - bias)
 
 
-class _Layout:
+class CountLayout:
     """Where each column's and each column pair's counts live in two flat count vectors.
 
     Pair ``(i, j)``, ``i < j``, owns ``k_i * k_j`` consecutive cells (row-major in the codes
@@ -93,7 +93,7 @@ class TreeCounts:
     joint: np.ndarray
 
     @classmethod
-    def of(cls, codes: np.ndarray, layout: _Layout) -> TreeCounts:
+    def of(cls, codes: np.ndarray, layout: CountLayout) -> TreeCounts:
         """Count one code matrix (rows, columns)."""
         n, d = codes.shape
         marginal = np.bincount(
@@ -142,12 +142,14 @@ class ChowLiuTree:
     @classmethod
     def fit(cls, codes: np.ndarray, n_codes: Sequence[int], min_mi: float = 1e-3) -> ChowLiuTree:
         """Learn structure (maximum spanning tree of mutual information) and tables."""
-        layout = _Layout(n_codes)
+        layout = CountLayout(n_codes)
         counts = TreeCounts.of(np.asarray(codes, dtype=np.int64), layout)
         return cls.from_counts(counts, layout, min_mi)
 
     @classmethod
-    def from_counts(cls, counts: TreeCounts, layout: _Layout, min_mi: float = 1e-3) -> ChowLiuTree:
+    def from_counts(
+        cls, counts: TreeCounts, layout: CountLayout, min_mi: float = 1e-3
+    ) -> ChowLiuTree:
         """:meth:`fit` from counts made with ``layout``."""
         k = layout.k
         d, n = len(k), counts.n

@@ -18,19 +18,25 @@ rather than as a second broken column.
 
 from __future__ import annotations
 
+import pickle
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from otel_mlobs.processor.analyzers.base import Analyzer, Metric
 from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook
-from otel_mlobs.processor.analyzers.diagnose.discretize import ColumnCoder, encode_rows, fit_coder
-from otel_mlobs.processor.analyzers.diagnose.likelihood import ChowLiuTree
+from otel_mlobs.processor.analyzers.diagnose.discretize import ColumnCoder, RowCoder, fit_coder
+from otel_mlobs.processor.analyzers.diagnose.likelihood import ChowLiuTree, CountLayout, TreeCounts
 from otel_mlobs.processor.analyzers.diagnose.reference import SampleReference
-from otel_mlobs.processor.analyzers.diagnose.tuning import Precision, RobustThreshold
+from otel_mlobs.processor.analyzers.diagnose.tuning import (
+    BankedThreshold,
+    Precision,
+    RobustThreshold,
+    ThresholdBank,
+)
 from otel_mlobs.processor.records import Key, Record, RunRecord, SampleRecord
 
 DatasetKey = tuple[str, str]
@@ -47,7 +53,7 @@ class _Column:
     ref_hist: np.ndarray  # share of reference rows per code
     unit_sd: float
     link: float
-    threshold: RobustThreshold
+    threshold: RobustThreshold | BankedThreshold
     precision: Precision = field(default_factory=lambda: Precision(2.0, 2.0))
     last_mean: float = float("nan")
     last_n: int = 0
@@ -65,6 +71,43 @@ class _Model:
     window: deque = field(default_factory=deque)  # (event_time, sums, counts)
     rows_scored: int = 0
     runs_scored: int = 0
+    bank: ThresholdBank | None = None  # every column's band, judged in one pass
+
+
+class _Scored(NamedTuple):
+    """One sample's codes, presence mask and scores, computed ahead of its bookkeeping."""
+
+    codes: np.ndarray
+    present: np.ndarray
+    scores: np.ndarray
+
+
+class _Scoring:
+    """What scoring one model needs per run, derived from it once and never persisted: the
+    compiled row coder, per-column arrays, alert sources, baselines per presence pattern and
+    running window totals."""
+
+    def __init__(self, key: DatasetKey, model: _Model, history: int) -> None:
+        if model.bank is None:  # a model restored from before thresholds were banked
+            model.bank = ThresholdBank(window=history)
+            for col in model.columns:
+                col.threshold = model.bank.adopt(col.threshold)
+        self.coder = RowCoder(model.coders)
+        self.rows = np.array([c.threshold.row for c in model.columns], dtype=np.int64)
+        self.ref_means = np.array([c.ref_mean for c in model.columns])
+        self.links = np.array([c.link for c in model.columns])
+        self.sources = [
+            tuple(f"{key[0]}/{key[1]}/{c.name}/likelihood_{s}" for s in ("run", "window"))
+            for c in model.columns
+        ]
+        self.baselines: dict[bytes, np.ndarray] = {}
+        d = len(model.columns)
+        self.w_sums, self.w_counts = np.zeros(d), np.zeros(d, dtype=np.int64)
+        for _, sums, counts in model.window:
+            self.w_sums += sums
+            self.w_counts += counts
+        self.latest = max((t for t, _, _ in model.window), default=-np.inf)
+        self.pops = 0
 
 
 class LikelihoodAnalyzer(Analyzer):
@@ -155,6 +198,7 @@ class LikelihoodAnalyzer(Analyzer):
         self._book = AlertBook(self.name, key.pipeline, key.component)
         self._rng = np.random.default_rng(0)
         self._ignored = 0
+        self._fast: dict[DatasetKey, _Scoring] = {}
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -167,7 +211,7 @@ class LikelihoodAnalyzer(Analyzer):
         return self._book.active()
 
     # -- update -------------------------------------------------------------------------------
-    def update(self, record: Record) -> None:
+    def update(self, record: Record, scored: _Scored | None = None) -> None:
         if isinstance(record, RunRecord):
             if not record.ok:
                 for ref in self._references.values():
@@ -182,7 +226,7 @@ class LikelihoodAnalyzer(Analyzer):
         key = (record.role, record.dataset)
         model = self._models.get(key)
         if model is not None:
-            self._score(key, model, record)
+            self._score(key, model, record, scored)
             return
         ref = self._references.get(key)
         if ref is None:
@@ -209,7 +253,8 @@ class LikelihoodAnalyzer(Analyzer):
                 skipped[name] = "identifier-like: a new range or new values every run"
             else:
                 coders.append(coder)
-        encoded = [encode_rows(coders, c, t)[0] for _, t, c in ref.samples]
+        row_coder = RowCoder(coders)
+        encoded = [row_coder.encode(c, t)[0] for _, t, c in ref.samples]
         stacked = np.concatenate(encoded)
         varying = []
         for j, coder in enumerate(coders):
@@ -220,14 +265,18 @@ class LikelihoodAnalyzer(Analyzer):
                 varying.append(j)
         coders = [coders[j] for j in varying]
         encoded = [e[:, varying] for e in encoded]
-        sizes = [c.n_codes for c in coders]
-        tree = ChowLiuTree.fit(np.concatenate(encoded), sizes)
+        layout = CountLayout([c.n_codes for c in coders])
+        counts = [TreeCounts.of(e, layout) for e in encoded]
+        total = counts[0]
+        for c in counts[1:]:
+            total = total + c
+        tree = ChowLiuTree.from_counts(total, layout)
         # Leave one run out: each reference run scored by a tree that never saw it, so the
-        # baseline and its spread are honest out-of-sample figures.
+        # baseline and its spread are honest out-of-sample figures. Counts subtract, so each
+        # left-out tree costs its tables, not a recount.
         run_means, rows = [], []
         for i, codes in enumerate(encoded):
-            others = [e for j, e in enumerate(encoded) if j != i]
-            loo = ChowLiuTree.fit(np.concatenate(others), sizes) if others else tree
+            loo = ChowLiuTree.from_counts(total - counts[i], layout) if len(encoded) > 1 else tree
             scores = loo.column_scores(codes)
             run_means.append(np.nanmean(scores, 0))
             rows.append(scores)
@@ -235,6 +284,7 @@ class LikelihoodAnalyzer(Analyzer):
         all_codes = np.concatenate(encoded)
         row_scores = np.concatenate(rows)
         columns = []
+        bank = ThresholdBank(window=self.history)
         for j, coder in enumerate(coders):
             ref_mean = float(np.median(run_means[:, j]))
             unit_sd = float(np.nanstd(row_scores[:, j]))
@@ -245,106 +295,203 @@ class LikelihoodAnalyzer(Analyzer):
                 threshold.observe(ref_mean - float(m))
             hist = np.bincount(all_codes[:, j], minlength=coder.n_codes) / len(all_codes)
             columns.append(
-                _Column(coder.name, ref_mean, hist, unit_sd, tree.link_strength(j), threshold)
+                _Column(
+                    coder.name,
+                    ref_mean,
+                    hist,
+                    unit_sd,
+                    tree.link_strength(j),
+                    bank.adopt(threshold),
+                )
             )
         keep = self._rng.permutation(len(all_codes))[:_KEPT_REFERENCE_ROWS]
-        return _Model(coders, tree, columns, skipped, all_codes[np.sort(keep)].astype(np.int16))
+        kept = all_codes[np.sort(keep)].astype(np.int16)
+        return _Model(coders, tree, columns, skipped, kept, bank=bank)
 
     # -- scoring ------------------------------------------------------------------------------
-    def _score(self, key: DatasetKey, model: _Model, rec: SampleRecord) -> None:
-        codes, present = encode_rows(model.coders, rec.columns, rec.event_time)
+    def update_many(self, records: Sequence[Record]) -> None:
+        """Apply ``records`` in order; the samples of datasets already modelled are coded and
+        scored together first (one coding pass per sample, one scoring pass per dataset), and
+        the per-run bookkeeping then runs record by record, as :meth:`update` would."""
+        pending: dict[DatasetKey, list[tuple[int, SampleRecord]]] = {}
+        for i, rec in enumerate(records):
+            if (
+                isinstance(rec, SampleRecord)
+                and rec.columns
+                and rec.role in self.roles
+                and (rec.role, rec.dataset) in self._models
+            ):
+                pending.setdefault((rec.role, rec.dataset), []).append((i, rec))
+        scored: dict[int, _Scored] = {}
+        for key, items in pending.items():
+            scored.update(self._score_together(key, items))
+        for i, rec in enumerate(records):
+            self.update(rec, scored.get(i))
+
+    def _score_together(
+        self, key: DatasetKey, items: list[tuple[int, SampleRecord]]
+    ) -> dict[int, _Scored]:
+        model = self._models[key]
+        fast = self._scoring(key, model)
+        coded = [(i, *fast.coder.encode(rec.columns, rec.event_time)) for i, rec in items]
+        out: dict[int, _Scored] = {}
+        # samples with the same columns present share one scoring pass
+        groups: dict[bytes, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for i, codes, present in coded:
+            groups.setdefault(present.tobytes(), []).append((i, codes, present))
+        for group in groups.values():
+            present = group[0][2]
+            codes = np.concatenate([c for _, c, _ in group]) if len(group) > 1 else group[0][1]
+            scores = model.tree.column_scores(codes, present)
+            at = 0
+            for i, c, _ in group:
+                out[i] = _Scored(c, present, scores[at : at + len(c)])
+                at += len(c)
+        return out
+
+    def _scoring(self, key: DatasetKey, model: _Model) -> _Scoring:
+        fast = self._fast.get(key)
+        if fast is None:
+            fast = self._fast[key] = _Scoring(key, model, self.history)
+        return fast
+
+    def _score(
+        self, key: DatasetKey, model: _Model, rec: SampleRecord, scored: _Scored | None = None
+    ) -> None:
+        fast = self._scoring(key, model)
+        if scored is None:
+            codes, present = fast.coder.encode(rec.columns, rec.event_time)
+            scores = model.tree.column_scores(codes, present) if len(codes) else None
+        else:
+            codes, present, scores = scored.codes, scored.present, scored.scores
         n = len(codes)
         if n == 0:
             return
-        scores = model.tree.column_scores(codes, present)
-        sums = np.nansum(scores, 0)
+        sums = np.where(present, np.add.reduce(scores, 0), 0.0)
         model.rows_scored += n
         model.runs_scored += 1
-        baseline = self._baselines(model, present)
-        fired: dict[int, float] = {}
-        for j, col in enumerate(model.columns):
-            if not present[j]:
-                continue
-            col.last_mean, col.last_n = float(sums[j] / n), n
-            drop = baseline[j] - col.last_mean
-            if n >= _MIN_RUN_ROWS and col.link >= self.min_link and col.threshold.violated(drop, n):
-                fired[j] = drop
+        baseline = self._baselines(model, present, fast)
+        means = sums / n
+        drops = baseline - means
+        live = np.flatnonzero(present)
+        for j in live.tolist():
+            col = model.columns[j]
+            col.last_mean, col.last_n = float(means[j]), n
+        bank = model.bank
+        fired_mask = np.zeros(len(present), dtype=bool)
+        if n >= _MIN_RUN_ROWS:
+            check = present & (fast.links >= self.min_link)
+            if check.any():
+                fired_mask[check] = bank.violated(fast.rows[check], drops[check], n)
+        fired = {j: float(drops[j]) for j in np.flatnonzero(fired_mask).tolist()}
         # The window pools the runs that passed on their own: it exists to catch a fault
         # spread too thinly over small runs, not to echo a run that already alerted.
-        counts = np.where(present, n, 0)
-        counts[list(fired)] = 0
-        counts[baseline != np.array([c.ref_mean for c in model.columns])] = 0
-        model.window.append((rec.event_time, np.where(counts > 0, sums, 0.0), counts))
-        latest = max(t for t, _, _ in model.window)
-        while model.window and model.window[0][0] < latest - self.window_s:
-            model.window.popleft()
-        w_sums = np.sum([s for _, s, _ in model.window], 0)
-        w_counts = np.sum([c for _, _, c in model.window], 0)
+        counts = np.where(present & ~fired_mask & (baseline == fast.ref_means), n, 0)
+        self._slide(model, fast, rec.event_time, np.where(counts > 0, sums, 0.0), counts)
+        w_counts = fast.w_counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w_means = np.where(w_counts > 0, fast.w_sums / w_counts, np.nan)
         for j, col in enumerate(model.columns):
-            col.window_mean = float(w_sums[j] / w_counts[j]) if w_counts[j] else float("nan")
-            col.window_n = int(w_counts[j])
+            col.window_mean, col.window_n = float(w_means[j]), int(w_counts[j])
+        # The window only speaks for faults the single runs are too small to show.
+        window_hit = np.zeros(len(present), dtype=bool)
+        cand = present & (fast.links >= self.min_link) & ~fired_mask & (w_counts > n)
+        if cand.any():
+            window_hit[cand] = bank.violated(
+                fast.rows[cand], (fast.ref_means - w_means)[cand], w_counts[cand]
+            )
         collateral = self._collateral(model, codes, present, fired)
-        for j, col in enumerate(model.columns):
-            if not present[j]:
-                continue
-            for scope, mean, rows in (
-                ("run", col.last_mean, n),
-                ("window", col.window_mean, col.window_n),
-            ):
-                source = f"{key[0]}/{key[1]}/{col.name}/likelihood_{scope}"
-                reference = baseline[j] if scope == "run" else col.ref_mean
-                drop = reference - mean
-                # The window only speaks for faults the single runs are too small to show.
-                hit = (
-                    (j in fired and j not in collateral)
-                    if scope == "run"
-                    else (
-                        col.link >= self.min_link
-                        and j not in fired
-                        and rows > n
-                        and col.threshold.violated(drop, rows)
-                    )
-                )
-                if not hit:
-                    self._book.resolve(source, rec.event_time)
-                    continue
-                low, high = col.threshold.bounds(rows)
-                self._book.fire(
-                    source=source,
-                    cls="soft",
-                    severity="critical" if drop > 3 * high else "warning",
-                    role=key[0],
-                    dataset=key[1],
-                    columns=(col.name,),
-                    check=f"likelihood_{scope}",
-                    explanation=self._explain(
-                        model,
-                        j,
-                        codes,
-                        scores,
-                        reference,
-                        drop,
-                        scope,
-                        rows,
-                        [model.columns[c].name for c, nb in collateral.items() if nb == j],
-                    ),
-                    run_id=rec.run_id,
-                    event_time=rec.event_time,
-                    value=drop,
-                    threshold=high,
-                    rows=rows,
-                    origin="input" if key[0] == "input" else "introduced",
-                )
-            if j not in fired and n >= _MIN_RUN_ROWS:
-                col.threshold.observe(baseline[j] - col.last_mean)
+        run_hit = [j for j in fired if j not in collateral]
+        for j in sorted({*run_hit, *np.flatnonzero(window_hit).tolist()}):
+            if j in run_hit:
+                self._fire(key, model, rec, j, "run", codes, scores, baseline, collateral)
+            if window_hit[j]:
+                self._fire(key, model, rec, j, "window", codes, scores, baseline, collateral)
+        if self._book.active():
+            for j in live.tolist():
+                run_src, window_src = fast.sources[j]
+                if j not in run_hit:
+                    self._book.resolve(run_src, rec.event_time)
+                if not window_hit[j]:
+                    self._book.resolve(window_src, rec.event_time)
+        if n >= _MIN_RUN_ROWS:
+            healthy = present & ~fired_mask
+            bank.observe(fast.rows[healthy], drops[healthy])
+
+    def _slide(
+        self, model: _Model, fast: _Scoring, t: float, sums: np.ndarray, counts: np.ndarray
+    ) -> None:
+        """Add one run to the event-time window and drop the runs it has moved past."""
+        model.window.append((t, sums, counts))
+        fast.w_sums += sums
+        fast.w_counts += counts
+        fast.latest = max(fast.latest, t)
+        popped = False
+        while model.window and model.window[0][0] < fast.latest - self.window_s:
+            _, old_sums, old_counts = model.window.popleft()
+            fast.w_sums -= old_sums
+            fast.w_counts -= old_counts
+            popped = True
+        if popped:
+            fast.pops += 1
+            if fast.pops % 256 == 0 or not model.window:  # rounding never accumulates
+                fast.w_sums = np.sum([s for _, s, _ in model.window], 0) + np.zeros_like(sums)
+
+    def _fire(
+        self,
+        key: DatasetKey,
+        model: _Model,
+        rec: SampleRecord,
+        j: int,
+        scope: str,
+        codes: np.ndarray,
+        scores: np.ndarray,
+        baseline: np.ndarray,
+        collateral: dict[int, int],
+    ) -> None:
+        col = model.columns[j]
+        n = len(codes)
+        mean, rows = (col.last_mean, n) if scope == "run" else (col.window_mean, col.window_n)
+        reference = baseline[j] if scope == "run" else col.ref_mean
+        drop = reference - mean
+        low, high = col.threshold.bounds(rows)
+        self._book.fire(
+            source=f"{key[0]}/{key[1]}/{col.name}/likelihood_{scope}",
+            cls="soft",
+            severity="critical" if drop > 3 * high else "warning",
+            role=key[0],
+            dataset=key[1],
+            columns=(col.name,),
+            check=f"likelihood_{scope}",
+            explanation=self._explain(
+                model,
+                j,
+                codes,
+                scores,
+                reference,
+                drop,
+                scope,
+                rows,
+                [model.columns[c].name for c, nb in collateral.items() if nb == j],
+            ),
+            run_id=rec.run_id,
+            event_time=rec.event_time,
+            value=drop,
+            threshold=high,
+            rows=rows,
+            origin="input" if key[0] == "input" else "introduced",
+        )
 
     @staticmethod
-    def _baselines(model: _Model, present: np.ndarray) -> np.ndarray:
+    def _baselines(model: _Model, present: np.ndarray, fast: _Scoring) -> np.ndarray:
         """Reference mean score per column under this run's set of present columns: a column
         whose neighbour is missing is scored on what is left, against the same in reference."""
-        base = np.array([c.ref_mean for c in model.columns])
         if present.all():
-            return base
+            return fast.ref_means
+        found = fast.baselines.get(present.tobytes())
+        if found is not None:
+            return found
+        base = fast.ref_means.copy()
         touched = [
             j
             for j in range(len(base))
@@ -353,6 +500,9 @@ class LikelihoodAnalyzer(Analyzer):
         if touched:
             ref = model.tree.column_scores(model.ref_codes.astype(np.int64), present, only=touched)
             base[touched] = np.nanmean(ref[:, touched], 0)
+        if len(fast.baselines) >= 8:
+            fast.baselines.pop(next(iter(fast.baselines)))
+        fast.baselines[present.tobytes()] = base
         return base
 
     def _collateral(
@@ -440,6 +590,16 @@ class LikelihoodAnalyzer(Analyzer):
             verb = "scores" if len(collateral) == 1 else "score"
             text += f" ({', '.join(collateral)} {verb} low too, but only through {col.name})"
         return text
+
+    # -- persistence --------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """Learned state; the per-model scoring caches are derived and rebuilt on use."""
+        state = {k: v for k, v in self.__dict__.items() if k != "_fast"}
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        super().restore(blob)
+        self._fast = {}
 
     # -- feedback -----------------------------------------------------------------------------
     def mark_alert(self, alert_id: str, true_positive: bool) -> dict[str, Any]:
