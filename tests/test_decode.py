@@ -327,6 +327,13 @@ def _bad_runs():
     yield "ragged", run_span(events=[ragged]), dec.RAGGED_ARRAYS
     torn = summary_event(3, overrides={sc.SUMMARY_MEAN: b"<f8\n" + b"\0" * 5})
     yield "bad packed", run_span(events=[torn]), dec.BAD_PACKED_ARRAY
+    cached = summary_event(3, overrides={sc.SUMMARY_MEAN: b"<f8\n" + b"\0" * 23})
+    known = run_span(events=[summary_event(3), cached])  # the header is cached after the first
+    yield "bad packed, known header", known, dec.BAD_PACKED_ARRAY
+    sketch = summary_event(2, overrides={sc.SUMMARY_SKETCHES: [b"k", "text"]})
+    yield "sketch text", run_span(events=[sketch]), dec.BAD_TYPE
+    sketch_int = summary_event(2, overrides={sc.SUMMARY_SKETCHES: [b"k", 7]})
+    yield "sketch int", run_span(events=[sketch_int]), dec.BAD_TYPE
     objects = summary_event(3, overrides={sc.SUMMARY_MEAN: b"|O\n" + b"\0" * 24})
     yield "object dtype", run_span(events=[objects]), dec.BAD_PACKED_ARRAY
     strings = summary_event(3, overrides={sc.SUMMARY_MEAN: ["a", "b", "c"]})
