@@ -37,10 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,12 @@ class Child:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the whole process (every thread) so far."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the whole process so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
     def memory(self, name: str = "VmRSS") -> int:
         """A figure of ``/proc/PID/status`` in bytes: VmRSS (now) or VmHWM (peak)."""
@@ -122,12 +127,24 @@ class Child:
             time.sleep(0.1)
 
 
+# ``mlobs processor`` with no analyzer registered: what receiving, decoding, logging and
+# queueing cost on their own. Only this benchmark starts the processor this way.
+_NO_ANALYZERS = (
+    "import sys; from otel_mlobs.processor import service; service.DEFAULT_ANALYZERS = (); "
+    "from otel_mlobs.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @contextmanager
-def processor_child(persistence: bool = True, queue_size: int | None = None) -> Iterator[Child]:
-    """Start ``mlobs processor`` (persistence in a temporary directory unless told otherwise)."""
+def processor_child(
+    persistence: bool = True, queue_size: int | None = None, analyzers: bool = True
+) -> Iterator[Child]:
+    """Start ``mlobs processor`` (persistence in a temporary directory unless told otherwise;
+    ``analyzers=False`` registers none, to measure everything else)."""
     state = Path(tempfile.mkdtemp(prefix="mlobs-bench-"))
+    launch = ["-m", "otel_mlobs.cli"] if analyzers else ["-c", _NO_ANALYZERS]
     cmd = [
-        sys.executable, "-m", "otel_mlobs.cli", "processor",
+        sys.executable, *launch, "processor",
         "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
     ]  # fmt: skip
     cmd += ["--state-dir", str(state / "state")] if persistence else ["--no-persistence"]
@@ -400,12 +417,14 @@ def latency_at(child: Child, batches: Sequence[Sequence[Any]], interval_s: float
     }
 
 
-def analyzer_costs(spans: Sequence[Any], unit: int) -> dict[str, Any]:
-    """Decode ``spans`` and apply them to a fresh router here, timing every ``update()``.
+def analyzer_costs(requests_: Sequence[Sequence[Any]], unit: int) -> dict[str, Any]:
+    """Decode the spans of each export request and apply each request's records through
+    ``Router.dispatch_many``, as the worker does, timing every analyzer.
 
-    Times are this thread's CPU time (``thread_time``), so other work on the machine does not
-    inflate them. Returns milliseconds per ``unit`` (per span, or per batch) by analyzer and
-    by (analyzer, record type), plus the decode time.
+    Each analyzer runs alone on its own router (instances never share state, so the work is the
+    same as beside the others), which names the cost of each. Times are this thread's CPU time
+    (``thread_time``), so other work on the machine does not inflate them. Returns
+    milliseconds per ``unit`` (per span, or per batch) by analyzer, plus the decode time.
     """
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -413,40 +432,104 @@ def analyzer_costs(spans: Sequence[Any], unit: int) -> dict[str, Any]:
     from otel_mlobs.processor.decode import decode_request
     from otel_mlobs.processor.router import Router
 
-    requests_ = [encode_spans(list(spans[i : i + 16])) for i in range(0, len(spans), 16)]
+    encoded = [encode_spans(list(spans)) for spans in requests_]
     t = time.thread_time()
-    records = [r for req in requests_ for r in decode_request(req).records]
+    batches = [decode_request(req).records for req in encoded]
     decode_s = time.thread_time() - t
-    router = Router(DEFAULT_ANALYZERS)
-    cost: Counter[tuple[str, str]] = Counter()
-    for record in records:
-        for cls in router._classes_for(type(record)):
-            key = cls.key_for(record)
-            instances = router._instances[cls]
-            instance = instances.get(key)
-            if instance is None:
-                instance = instances[key] = cls(key)
-            t = time.thread_time()
-            instance.update(record)
-            cost[cls.name, type(record).__name__] += time.thread_time() - t
-    t = time.thread_time()
-    router.refresh()
-    refresh_s = time.thread_time() - t
-    per: dict[str, float] = defaultdict(float)
-    for (name, _), seconds in cost.items():
-        per[name] += seconds
+    cost: dict[str, float] = {}
+    refresh: dict[str, float] = {}
+    errors: dict[str, int] = {}
+    for cls in DEFAULT_ANALYZERS:
+        router = Router([cls])
+        t = time.thread_time()
+        for batch in batches:
+            router.dispatch_many(batch)
+        cost[cls.name] = time.thread_time() - t
+        t = time.thread_time()
+        router.refresh()
+        refresh[cls.name] = time.thread_time() - t
+        if router.errors:
+            errors.update(router.errors)
     scale = 1e3 / unit
-    total = sum(per.values())
     return {
         "decode_ms": decode_s * scale,
-        "refresh_ms": refresh_s * scale,
-        "apply_ms": total * scale,
-        "by_analyzer_ms": {k: v * scale for k, v in sorted(per.items(), key=lambda kv: -kv[1])},
-        "by_analyzer_and_record_ms": {
-            f"{a} <- {r}": v * scale for (a, r), v in sorted(cost.items(), key=lambda kv: -kv[1])
+        "refresh_ms": sum(refresh.values()) * scale,
+        "apply_ms": sum(cost.values()) * scale,
+        "by_analyzer_ms": {
+            k: v * scale for k, v in sorted(cost.items(), key=lambda kv: -kv[1]) if v > 0
         },
-        "records": dict(Counter(type(r).__name__ for r in records)),
+        "errors": errors,
+        "records": dict(Counter(type(r).__name__ for b in batches for r in b)),
+        "requests": len(batches),
     }
+
+
+def pipeline_costs(spans: Sequence[Any], batch_spans: int) -> dict[str, float]:
+    """CPU per run span of each step a request takes outside the analyzers, in this thread.
+
+    The steps run as the processor runs them (``thread_time``, which counts the kernel's work
+    for this thread too, e.g. copying log bytes into the page cache): protobuf parse, decode,
+    identifier redaction, the log payload (the request bytes as they came, or, for a request
+    that cannot be logged that way, its pickled records), the log write and its fdatasync,
+    the queue hand-off with the worker's bookkeeping. What the processor spends beyond their
+    sum is gRPC transport, thread switches and the metrics/status port.
+    """
+    import secrets
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from otel_mlobs.processor.decode import decode_request
+    from otel_mlobs.processor.ingest import Batch, IngestQueue, redacted
+    from otel_mlobs.processor.persistence import Persistence, encode_records
+    from otel_mlobs.processor.privacy import IdHasher
+    from otel_mlobs.processor.router import Router
+    from otel_mlobs.processor.stats import Stats
+    from otel_mlobs.processor.wal import WriteAheadLog
+
+    bodies = [
+        encode_spans(list(spans[i : i + batch_spans])).SerializeToString()
+        for i in range(0, len(spans), batch_spans)
+    ]
+    steps: Counter[str] = Counter()
+
+    def timed(step: str, fn: Callable[[], Any]) -> Any:
+        t = time.thread_time()
+        out = fn()
+        steps[step] += time.thread_time() - t
+        return out
+
+    hasher = IdHasher(secrets.token_bytes(32))
+    router = Router([])
+    stats = Stats()
+    work = IngestQueue(len(bodies) + 1)
+    with tempfile.TemporaryDirectory(prefix="mlobs-bench-log-") as tmp:
+        journal = Persistence(Path(tmp), 30.0, router, threading.RLock(), applied=lambda: 0)
+        log = WriteAheadLog(Path(tmp) / "log", next_seq=1)
+        for body in bodies:
+            request = timed("protobuf parse", partial(ExportTraceServiceRequest.FromString, body))
+            result = timed("decode", partial(decode_request, request))
+            result = timed("identifier redaction", partial(redacted, result, body, hasher.apply))
+            batch = Batch(result.records, wire=result.wire)
+            prepared = timed("log payload", lambda b=batch: journal.prepare(b))
+            timed("log payload if pickled (fallback)", lambda b=batch: encode_records(b.records))
+            timed("log write + fdatasync", lambda p=prepared: log.sync(log.append(p.parts, p.crc)))
+
+            def hand_off(batch: Batch = batch, result: Any = result) -> None:
+                work.offer(batch)
+                stats.decoded("grpc", result, True)
+                taken = work.take(0)
+                assert taken is not None
+                router.dispatch_many(taken.records)
+                stats.applied(taken.records, 0.0)
+                work.done()
+
+            timed("queue, worker and counters", hand_off)
+        log.close()
+    scale = 1e3 / len(spans)
+    return {step: seconds * scale for step, seconds in steps.items()}
 
 
 # --- the benchmark ------------------------------------------------------------------------------
@@ -472,6 +555,8 @@ def bench_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
         print(f"[ingest] persistence={persistence}: {runs.per_s:,.1f} run spans/s "
               f"({runs.per_cpu_s:,.1f} per processor CPU-s)", file=sys.stderr)
         out["run_spans"] = runs.as_dict()
+        if persistence:
+            out["checkpoints_after_run_spans"] = child.status()["persistence"]["checkpoints"]
 
         pred_events = sum(count_events(b, "mlobs.predictions") for b in stream.batches)
         preds = measure(child, lambda: send(child, stream.batches, args.senders),
@@ -506,6 +591,35 @@ def bench_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
     return out
 
 
+def overhead_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
+                    repeats: int = 3) -> dict[str, Any]:
+    """The processor's CPU per run span with no analyzer registered: receiving, parsing,
+    decoding, redaction, the log, the queue and the worker's bookkeeping, end to end.
+
+    The timed spans are sent ``repeats`` times (a few seconds of CPU in all), the user and
+    kernel shares of the processor's CPU kept apart.
+    """
+    with processor_child(persistence=persistence, analyzers=False) as child:
+        warm = spans[: len(COMPONENTS) * 2]
+        send(child, [warm], 1)
+        child.wait_records("run", len(warm), 600)
+        timed = spans[len(warm) :] * repeats
+        batches = [timed[i : i + args.batch_spans] for i in range(0, len(timed), args.batch_spans)]
+        user0, sys0 = child.cpu_split()
+        runs = measure(child, lambda: send(child, batches, args.senders), "run", len(timed),
+                       len(timed))
+        user1, sys1 = child.cpu_split()
+        out = runs.as_dict()
+        out["cpu_ms_per_span"] = runs.cpu_s * 1e3 / len(timed)
+        out["user_ms_per_span"] = (user1 - user0) * 1e3 / len(timed)
+        out["system_ms_per_span"] = (sys1 - sys0) * 1e3 / len(timed)
+        if persistence:
+            out["checkpoints"] = child.status()["persistence"]["checkpoints"]
+    print(f"[ingest] no analyzers, persistence={persistence}: "
+          f"{out['cpu_ms_per_span']:.3f} ms CPU per run span", file=sys.stderr)
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=400, help="timed run spans (default 400)")
@@ -533,15 +647,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spans = run_spans(args.runs + warm, args.rows, args.seed)
     stream = prediction_stream(args.prediction_batches, args.batch_rows, args.seed)
     costs = {
-        "run_span": analyzer_costs(spans[warm:], unit=args.runs),
-        "prediction_batch_100k": analyzer_costs(
-            [s for b in stream.batches for s in b], unit=args.prediction_batches
+        "run_span": analyzer_costs(
+            [spans[i : i + args.batch_spans] for i in range(warm, len(spans), args.batch_spans)],
+            args.runs,
         ),
-        "feedback_batch_50k": analyzer_costs(
-            [s for b in stream.feedback for s in b], unit=args.prediction_batches
-        ),
+        "prediction_batch_100k": analyzer_costs(stream.batches, args.prediction_batches),
+        "feedback_batch_50k": analyzer_costs(stream.feedback, args.prediction_batches),
     }
     configs = [False] if args.no_persistence else [True, False]
+    pipeline = {
+        "steps_ms": pipeline_costs(spans[warm:], args.batch_spans),
+        "end_to_end": {
+            ("persistence" if persistence else "in_memory"): overhead_config(
+                args, persistence, spans
+            )
+            for persistence in configs
+        },
+    }
     results = [bench_config(args, persistence, spans, stream) for persistence in configs]
     payload = {
         "benchmark": "ingest",
@@ -562,6 +684,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "results": results,
         "analyzer_costs": costs,
+        "pipeline_costs": pipeline,
         "machine": machine,
         "code": C.code_version(),
     }
@@ -623,7 +746,14 @@ def render_markdown(p: dict[str, Any]) -> str:
                  "is decoded, queued and, with persistence, in the write-ahead log). Applied: "
                  "arrival to the last record applied, from `mlobs_processor_processing_latency_"
                  "seconds` (bucket upper bounds).")
-    lines += ["", "## Where the time goes: per-analyzer `update()` cost", ""]
+    lines += ["", "## Where the time goes per run span", ""]
+    lines += _breakdown_lines(p)
+    lines += ["", "## Analyzer cost through `Router.dispatch_many`", ""]
+    lines.append("Each analyzer on its own router, fed every export request's records at once "
+                 "as the worker feeds them (run spans in requests of "
+                 f"{p['settings']['batch_spans']}, one prediction or feedback batch per "
+                 "request); this thread's CPU time.")
+    lines.append("")
     for key, unit in (("run_span", "ms per run span"),
                       ("prediction_batch_100k", "ms per 100,000-row prediction batch"),
                       ("feedback_batch_50k", "ms per 50,000-label feedback batch")):
@@ -633,17 +763,14 @@ def render_markdown(p: dict[str, Any]) -> str:
         rows = [["decode (receiver thread)", c["decode_ms"]]]
         rows += [[name, ms] for name, ms in c["by_analyzer_ms"].items()]
         rows.append(["all analyzers", c["apply_ms"]])
+        rows.append(["periodic refresh, once after the stream", c["refresh_ms"]])
         lines.append(C.md_table(["step", unit], rows))
-        if key == "run_span":
-            lines.append("")
-            lines.append("By record type (a run span carries a run, a summary and a sample):")
-            lines.append("")
-            lines.append(C.md_table(["analyzer <- record", unit],
-                                    list(c["by_analyzer_and_record_ms"].items())[:8]))
         ceiling = 1e3 / c["apply_ms"] if c["apply_ms"] else float("inf")
         per = "run spans" if key == "run_span" else "batches"
         lines.append("")
         lines.append(f"Analyzer work alone caps one worker at {ceiling:,.1f} {per} per second.")
+        if c.get("errors"):
+            lines.append(f"Analyzer errors while measuring: {c['errors']}.")
         lines.append("")
     m = p["machine"]
     lines.append(
@@ -656,6 +783,67 @@ def render_markdown(p: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Command: `{p['command']}`")
     return "\n".join(lines)
+
+
+def _breakdown_lines(p: dict[str, Any]) -> list[str]:
+    """Processor CPU per run span: analyzers, each step outside them, and what is left."""
+    pipe = p["pipeline_costs"]
+    steps = pipe["steps_ms"]
+    analyzers = p["analyzer_costs"]["run_span"]["apply_ms"]
+    lines = [
+        "Steps measured one by one in the benchmark process (CPU time of the thread doing "
+        "them, kernel work included); end to end is the processor's own CPU (all threads, "
+        "user + kernel) per run span with no analyzer registered, so the analyzers' share is "
+        "taken from the table below instead.",
+        "",
+    ]
+    rows = [[name, ms] for name, ms in steps.items() if "fallback" not in name]
+    measured = sum(ms for _, ms in rows)
+    rows.append(["sum of the steps", measured])
+    lines.append(C.md_table(["step (ms per run span)", "ms"], rows))
+    fallback = steps.get("log payload if pickled (fallback)")
+    if fallback is not None:
+        lines.append("")
+        lines.append(
+            f"A request that cannot be logged as it came (foreign or rejected spans, or "
+            f"identifiers hashed) is logged as pickled records instead: {fallback:.3f} ms per "
+            "run span more."
+        )
+    logging = steps.get("log payload", 0.0) + steps.get("log write + fdatasync", 0.0)
+    in_steps = {"persistence": measured, "in_memory": measured - logging}
+    rows = [
+        [name.replace("_", " "), e["cpu_ms_per_span"], e["user_ms_per_span"],
+         e["system_ms_per_span"], e["per_processor_cpu_s"], in_steps[name],
+         e["cpu_ms_per_span"] - in_steps[name]]
+        for name, e in pipe["end_to_end"].items()
+    ]  # fmt: skip
+    header = ["processor, no analyzers", "CPU ms per run span", "user", "kernel",
+              "run spans per CPU-second", "in the steps above", "the rest"]  # fmt: skip
+    lines += ["", C.md_table(header, rows), ""]
+    lines.append(
+        "The rest: gRPC transport (receiving 64-span requests of ~15 MB), thread hand-offs, "
+        "the status polling of this benchmark; in memory, the steps exclude the log."
+    )
+    for r in p["results"]:
+        total = r["run_spans"]["processor_cpu_s"] * 1e3 / r["run_spans"]["items"]
+        name = "persistence on" if r["persistence"] else "in memory"
+        base = pipe["end_to_end"].get("persistence" if r["persistence"] else "in_memory")
+        if base is None:
+            continue
+        lines.append("")
+        lines.append(
+            f"- {name}, every analyzer: {total:.2f} ms of processor CPU per run span = "
+            f"{analyzers:.2f} analyzers + {base['cpu_ms_per_span']:.2f} everything else + "
+            f"{total - analyzers - base['cpu_ms_per_span']:.2f} unaccounted (lock and GIL "
+            "contention between receiver threads and the worker, refreshes, checkpoints)."
+        )
+        if r.get("checkpoints_after_run_spans"):
+            ck = r["checkpoints_after_run_spans"]
+            lines.append(
+                f"  Checkpoints written so far: {ck['written']}, {ck['seconds_total']:.2f} s "
+                "in all."
+            )
+    return lines
 
 
 if __name__ == "__main__":

@@ -156,6 +156,7 @@ class Persistence:
         self.last_checkpoint: WriteResult | None = None
         self.last_checkpoint_at: float | None = None
         self.snapshot_seconds = 0.0
+        self.checkpoint_seconds_total = 0.0  # wall time of every checkpoint written, summed
 
     # --- start-up -----------------------------------------------------------------------------
 
@@ -327,6 +328,7 @@ class Persistence:
                 self._write_failed("checkpoint")
                 return False
             self.checkpoints += 1
+            self.checkpoint_seconds_total += time.perf_counter() - start
             self.last_checkpoint = result
             self.last_checkpoint_at = time.time()
             logger.debug(
@@ -365,6 +367,13 @@ class Persistence:
             "checkpoint_covers": self._covered,
             "last_checkpoint_at": self.last_checkpoint_at or rec.checkpoint_written_at,
             "log_batches": self.log_pending(),
+            "checkpoints": {
+                "written": self.checkpoints,
+                "seconds_total": self.checkpoint_seconds_total,
+                "last_bytes": None
+                if self.last_checkpoint is None
+                else self.last_checkpoint.size_bytes,
+            },
             "recovery": {
                 "seconds": rec.seconds,
                 "restored_entries": rec.restored_entries,
