@@ -210,12 +210,14 @@ def encode_rows(
 
 
 class RowCoder:
-    """All columns of a sample to codes at once, for coders fitted once and used every run.
+    """All columns of one or several samples to codes at once, for coders fitted once and used
+    every run.
 
     Numeric columns are gathered into one (columns, rows) matrix so the clock offsets, range
-    checks and null checks are single passes; only the bin search stays per column (one
-    ``searchsorted`` each). The result is the transpose of a (coders, rows) array, so each
-    column's codes are contiguous for the scorer.
+    checks and null checks are single passes; the bin search is one ``searchsorted`` per
+    column, and per column of several samples together when :meth:`encode_many` is given a
+    batch. Codes come out as the transpose of a (coders, rows) array, so each column's codes
+    are contiguous for the scorer.
     """
 
     def __init__(self, coders: Sequence[ColumnCoder]) -> None:
@@ -232,27 +234,53 @@ class RowCoder:
         self, columns: Mapping[str, np.ndarray], event_time: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Codes matrix (rows, coders) and a mask of the coders whose column is present."""
-        n = len(next(iter(columns.values()))) if columns else 0
-        d = len(self.coders)
-        out = np.zeros((d, n), dtype=np.int64)
-        present = np.zeros(d, dtype=bool)
+        codes, present, _ = self.encode_many([(columns, event_time)])
+        return codes, present[0]
+
+    def encode_many(
+        self, samples: Sequence[tuple[Mapping[str, np.ndarray], float]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Codes of several samples (columns, event time) stacked: the codes matrix (all rows,
+        coders), the presence mask of each sample (samples, coders) and each sample's first
+        row (plus the total at the end). A column absent from a sample codes as null there."""
+        sizes = [len(next(iter(c.values()))) if c else 0 for c, _ in samples]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        total, d = int(bounds[-1]), len(self.coders)
+        out = np.zeros((d, total), dtype=np.int64)
+        present = np.zeros((len(samples), d), dtype=bool)
         if self._numeric.size:
-            x = np.full((len(self._numeric), n), np.nan)
+            x = np.full((len(self._numeric), total), np.nan)
             for i, j in enumerate(self._numeric.tolist()):
-                values = columns.get(self.coders[j].name)
-                if values is not None and len(values) == n:
-                    values = np.asarray(values)
-                    x[i] = values if values.dtype.kind in "fiub" else _as_float(values)
-                    present[j] = True
+                name = self.coders[j].name
+                for s, (columns, _) in enumerate(samples):
+                    values = columns.get(name)
+                    if values is not None and len(values) == sizes[s]:
+                        values = np.asarray(values)
+                        a, b = bounds[s], bounds[s + 1]
+                        x[i, a:b] = values if values.dtype.kind in "fiub" else _as_float(values)
+                        present[s, j] = True
             if self._offset.any():
-                x[self._offset] -= event_time
+                times = np.array([t for _, t in samples], dtype=np.float64)
+                x[self._offset] -= np.repeat(times, sizes)
             codes = np.empty(x.shape, dtype=np.int64)
             for i, j in enumerate(self._numeric.tolist()):
                 codes[i] = self.coders[j]._bins(x[i])
             out[self._numeric] = _finish(codes, x, self._lo, self._hi)
         for j in self._categorical:
-            values = columns.get(self.coders[j].name)
-            if values is not None and len(values) == n:
-                out[j] = self.coders[j]._lookup().codes(np.asarray(values))
-                present[j] = True
-        return out.T, present
+            name = self.coders[j].name
+            parts, spans = [], []
+            for s, (columns, _) in enumerate(samples):
+                values = columns.get(name)
+                if values is not None and len(values) == sizes[s]:
+                    parts.append(np.asarray(values))
+                    spans.append(s)
+                    present[s, j] = True
+            if not parts:
+                continue
+            lookup = self.coders[j]._lookup()
+            if len(spans) == len(samples):
+                out[j] = lookup.codes(np.concatenate(parts) if len(parts) > 1 else parts[0])
+                continue
+            for s, values in zip(spans, parts, strict=True):
+                out[j, bounds[s] : bounds[s + 1]] = lookup.codes(values)
+        return out.T, present, bounds

@@ -333,20 +333,20 @@ class LikelihoodAnalyzer(Analyzer):
     ) -> dict[int, _Scored]:
         model = self._models[key]
         fast = self._scoring(key, model)
-        coded = [(i, *fast.coder.encode(rec.columns, rec.event_time)) for i, rec in items]
+        codes, present, bounds = fast.coder.encode_many(
+            [(rec.columns, rec.event_time) for _, rec in items]
+        )
         out: dict[int, _Scored] = {}
-        # samples with the same columns present share one scoring pass
-        groups: dict[bytes, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-        for i, codes, present in coded:
-            groups.setdefault(present.tobytes(), []).append((i, codes, present))
-        for group in groups.values():
-            present = group[0][2]
-            codes = np.concatenate([c for _, c, _ in group]) if len(group) > 1 else group[0][1]
-            scores = model.tree.column_scores(codes, present)
-            at = 0
-            for i, c, _ in group:
-                out[i] = _Scored(c, present, scores[at : at + len(c)])
-                at += len(c)
+        if (present == present[0]).all():
+            scores = model.tree.column_scores(codes, present[0])
+            for s, (i, _) in enumerate(items):
+                a, b = bounds[s], bounds[s + 1]
+                out[i] = _Scored(codes[a:b], present[0], scores[a:b])
+            return out
+        # samples with different columns present are scored under their own masks
+        for s, (i, _) in enumerate(items):
+            part = codes[bounds[s] : bounds[s + 1]]
+            out[i] = _Scored(part, present[s], model.tree.column_scores(part, present[s]))
         return out
 
     def _scoring(self, key: DatasetKey, model: _Model) -> _Scoring:
