@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import sgemv
 from scipy.special import expit
 
 from otel_mlobs.processor.analyzers.diagnose.discretize import (
@@ -342,48 +343,48 @@ class OnlineLogit:
         self.bias -= self.lr * float(err.mean())
         self.steps += 1
 
-    def prequential(
-        self, live: np.ndarray, pairs: np.ndarray, slot: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Score, then learn, one run's live rows in mini-batches; (live scores, held-out
-        reference scores), one held-out row per live row.
+    def prequential(self, batches: np.ndarray, n: int, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """Score, then learn, ``n`` live rows in mini-batches; (live scores, held-out reference
+        scores), one held-out row per live row.
 
         The same SGD as :meth:`predict` then :meth:`step` per mini-batch, in float32 and with
-        the bias as a last constant feature: ``live`` is (rows, features + 1) with ones in the
-        last column, ``pairs[k]`` is one reference mini-batch (``B`` training rows, then ``B``
-        held-out rows, same layout), and batch ``b`` of the run uses ``pairs[(slot + b) %
-        len(pairs)]``. Each batch costs a handful of small BLAS calls on cached arrays.
+        the bias as a last constant feature. ``batches[k]`` holds one mini-batch: ``B`` live
+        rows, ``B`` reference rows to train on and ``B`` held-out reference rows; mini-batch
+        ``b`` of the run sits in ``batches[(slot + b) % len(batches)]`` (``n`` must fit). One
+        product scores all three parts and one BLAS call takes the step, so a mini-batch costs
+        five small calls on arrays that stay in cache.
         """
-        n, batch = len(live), pairs.shape[1] // 2
+        batch = batches.shape[1] // 3
+        rounds = -(-n // batch)
+        if rounds > len(batches):
+            raise ValueError("more live rows than mini-batch slots")
         w = np.append(self.weights, self.bias).astype(np.float32)
         shrink = np.full(len(w), 1.0 - self.lr * self.l2, np.float32)
         shrink[-1] = 1.0  # no decay on the bias
-        rounds = -(-n // batch)
         out = np.empty((rounds, 3 * batch), np.float32)
         target = np.r_[np.ones(batch), np.zeros(batch)].astype(np.float32)
-        scale = np.float32(self.lr / (2 * batch))
+        err = np.empty(2 * batch, np.float32)
         for b in range(rounds):
-            x = live[b * batch : (b + 1) * batch]
-            pair = pairs[(slot + b) % len(pairs)]
-            row = out[b]
-            m = len(x)
+            k = (slot + b) % len(batches)
+            rows, score = batches[k], out[b]
+            m = min(batch, n - b * batch)
             if m == batch:
-                np.matmul(x, w, out=row[:batch])
-                np.matmul(pair, w, out=row[batch:])
-                expit(row, out=row)
-                err = row[: 2 * batch] - target
-                err *= scale
-                grad = err[:batch] @ x
-                grad += err[batch:] @ pair[:batch]
+                np.matmul(rows, w, out=score)
+                expit(score, out=score)
+                np.subtract(score[: 2 * batch], target, out=err)
+                w *= shrink
+                # w -= lr / 2B * X^T err, in place
+                sgemv(-self.lr / (2 * batch), rows[: 2 * batch].T, err, 1.0, w, overwrite_y=1)
             else:  # the run's last, short batch: as many reference rows as live ones
-                ref, hold = pair[:m], pair[batch : batch + m]
-                row[:m] = expit(x @ w)
-                row[batch : batch + m] = expit(ref @ w)
-                row[2 * batch : 2 * batch + m] = expit(hold @ w)
+                live, ref = rows[:m], rows[batch : batch + m]
+                score[:] = 0.5
+                score[:m] = expit(live @ w)
+                score[batch : batch + m] = expit(ref @ w)
+                score[2 * batch : 2 * batch + m] = expit(rows[2 * batch : 2 * batch + m] @ w)
                 part = np.float32(self.lr / (2 * m))
-                grad = ((row[:m] - 1.0) * part) @ x + (row[batch : batch + m] * part) @ ref
-            w *= shrink
-            w -= grad
+                grad = ((score[:m] - 1.0) * part) @ live + (score[batch : batch + m] * part) @ ref
+                w *= shrink
+                w -= grad
         self.weights = w[:-1].astype(np.float64)
         self.bias = float(w[-1])
         self.steps += rounds

@@ -108,7 +108,9 @@ class _Window:
 class _Adversary:
     encoder: RowEncoder
     model: OnlineLogit
-    pairs: np.ndarray  # (batches, 2 * _BATCH, features + 1) float32: train rows, then held out
+    # (slots, 3 * _BATCH, features + 1) float32, per slot: live rows (filled during a run),
+    # reference rows to train on, held-out reference rows; the last feature is the bias
+    batches: np.ndarray
     hold_mean: np.ndarray  # mean feature vector of the held-out reference rows
     threshold: RobustThreshold
     window: _Window = field(default_factory=_Window)
@@ -119,28 +121,28 @@ class _Adversary:
     precision: Precision = field(default_factory=lambda: Precision(2.0, 2.0))
 
     contributions: np.ndarray | None = None  # per column, latest run
-    scratch: np.ndarray | None = field(default=None, repr=False)  # live rows, zero between runs
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "scratch": None}
+    @property
+    def capacity(self) -> int:
+        """Live rows the mini-batch slots hold at once."""
+        return len(self.batches) * _BATCH
 
-    def live_rows(self, n: int, hot: np.ndarray, zcols: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """The dense (n, features + 1) float32 rows of a run, in a buffer kept for the next
-        run; :meth:`clear` must follow."""
-        buf = self.scratch
-        if buf is None or len(buf) < n:
-            buf = np.zeros((max(n, 512), self.encoder.n_features + 1), np.float32)
-            buf[:, -1] = 1.0  # the bias feature
-            self.scratch = buf
-        live = buf[:n]
-        live.reshape(-1)[_flat(hot, buf.shape[1])] = 1.0
-        live[:, zcols] = z
-        return live
+    def load(self, slot: int, hot: np.ndarray, zcols: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Write live rows (at most :attr:`capacity`) into the live part of the mini-batch
+        slots from ``slot`` on; returns the flat positions written, for :meth:`unload`."""
+        n = len(hot)
+        width = self.batches.shape[2]
+        k = (slot + np.arange(n) // _BATCH) % len(self.batches)
+        start = (k * (3 * _BATCH) + np.arange(n) % _BATCH) * width
+        where = np.concatenate([(hot + start[:, None]).ravel(), (zcols + start[:, None]).ravel()])
+        flat = self.batches.reshape(-1)
+        flat[where[: hot.size]] = 1.0
+        flat[where[hot.size :]] = z.ravel()
+        return where
 
-    def clear(self, live: np.ndarray, hot: np.ndarray, zcols: np.ndarray) -> None:
-        """Zero what :meth:`live_rows` wrote."""
-        live.reshape(-1)[_flat(hot, live.shape[1])] = 0.0
-        live[:, zcols] = 0.0
+    def unload(self, where: np.ndarray) -> None:
+        """Zero what :meth:`load` wrote: between runs the live parts hold only the bias."""
+        self.batches.reshape(-1)[where] = 0.0
 
     def explain_run(self, n: int, hot: np.ndarray, zcols: np.ndarray, z: np.ndarray) -> None:
         """How much each column moves the classifier's logit between this run's rows and the
@@ -361,12 +363,14 @@ class DriftAnalyzer(Analyzer):
             return None
         # Reference mini-batches laid out once, (train rows, held-out rows) per batch, with
         # the bias feature: each live batch then takes one without copying.
-        batches = half // _BATCH
+        slots = half // _BATCH
         width = encoder.n_features
-        pairs = np.ones((batches, 2 * _BATCH, width + 1), np.float32)
+        batches = np.zeros((slots, 3 * _BATCH, width + 1), np.float32)
+        batches[:, :, width] = 1.0
         train, hold = rows[order[:half]], rows[order[half:]]
-        pairs[:, :_BATCH, :width] = train[: batches * _BATCH].reshape(batches, _BATCH, width)
-        pairs[:, _BATCH:, :width] = hold[: batches * _BATCH].reshape(batches, _BATCH, width)
+        shape = (slots, _BATCH, width)
+        batches[:, _BATCH : 2 * _BATCH, :width] = train[: slots * _BATCH].reshape(shape)
+        batches[:, 2 * _BATCH :, :width] = hold[: slots * _BATCH].reshape(shape)
         threshold = RobustThreshold(
             "upper",
             self.min_auc - 0.5,
@@ -379,7 +383,7 @@ class DriftAnalyzer(Analyzer):
         return _Adversary(
             encoder,
             OnlineLogit(encoder.n_features, lr=self.lr),
-            pairs,
+            batches,
             hold.mean(0),
             threshold,
         )
@@ -427,15 +431,19 @@ class DriftAnalyzer(Analyzer):
         n, hot, zcols, z = adv.encoder.encode_sparse(rec.columns, rec.event_time)
         if n == 0:
             return
-        live = adv.live_rows(n, hot, zcols, z)
-        try:
-            s_live, s_hold = adv.model.prequential(
-                live, adv.pairs, int(self._rng.integers(len(adv.pairs)))
-            )
-        finally:
-            adv.clear(live, hot, zcols)
+        slot = int(self._rng.integers(len(adv.batches)))
+        parts = []
+        for start in range(0, n, adv.capacity):  # a sample larger than the slots: in turns
+            chunk = slice(start, start + adv.capacity)
+            rows = len(hot[chunk])
+            where = adv.load(slot, hot[chunk], zcols, z[chunk])
+            try:
+                parts.append(adv.model.prequential(adv.batches, rows, slot))
+            finally:
+                adv.unload(where)
+            slot = (slot + rows // _BATCH) % len(adv.batches)
         adv.explain_run(n, hot, zcols, z)
-        s = np.concatenate([s_live, s_hold])
+        s = np.concatenate([p[0] for p in parts] + [p[1] for p in parts])
         y = np.zeros(2 * n)
         y[:n] = 1.0
         losses = log_loss(s, y)
@@ -652,11 +660,6 @@ _HELP = {
     "jensen_shannon": "Jensen-Shannon distance (base 2) of a column from the reference "
     "(latest run).",
 }
-
-
-def _flat(hot: np.ndarray, width: int) -> np.ndarray:
-    """Flat positions of ``hot[i, c]`` in a C-ordered (rows, width) matrix."""
-    return (hot + (np.arange(len(hot)) * width)[:, None]).ravel()
 
 
 def _moved(effects: _Effects, column: str) -> bool:
