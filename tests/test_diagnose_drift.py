@@ -196,3 +196,92 @@ def test_update_cost_per_row_is_small():
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError):
         DriftAnalyzer(KEY, min_auc=0.4)
+
+
+def _per_coder_encoding(encoder, columns, event_time):
+    """The encoding spelled out column by column with each coder's own ``encode``."""
+    from otel_mlobs.processor.analyzers.diagnose.adversarial import _raw
+
+    n = len(next(iter(columns.values())))
+    out = np.zeros((n, encoder.n_features))
+    for j, coder in enumerate(encoder.coders):
+        values = columns.get(coder.name)
+        if values is None or len(values) != n:
+            continue
+        base = encoder.offsets[j]
+        out[np.arange(n), base + coder.encode(values, event_time)] = 1.0
+        if coder.kind != "categorical":
+            z = (_raw(coder, values, event_time) - encoder.means[j]) / encoder.stds[j]
+            out[:, base + coder.n_codes] = np.clip(np.nan_to_num(z, nan=0.0), -5.0, 5.0)
+    return out
+
+
+def _mixed(rng, n: int, t: float, shift: float = 0.0) -> dict:
+    return {
+        "fare": rng.normal(20 + shift, 5, n),
+        "seats": rng.integers(1, 5, n).astype(float),  # few values: coded by nearest value
+        "pickup": t + rng.uniform(0, 3600, n),  # a clock: coded by offset from the run
+        "zone": rng.choice(["north", "south", "east", "", "nan"], n),
+        "vendor": rng.choice(np.array(["a", "bb", None], dtype=object), n),
+        "flag": rng.random(n) < 0.3,
+    }
+
+
+def test_grouped_encoding_matches_each_coder():
+    from otel_mlobs.processor.analyzers.diagnose.adversarial import RowEncoder
+    from otel_mlobs.processor.analyzers.diagnose.discretize import fit_coder
+
+    rng = np.random.default_rng(5)
+    ref = [(T0 + i * DAY, _mixed(rng, 400, T0 + i * DAY)) for i in range(5)]
+    coders = [fit_coder(name, [c[name] for _, c in ref], [t for t, _ in ref]) for name in ref[0][1]]
+    assert {c.kind for c in coders} == {"numeric", "offset", "categorical"}
+    encoder = RowEncoder.fit(coders, ref)
+    t = T0 + 9 * DAY
+    live = _mixed(rng, 300, t, shift=30.0)  # above the reference range
+    live["fare"][:4] = [np.nan, np.inf, -np.inf, 1e9]
+    live["zone"][:2] = ["west", "None"]  # unseen, null spelling
+    assert np.array_equal(encoder.encode(live, t), _per_coder_encoding(encoder, live, t))
+    live.pop("seats")
+    live["zone"] = live["zone"][:5]  # wrong length: left out like a missing column
+    assert np.array_equal(encoder.encode(live, t), _per_coder_encoding(encoder, live, t))
+
+
+def test_prequential_pass_is_the_minibatch_sgd():
+    from otel_mlobs.processor.analyzers.diagnose.adversarial import OnlineLogit
+
+    rng = np.random.default_rng(6)
+    batch, slots, width = 8, 5, 6
+    batches = np.zeros((slots, 3 * batch, width + 1), np.float32)
+    batches[:, :, :width] = rng.normal(0, 1, (slots, 3 * batch, width))
+    batches[:, :batch, 0] += 1.0  # live rows moved along the first feature
+    batches[:, :, width] = 1.0
+    n, slot = 4 * batch - 3, 3  # wraps around the slots, ends with a short batch
+    fast, slow = OnlineLogit(width, lr=0.5), OnlineLogit(width, lr=0.5)
+    s_live, s_hold = fast.prequential(batches, n, slot)
+    want_live, want_hold = [], []
+    for b in range(-(-n // batch)):
+        rows = batches[(slot + b) % slots].astype(float)[:, :width]
+        m = min(batch, n - b * batch)
+        live, ref, hold = rows[:m], rows[batch : batch + m], rows[2 * batch : 2 * batch + m]
+        want_live.append(slow.predict(live))
+        want_hold.append(slow.predict(hold))
+        slow.step(np.vstack([live, ref]), np.r_[np.ones(m), np.zeros(m)])
+    assert s_live == pytest.approx(np.concatenate(want_live), abs=1e-5)
+    assert s_hold == pytest.approx(np.concatenate(want_hold), abs=1e-5)
+    assert fast.weights == pytest.approx(slow.weights, abs=1e-5)
+    assert fast.bias == pytest.approx(slow.bias, abs=1e-5) and fast.weights[0] > 0
+
+
+def test_large_sample_runs_through_the_slots_in_turns():
+    a = trained()
+    summary, sample = records(
+        a.key, "r30", T0 + 30 * DAY, table(30, n=5000), seed=30, dataset="trips", sample_rows=5000
+    )
+    adv = next(iter(a._adversaries.values()))
+    assert len(sample.columns["fare"]) > adv.capacity
+    before = adv.rows_total
+    a.update(summary)
+    a.update(sample)
+    assert adv.rows_total - before == len(sample.columns["fare"])
+    assert not adv.batches[:, :32, :-1].any()  # live parts cleared after the run
+    assert a.alerts() == []
