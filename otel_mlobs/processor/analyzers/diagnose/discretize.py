@@ -21,7 +21,8 @@ import numpy as np
 
 NULL, LOW, HIGH, FIRST = 0, 1, 2, 3
 _TRENDING_OVERLAP = 0.3
-_GRID = 1024  # cells of the lookup grid over a numeric column's reference range
+_GRID = 4096  # cells of the lookup grid over the span of a numeric column's bin boundaries
+_MARGIN = 4  # grid cells on either side of the outermost boundaries
 
 
 @dataclass
@@ -89,8 +90,13 @@ _NULL_TEXT = ("", "nan", "None")
 
 
 class _Vocabulary:
-    """Text -> code in one sorted search: the vocabulary and the null spellings share one
-    sorted key array, so a column costs one ``searchsorted`` and one comparison."""
+    """Text -> code: the vocabulary and the null spellings share one key set.
+
+    Fixed-width text is read as 64-bit words: a multiplicative hash of the words finds the
+    only key a value can be, and comparing the words confirms it, so a column costs a few
+    integer passes instead of a string search (whose comparisons are slow per value). Other
+    text falls back to a sorted string search. Both are exact.
+    """
 
     def __init__(self, vocabulary: np.ndarray) -> None:
         vocab = np.asarray(vocabulary).astype(str)
@@ -101,12 +107,67 @@ class _Vocabulary:
         self.keys = keys
         self.key_codes = codes[::-1][first].astype(np.int64)
         self.other = FIRST + len(vocab)
+        self._by_dtype: dict[np.dtype, _WordKeys | None] = {}
 
     def codes(self, values: np.ndarray) -> np.ndarray:
         text = values if values.dtype.kind == "U" else values.astype(str)
+        if text.dtype.itemsize % 8:  # whole 64-bit words: one more (empty) character
+            text = text.astype(f"{text.dtype.byteorder}U{text.dtype.itemsize // 4 + 1}")
+        text = np.require(text, requirements=["A", "C"])
+        found = self._by_dtype.get(text.dtype, False)
+        if found is False:
+            found = self._by_dtype[text.dtype] = _WordKeys.of(self, text.dtype)
+        if found is None:
+            return self._search(text)
+        return found.codes(text.view(np.uint64).reshape(len(text), -1), self.other)
+
+    def _search(self, text: np.ndarray) -> np.ndarray:
         idx = np.searchsorted(self.keys, text)
         np.minimum(idx, len(self.keys) - 1, out=idx)
         return np.where(self.keys[idx] == text, self.key_codes[idx], self.other)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_by_dtype": {}}
+
+
+class _WordKeys:
+    """The keys of a :class:`_Vocabulary` as 64-bit words of one text dtype, hashed."""
+
+    def __init__(self, mult: np.ndarray, hashes: np.ndarray, words: list, codes: np.ndarray):
+        self.mult, self.hashes, self.words, self.key_codes = mult, hashes, words, codes
+
+    @classmethod
+    def of(cls, vocab: _Vocabulary, dtype: np.dtype) -> _WordKeys | None:
+        chars = dtype.itemsize // 4
+        fit = np.array([len(k) <= chars for k in vocab.keys.tolist()], dtype=bool)
+        keys = np.require(vocab.keys[fit].astype(dtype), requirements=["A", "C"])
+        if not chars or not len(keys):
+            return None
+        words = keys.view(np.uint64).reshape(len(keys), -1)
+        for seed in range(16):  # multipliers under which no two keys share a hash
+            mult = np.random.default_rng(seed).integers(1, 2**63, words.shape[1], np.uint64) | 1
+            hashes = _word_hash(words, mult)
+            if len(np.unique(hashes)) == len(hashes):
+                order = np.argsort(hashes)
+                kept = words[order]
+                columns = [np.ascontiguousarray(kept[:, c]) for c in range(words.shape[1])]
+                return cls(mult, hashes[order], columns, vocab.key_codes[fit][order])
+        return None
+
+    def codes(self, words: np.ndarray, other: int) -> np.ndarray:
+        idx = np.searchsorted(self.hashes, _word_hash(words, self.mult))
+        np.minimum(idx, len(self.hashes) - 1, out=idx)
+        diff = self.words[0][idx] ^ words[:, 0]
+        for c in range(1, words.shape[1]):
+            diff |= self.words[c][idx] ^ words[:, c]
+        return np.where(diff == 0, self.key_codes[idx], other)
+
+
+def _word_hash(words: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    out = words[:, 0] * mult[0]
+    for c in range(1, words.shape[1]):
+        out += words[:, c] * mult[c]
+    return out
 
 
 def _finish(codes: np.ndarray, x: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray):
@@ -231,9 +292,15 @@ class RowCoder:
         self._hi = np.array([c.hi for c in num], dtype=np.float64)[:, None]
         self._offset = np.array([c.kind == "offset" for c in num], dtype=bool)
         grids = [_grid(c) for c in num]
-        self._inv_width = np.array([g[0] for g in grids], dtype=np.float64)[:, None]
-        self._grid = np.concatenate([g[1] for g in grids]) if grids else np.zeros(0, dtype=np.int64)
+        self._origin = np.array([g[0] for g in grids], dtype=np.float64)[:, None]
+        self._inv_width = np.array([g[1] for g in grids], dtype=np.float64)[:, None]
+        self._grid = np.concatenate([g[2] for g in grids]) if grids else np.zeros(0, np.int8)
         self._grid_at = (np.arange(len(num), dtype=np.int64) * _GRID)[:, None]
+        width = max((len(c.edges) for c in num), default=0)
+        self._edges = np.full((len(num), max(width, 1)), np.inf)  # +inf pads: never <= x
+        for i, c in enumerate(num):
+            self._edges[i, : len(c.edges)] = c.edges
+        self._by_value = np.array([bool(len(c.values)) for c in num], dtype=bool)
 
     def encode(
         self, columns: Mapping[str, np.ndarray], event_time: float
@@ -267,7 +334,13 @@ class RowCoder:
             if self._offset.any():
                 times = np.array([t for _, t in samples], dtype=np.float64)
                 x[self._offset] -= np.repeat(times, sizes)
-            out[self._numeric] = _finish(self._numeric_bins(x), x, self._lo, self._hi)
+            codes = self._numeric_bins(x)
+            np.putmask(codes, x < self._lo, LOW)
+            np.putmask(codes, x > self._hi, HIGH)
+            finite = np.isfinite(x)
+            if not finite.all():
+                np.putmask(codes, ~finite, NULL)
+            out[self._numeric] = codes
         for j in self._categorical:
             name = self.coders[j].name
             parts, spans = [], []
@@ -288,52 +361,61 @@ class RowCoder:
         return out.T, present, bounds
 
     def _numeric_bins(self, x: np.ndarray) -> np.ndarray:
-        """Bin codes of the numeric block (columns, rows): a grid lookup, exact by construction.
+        """Bin codes (``int8``) of the numeric block (columns, rows), exact by construction.
 
-        Each column's range is cut into ``_GRID`` equal cells; a cell whose neighbourhood holds
-        no bin boundary has one code, read from a table, and values in the few cells next to a
-        boundary (or in columns too narrow for a grid) are searched as :meth:`ColumnCoder.encode`
-        does. Bin searches are branchy per value; the lookup is a handful of flat passes.
+        Each column's span of bin boundaries is cut into ``_GRID`` equal cells; a cell whose
+        neighbourhood holds no boundary has one code, read from a table (values beyond the
+        span share the outermost cells' codes), and values next to a boundary (or in columns
+        too narrow for a grid) are searched as :meth:`ColumnCoder.encode` does. A bin search
+        is branchy per value; the lookup is a handful of flat passes. Range and null codes
+        are the caller's.
         """
         with np.errstate(invalid="ignore", over="ignore"):
-            cell = ((x - self._lo) * self._inv_width).astype(np.int64)
-        np.clip(cell, 0, _GRID - 1, out=cell)
+            t = (x - self._origin) * self._inv_width
+            np.clip(t, 0, _GRID - 1, out=t)
+            cell = t.astype(np.intp)
         cell += self._grid_at
-        codes = self._grid[cell]
+        codes = np.take(self._grid, cell, mode="clip")  # NaN: any code, the caller's null wins
         unsure = np.flatnonzero(codes < 0)
         if len(unsure):
             total = x.shape[1]
-            rows, at = np.divmod(unsure, total)
-            flat = codes.reshape(-1)
-            for i in np.unique(rows).tolist():
-                cols = at[rows == i]
-                flat[i * total + cols] = self.coders[int(self._numeric[i])]._bins(x[i, cols])
+            rows = unsure // total
+            flat, xv = codes.reshape(-1), x.reshape(-1)[unsure]
+            by_edge = ~self._by_value[rows]
+            flat[unsure[by_edge]] = FIRST + np.count_nonzero(
+                self._edges[rows[by_edge]] <= xv[by_edge, None], axis=1
+            )
+            for i in np.unique(rows[~by_edge]).tolist():
+                at = unsure[rows == i]
+                flat[at] = self.coders[int(self._numeric[i])]._bins(xv[rows == i])
         return codes
 
 
-def _grid(coder: ColumnCoder) -> tuple[float, np.ndarray]:
-    """(cells per unit, code per cell or -1 near a boundary) of one numeric coder.
+def _grid(coder: ColumnCoder) -> tuple[float, float, np.ndarray]:
+    """(origin, cells per unit, code per cell or -1 near a boundary) of one numeric coder.
 
-    A value's cell is computed with rounding, so it may sit one cell off; a cell is trusted
-    only when no boundary lies within two cells of it, and only when a cell is a million
-    float steps wide, so that rounding is far below a cell.
+    A value's cell is computed with rounding, so it may sit a cell off; a cell is trusted only
+    when no boundary lies within two cells of it, and only when a cell is a million float
+    steps wide, so that rounding is far below a cell.
     """
-    unsure = np.full(_GRID, -1, dtype=np.int64)
-    lo, hi = coder.lo, coder.hi
-    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-        return 0.0, unsure
-    width = (hi - lo) / _GRID
-    if not width > 1e6 * np.spacing(max(abs(lo), abs(hi))):
-        return 0.0, unsure
+    unsure = np.full(_GRID, -1, dtype=np.int8)
     if len(coder.values):
         v = coder.values
         bounds = 0.5 * (v[:-1] + v[1:])  # nearest-value codes change at the midpoints
     else:
         bounds = coder.edges
-    centers = lo + (np.arange(_GRID) + 0.5) * width
-    table = coder._bins(centers).astype(np.int64)
-    near = np.floor((np.asarray(bounds, dtype=np.float64) - lo) / width).astype(np.int64)
+    bounds = np.asarray(bounds, dtype=np.float64)
+    if not len(bounds) or not np.isfinite(bounds).all():
+        return 0.0, 0.0, unsure
+    first, last = float(bounds.min()), float(bounds.max())
+    width = max(last - first, abs(first) * 1e-3, 1e-12) / (_GRID - 2 * _MARGIN)
+    origin = first - _MARGIN * width
+    if not width > 1e6 * np.spacing(max(abs(origin), abs(origin + _GRID * width))):
+        return 0.0, 0.0, unsure
+    centers = origin + (np.arange(_GRID) + 0.5) * width
+    table = coder._bins(centers).astype(np.int8)
+    near = np.floor((bounds - origin) / width).astype(np.int64)
     for shift in range(-2, 3):
         hit = near + shift
         table[hit[(hit >= 0) & (hit < _GRID)]] = -1
-    return 1.0 / width, table
+    return origin, 1.0 / width, table
