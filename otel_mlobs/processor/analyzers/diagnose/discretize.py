@@ -119,7 +119,8 @@ class _Vocabulary:
             found = self._by_dtype[text.dtype] = _WordKeys.of(self, text.dtype)
         if found is None:
             return self._search(text)
-        return found.codes(text.view(np.uint64).reshape(len(text), -1), self.other)
+        words = text.view(np.uint64).reshape(len(text), text.dtype.itemsize // 8)
+        return found.codes(words, self.other)
 
     def _search(self, text: np.ndarray) -> np.ndarray:
         idx = np.searchsorted(self.keys, text)
@@ -143,7 +144,7 @@ class _WordKeys:
         keys = np.require(vocab.keys[fit].astype(dtype), requirements=["A", "C"])
         if not chars or not len(keys):
             return None
-        words = keys.view(np.uint64).reshape(len(keys), -1)
+        words = keys.view(np.uint64).reshape(len(keys), dtype.itemsize // 8)
         for seed in range(16):  # multipliers under which no two keys share a hash
             mult = np.random.default_rng(seed).integers(1, 2**63, words.shape[1], np.uint64) | 1
             hashes = _word_hash(words, mult)
