@@ -84,17 +84,41 @@ def _r(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 12)
 
 
-GRID_LEVELS = np.round(np.linspace(0.05, 0.95, 19), 4)
+_GRID_EXACT = np.linspace(0.05, 0.95, 19)
+GRID_LEVELS = np.round(_GRID_EXACT, 4)
 """Levels of the per-record quantile grid (every 5th percentile from 5 to 95)."""
 _GRID_LEVEL_LIST = [float(x) for x in GRID_LEVELS]
+
+
+KIND_CODES: dict[str, int] = {
+    semconv.KIND_NUMERIC: 0,
+    semconv.KIND_DATETIME: 1,
+    semconv.KIND_CATEGORICAL: 2,
+    semconv.KIND_BOOLEAN: 3,
+}
+"""Column kinds as small ints for vectorized comparison; unknown kinds get the next code."""
+
+
+def kind_code(kind: str) -> int:
+    """The int code of ``kind`` (stable for the life of the process)."""
+    return KIND_CODES.setdefault(kind, len(KIND_CODES))
+
+
+# Rows of SummaryView.stats.
+(S_COUNT, S_NULLS, S_TOTAL, S_MEAN, S_STD, S_MIN, S_MAX, S_DISTINCT, S_MEASURED, S_KIND,
+ S_HAS_TOP) = range(11)  # fmt: skip
 
 
 class SummaryView:
     """A validated, columnar view of one :class:`SummaryRecord`, computed once per record.
 
-    Holds the per-column statistics as numpy arrays (ints as ``int64``), the deserialized run
-    sketches (``None`` where a column has none), how many values each sketch saw, and lazily the
-    quantile grid at :data:`GRID_LEVELS`. Build it with :func:`summary_view`.
+    ``stats`` holds the per-column statistics as one ``(11, columns)`` float matrix (rows
+    ``S_COUNT`` ... ``S_HAS_TOP``) so a compiled check suite gathers them in one operation.
+    Sketches are read without deserializing where possible: a KLL sketch in exact mode (one
+    level, every value weighted 1, what producers send for a row sample) is its items, so the
+    items of all such columns are sorted once into one NaN-padded matrix, and quantiles and
+    ranks are indexing and counting on it, value for value what the sketch returns. Other
+    sketches are deserialized. Build it with :func:`summary_view`.
     """
 
     __slots__ = (
@@ -112,12 +136,17 @@ class SummaryView:
         "quantiles",
         "rows",
         "sampled",
-        "sketches",
+        "stats",
         "std",
         "top",
         "total",
+        "_exact",
         "_grid",
         "_index",
+        "_kll",
+        "_matrix",
+        "_row",
+        "_sizes",
     )
 
     def __init__(self, record: SummaryRecord) -> None:
@@ -138,16 +167,16 @@ class SummaryView:
             raise ValueError(f"summary of {record.dataset!r}: per-column arrays differ in length")
         self.dataset = record.dataset
         self.names = list(record.columns)
-        self.kinds = np.asarray(record.kinds, dtype=object) if n else np.empty(0, dtype=object)
+        self.kinds = list(record.kinds)
         self.rows = int(record.rows)
-        self.count = np.asarray(record.count, dtype=np.int64)
-        self.nulls = np.asarray(record.nulls, dtype=np.int64)
+        self.count = np.asarray(record.count, dtype=np.int64).reshape(n)
+        self.nulls = np.asarray(record.nulls, dtype=np.int64).reshape(n)
         self.total = self.count + self.nulls
-        self.mean = np.asarray(record.mean, dtype=np.float64)
-        self.std = np.asarray(record.std, dtype=np.float64)
-        self.min = np.asarray(record.min, dtype=np.float64)
-        self.max = np.asarray(record.max, dtype=np.float64)
-        self.distinct = np.asarray(record.distinct, dtype=np.float64)
+        self.mean = np.asarray(record.mean, dtype=np.float64).reshape(n)
+        self.std = np.asarray(record.std, dtype=np.float64).reshape(n)
+        self.min = np.asarray(record.min, dtype=np.float64).reshape(n)
+        self.max = np.asarray(record.max, dtype=np.float64).reshape(n)
+        self.distinct = np.asarray(record.distinct, dtype=np.float64).reshape(n)
         self.levels = np.asarray(record.quantile_levels, dtype=np.float64)
         self.quantiles = (
             np.asarray(record.quantiles, dtype=np.float64).reshape(n, -1)
@@ -155,15 +184,49 @@ class SummaryView:
             else np.empty((0, len(self.levels)))
         )
         self.top = [t or {} for t in record.top_values]
-        self.sketches = [_deserialize(b) for b in record.sketches]
-        sizes = np.array([s.n if s is not None else 0 for s in self.sketches], dtype=np.int64)
+        self._exact: list[tuple[int, np.ndarray]] = []
+        self._kll: dict[int, kll_doubles_sketch] = {}
+        sizes = np.zeros(n, dtype=np.int64)
+        for i, blob in enumerate(record.sketches):
+            if not blob:
+                continue
+            items = _exact_items(blob)
+            if items is not None:
+                self._exact.append((i, items))
+                sizes[i] = len(items)
+                continue
+            sketch = _deserialize(blob)
+            if sketch is not None:
+                self._kll[i] = sketch
+                sizes[i] = sketch.n
+        self._sizes = sizes
         # Every column's sketch is built from the same row sample, so the largest sketch tells
         # how many rows the distributional statistics of the record's text columns saw too.
         sample_rows = int(sizes.max()) if n and sizes.max() > 0 else -1
         self.sampled = np.where(sizes > 0, sizes, sample_rows)
         self.measured = np.where(self.sampled < 0, self.count, np.minimum(self.sampled, self.count))
+        codes = [kind_code(k) for k in self.kinds]
+        has_top = [bool(t) for t in self.top]
+        self.stats = np.array(
+            [
+                self.count,
+                self.nulls,
+                self.total,
+                self.mean,
+                self.std,
+                self.min,
+                self.max,
+                self.distinct,
+                self.measured,
+                codes,
+                has_top,
+            ],
+            dtype=np.float64,
+        ).reshape(11, n)
         self._grid: np.ndarray | None = None
         self._index: dict[str, int] | None = None
+        self._matrix: np.ndarray | None = None
+        self._row: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -175,19 +238,95 @@ class SummaryView:
             self._index = {name: i for i, name in enumerate(self.names)}
         return self._index
 
+    def has_sketch(self, i: int) -> bool:
+        """Whether column ``i`` came with a readable, non-empty sketch."""
+        return bool(self._sizes[i] > 0)
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, row): exact-mode items sorted per row, NaN-padded; row of each column in
+        the matrix (-1 without an exact-mode sketch)."""
+        if self._matrix is None:
+            row = np.full(len(self.names), -1, dtype=np.int64)
+            if not self._exact:
+                self._matrix, self._row = np.empty((0, 0)), row
+                return self._matrix, row
+            cols = [i for i, _ in self._exact]
+            lengths = np.array([len(x) for _, x in self._exact], dtype=np.int64)
+            width = int(lengths.max())
+            matrix = np.full((len(cols), width), np.nan)
+            for k, (_, items) in enumerate(self._exact):
+                matrix[k, : len(items)] = items
+            matrix.sort(axis=1)  # NaN padding sorts last
+            row[cols] = np.arange(len(cols))
+            self._matrix, self._row = matrix, row
+        return self._matrix, self._row  # type: ignore[return-value]
+
     @property
     def grid(self) -> np.ndarray:
         """(columns, 19) quantiles at :data:`GRID_LEVELS` from each column's sketch, falling
         back to interpolating the summary quantiles; NaN rows where neither exists."""
         if self._grid is None:
             grid = np.full((len(self.names), len(GRID_LEVELS)), np.nan)
-            for i, sketch in enumerate(self.sketches):
-                if sketch is not None:
-                    grid[i] = sketch.get_quantiles(_GRID_LEVEL_LIST)
-                elif self.quantiles.shape[1] and np.isfinite(self.quantiles[i]).any():
-                    grid[i] = np.interp(GRID_LEVELS, self.levels, self.quantiles[i])
+            matrix, row = self._sorted()
+            if len(matrix):
+                cols = np.flatnonzero(row >= 0)
+                n = self._sizes[cols][:, None]
+                # A sketch's (exclusive) quantile at rank r is its floor(r * n)-th item.
+                at = np.minimum(np.floor(GRID_LEVELS * n).astype(np.int64), n - 1)
+                grid[cols] = np.take_along_axis(matrix, at, axis=1)
+            for i, sketch in self._kll.items():
+                grid[i] = sketch.get_quantiles(_GRID_LEVEL_LIST)
+            for i in np.flatnonzero(self._sizes == 0):
+                if self.quantiles.shape[1] and np.isfinite(self.quantiles[i]).any():
+                    grid[i] = np.interp(_GRID_EXACT, self.levels, self.quantiles[i])
             self._grid = grid
         return self._grid
+
+    def median(self, i: int) -> float:
+        """Column ``i``'s median from its sketch, else interpolated from the summary."""
+        if self.has_sketch(i):
+            return float(self.grid[i, 9])  # the grid's 0.5 level
+        return float(np.interp(0.5, self.levels, self.quantiles[i]))
+
+    def share_beyond(self, cols: np.ndarray, x: np.ndarray, above: bool) -> np.ndarray:
+        """Per column of ``cols``: share of its values strictly above (``above``) or strictly
+        below ``x``, from its sketch, else from the summary quantiles (as :func:`share_above`
+        and :func:`share_below`, and the coarse fallback, would give)."""
+        out = np.full(len(cols), np.nan)
+        matrix, row = self._sorted()
+        r = row[cols]
+        exact = r >= 0
+        if exact.any():
+            block, edge, n = matrix[r[exact]], x[exact][:, None], self._sizes[cols[exact]]
+            if above:  # 1 - rank(inclusive), computed as the sketch does
+                out[exact] = 1.0 - (block <= edge).sum(axis=1) / n
+            else:
+                out[exact] = (block < edge).sum(axis=1) / n
+        for k in np.flatnonzero(~exact):
+            i, at = int(cols[k]), float(x[k])
+            sketch = self._kll.get(i)
+            if sketch is not None:
+                rank = float(sketch.get_rank(at, inclusive=above))
+                out[k] = 1.0 - rank if above else rank
+            else:
+                cdf = float(cdf_from_quantiles(self.levels, self.quantiles[i], np.array([at]))[0])
+                out[k] = 1.0 - cdf if above else cdf
+        return out
+
+
+def _exact_items(blob: bytes) -> np.ndarray | None:
+    """The items of a serialized KLL doubles sketch in exact mode (one level, so each item
+    weighs 1), read in place; ``None`` for any other layout."""
+    # Full-format preamble: 5 ints, serial version 1, family 15 (KLL); flags neither empty
+    # nor single-item; one level. Then n, min_k, levels, unused, level offsets, min, max.
+    if len(blob) < 40 or blob[0] != 5 or blob[1] != 1 or blob[2] != 15 or blob[3] & 0b101:
+        return None
+    if blob[18] != 1 or int.from_bytes(blob[20:24], "little") != 0:
+        return None
+    n = int.from_bytes(blob[8:16], "little")
+    if n < 1 or len(blob) != 40 + 8 * n:
+        return None
+    return np.frombuffer(blob, dtype="<f8", count=n, offset=40)
 
 
 def _deserialize(blob: bytes | None) -> kll_doubles_sketch | None:

@@ -29,12 +29,18 @@ import numpy as np
 
 from otel_mlobs.processor.analyzers.base import Analyzer, Metric
 from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook, Severity
-from otel_mlobs.processor.analyzers.diagnose.columns import ColumnSummary, columns_of
+from otel_mlobs.processor.analyzers.diagnose.columns import (
+    ColumnSummary,
+    SummaryView,
+    columns_of,
+    summary_view,
+)
 from otel_mlobs.processor.analyzers.diagnose.constraints import (
     Constraint,
     HardConstraint,
     Outcome,
 )
+from otel_mlobs.processor.analyzers.diagnose.plan import Judgement, SuitePlan
 from otel_mlobs.processor.analyzers.diagnose.repeats import (
     RepeatedRows,
     identifier_columns,
@@ -45,6 +51,7 @@ from otel_mlobs.processor.analyzers.diagnose.suite import DatasetSuite, build_su
 from otel_mlobs.processor.records import Key, Record, RunRecord, SampleRecord, SummaryRecord
 
 DatasetKey = tuple[str, str]  # (role, dataset)
+_CLASSES = ("hard", "soft", "drift")  # SuitePlan.cls_code order
 _MAX_SAMPLE_ROWS = 5000
 
 
@@ -119,7 +126,8 @@ class _Pending:
     seen: dict[DatasetKey, set[str]] = field(default_factory=dict)
     summaries: dict[DatasetKey, dict[str, ColumnSummary]] = field(default_factory=dict)
     samples: dict[DatasetKey, dict[str, np.ndarray]] = field(default_factory=dict)
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)  # fired, and checks judged alone
+    judged: dict[DatasetKey, list[Judgement]] = field(default_factory=dict)  # compiled checks
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -225,9 +233,9 @@ class ConstraintAnalyzer(Analyzer):
         if record.run_id in self._closed:
             return  # a straggler of a run already judged
         if isinstance(record, SummaryRecord):
-            cols = {c.name: c for c in columns_of(record)}  # a malformed record stops here
+            view = summary_view(record)  # a malformed record stops here
             self._start(record.run_id, record.event_time)
-            self._on_summary(record, cols)
+            self._on_summary(record, view)
         elif isinstance(record, SampleRecord):
             self._start(record.run_id, record.event_time)
             self._on_sample(record)
@@ -275,35 +283,82 @@ class ConstraintAnalyzer(Analyzer):
             return False
         return True
 
-    def _on_summary(self, rec: SummaryRecord, cols: dict[str, ColumnSummary]) -> None:
+    def _on_summary(self, rec: SummaryRecord, view: SummaryView) -> None:
         key = (rec.role, rec.dataset)
         pending = self._pending
         assert pending is not None
         if not self._track(key):
             return
         seen = pending.seen.setdefault(key, set())
-        fresh = {n: c for n, c in cols.items() if n not in seen}
+        skip = np.array([n in seen for n in view.names], dtype=bool) if seen else None
+        fresh = [n for n in dict.fromkeys(view.names) if n not in seen]
         seen.update(fresh)
         if not self.ready:
-            pending.summaries.setdefault(key, {}).update(fresh)
+            cols = {c.name: c for c in columns_of(rec)}
+            pending.summaries.setdefault(key, {}).update({n: cols[n] for n in fresh})
             return
         suite = self._suites.get(key)
         if suite is None:
             self._judge_new_dataset(key, rec)
             return
-        for name, col in fresh.items():
-            checks = suite.constraints.get(name)
-            if checks is None:
-                checks = suite.constraints[name] = [NewColumn(rec.role, rec.dataset, name)]
-            # Hard checks first: once a column is broken outright (all null, wrong type), its
-            # soft checks would only repeat the news in vaguer words.
-            broken = False
-            for check in sorted(checks, key=lambda c: c.cls != "hard"):
-                if check.muted or (broken and check.cls != "hard"):
-                    continue
-                outcome = check.evaluate(col, rec.event_time)
-                self._apply(check, outcome, rec.run_id, rec.event_time)
-                broken = broken or bool(outcome and outcome.fired and check.cls == "hard")
+        plan = suite.plan
+        if plan is None:  # a suite restored from before plans: compile it now
+            plan = suite.plan = SuitePlan(suite.constraints, window=self.window)
+        judged = plan.judge([view], [rec.event_time], [skip]).run(0)
+        pending.judged.setdefault(key, []).append(judged)
+        for code, n in enumerate(np.bincount(plan.cls_code[judged.applied], minlength=3)):
+            if n:
+                self._evaluations[_CLASSES[code]] += int(n)
+        # Alerts in the order the checks are judged: by column, hard checks first.
+        events: list[tuple[int, int, Any]] = []
+        touched = judged.fired | (judged.applied & plan.alerting)
+        if touched.any():
+            where = plan.layout(view.names)
+            for slot in np.flatnonzero(touched):
+                events.append((int(where[plan.col[slot]]), int(plan.order[slot]), int(slot)))
+        alone = [n for n in fresh if plan.column_id(n) < 0]
+        for name in alone:
+            events.append((view.index[name], -1, name))
+        if not events:
+            return
+        cols = {c.name: c for c in columns_of(rec)}
+        for _, _, what in sorted(events, key=lambda e: (e[0], e[1])):
+            if isinstance(what, str):
+                self._judge_alone(suite, cols[what], rec)
+                continue
+            check = plan.checks[what]
+            if not judged.fired[what]:
+                plan.alerting[what] = False
+                self._book.resolve(check.id, rec.event_time)
+                continue
+            plan.alerting[what] = True
+            value = float(judged.value[what])
+            col = cols[plan.columns[plan.col[what]]]
+            outcome = Outcome(
+                check,
+                value,
+                float(judged.low[what]),
+                float(judged.high[what]),
+                int(judged.n[what]),
+                True,
+                check.explain(col, value),
+            )
+            self._raise(check, outcome, rec.run_id, rec.event_time)
+
+    def _judge_alone(self, suite: DatasetSuite, col: ColumnSummary, rec: SummaryRecord) -> None:
+        """A column the compiled plan does not cover (new since the reference): its own checks."""
+        checks = suite.constraints.get(col.name)
+        if checks is None:
+            checks = suite.constraints[col.name] = [NewColumn(rec.role, rec.dataset, col.name)]
+        # Hard checks first: once a column is broken outright (all null, wrong type), its
+        # soft checks would only repeat the news in vaguer words.
+        broken = False
+        for check in sorted(checks, key=lambda c: c.cls != "hard"):
+            if check.muted or (broken and check.cls != "hard"):
+                continue
+            outcome = check.evaluate(col, rec.event_time)
+            self._apply(check, outcome, rec.run_id, rec.event_time)
+            broken = broken or bool(outcome and outcome.fired and check.cls == "hard")
 
     def _on_sample(self, rec: SampleRecord) -> None:
         key = (rec.role, rec.dataset)
@@ -335,11 +390,16 @@ class ConstraintAnalyzer(Analyzer):
         if outcome is None:
             return
         self._evaluations[check.cls] += 1
-        if self._pending is not None:
-            self._pending.outcomes.append(outcome)
         if not outcome.fired:
+            if self._pending is not None:
+                self._pending.outcomes.append(outcome)
             self._book.resolve(check.id, event_time)
             return
+        self._raise(check, outcome, run_id, event_time)
+
+    def _raise(self, check: Constraint, outcome: Outcome, run_id: str, event_time: float) -> None:
+        if self._pending is not None:
+            self._pending.outcomes.append(outcome)
         columns = (
             check.key_columns
             if isinstance(check, RepeatedRows)
@@ -411,7 +471,28 @@ class ConstraintAnalyzer(Analyzer):
             c = o.constraint
             if not o.fired and (c.role, c.dataset, c.column) not in broken:
                 c.learn(o)
+        for key, judgements in run.judged.items():
+            suite = self._suites.get(key)
+            if suite is not None and suite.plan is not None:
+                self._learn(suite.plan, key, judgements, broken)
         self._tag_origins(run)
+
+    @staticmethod
+    def _learn(
+        plan: SuitePlan,
+        key: DatasetKey,
+        judgements: list[Judgement],
+        broken: set[tuple[str, str, str]],
+    ) -> None:
+        """Fold the run's passing soft statistics into their healthy histories, except on
+        columns that broke in this run (a broken column's other statistics are suspect too)."""
+        keep = plan.row >= 0
+        gone = [plan.column_id(c) for r, d, c in broken if (r, d) == key]
+        if gone:
+            keep = keep & ~np.isin(plan.col, gone)
+        for j in judgements:
+            idx = np.flatnonzero(keep & j.applied & ~j.fired)
+            plan.bank.observe(plan.row[idx], j.value[idx])
 
     def _tag_origins(self, run: _Pending) -> None:
         broken_inputs = {

@@ -59,6 +59,30 @@ def _num(x: float) -> str:
     return f"{x:.4g}"
 
 
+class Ledger:
+    """Evaluation and violation counts and mute flags of many constraints, as arrays.
+
+    A compiled suite judges all its constraints in one vectorized pass and counts in bulk; each
+    constraint reads its own slot, so ``evaluations``, ``violations`` and ``muted`` look the same
+    whether a constraint is judged alone or with its suite.
+    """
+
+    def __init__(self) -> None:
+        self.evaluations = np.zeros(0, dtype=np.int64)
+        self.violations = np.zeros(0, dtype=np.int64)
+        self.muted = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.muted)
+
+    def add(self, evaluations: int = 0, violations: int = 0, muted: bool = False) -> int:
+        """A new slot holding these values; returns its index."""
+        self.evaluations = np.append(self.evaluations, evaluations)
+        self.violations = np.append(self.violations, violations)
+        self.muted = np.append(self.muted, muted)
+        return len(self.muted) - 1
+
+
 class Constraint:
     """Base class: identity, feedback and muting shared by all checks."""
 
@@ -71,14 +95,34 @@ class Constraint:
         self.dataset = dataset
         self.column = column
         self.precision = Precision(*self.prior)
-        self.muted = False
-        self.evaluations = 0
-        self.violations = 0
+        self.ledger = Ledger()
+        self.slot = self.ledger.add()
+        self.id = f"{role}/{dataset}/{column}/{self.check}"  # role/dataset/column/check
+
+    def bind(self, ledger: Ledger) -> int:
+        """Move this constraint's counts and mute flag into a shared ledger; returns the slot."""
+        slot = ledger.add(self.evaluations, self.violations, self.muted)
+        self.ledger, self.slot = ledger, slot
+        return slot
 
     @property
-    def id(self) -> str:
-        """Stable identifier: ``role/dataset/column/check``."""
-        return f"{self.role}/{self.dataset}/{self.column}/{self.check}"
+    def evaluations(self) -> int:
+        """Runs this constraint judged."""
+        return int(self.ledger.evaluations[self.slot])
+
+    @property
+    def violations(self) -> int:
+        """Runs in which it fired."""
+        return int(self.ledger.violations[self.slot])
+
+    @property
+    def muted(self) -> bool:
+        """Whether a person's false-positive verdict switched it off."""
+        return bool(self.ledger.muted[self.slot])
+
+    @muted.setter
+    def muted(self, value: bool) -> None:
+        self.ledger.muted[self.slot] = bool(value)
 
     def describe(self) -> str:
         """What the reference established, in words."""
@@ -86,6 +130,10 @@ class Constraint:
 
     def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
         """Judge one run's column; ``None`` when the check does not apply to this run."""
+        raise NotImplementedError
+
+    def explain(self, col: ColumnSummary, value: float) -> str:
+        """Why ``value`` measured on ``col`` is a violation, in words a person can act on."""
         raise NotImplementedError
 
     def learn(self, outcome: Outcome) -> None:  # noqa: B027 - hard checks learn nothing
@@ -104,8 +152,8 @@ class Constraint:
         low: float = np.nan,
         high: float = np.nan,
     ) -> Outcome:
-        self.evaluations += 1
-        self.violations += int(fired)
+        self.ledger.evaluations[self.slot] += 1
+        self.ledger.violations[self.slot] += int(fired)
         return Outcome(self, float(value), float(low), float(high), int(n), bool(fired), text)
 
     def state(self) -> dict:
@@ -177,12 +225,10 @@ class KindMatches(HardConstraint):
         if col is None:
             return None
         fired = col.kind != self.kind
-        text = (
-            f"{self.column}: type changed from {self.kind} to {col.kind} in {self.dataset!r}"
-            if fired
-            else ""
-        )
-        return self._outcome(float(fired), fired, text)
+        return self._outcome(float(fired), fired, self.explain(col, 1.0) if fired else "")
+
+    def explain(self, col: ColumnSummary, value: float) -> str:
+        return f"{self.column}: type changed from {self.kind} to {col.kind} in {self.dataset!r}"
 
 
 class HasValues(HardConstraint):
@@ -204,13 +250,14 @@ class HasValues(HardConstraint):
         if col is None or col.total == 0:
             return None
         fired = col.count == 0
-        text = (
+        text = self.explain(col, 1.0) if fired else ""
+        return self._outcome(float(fired), fired, text, n=col.total)
+
+    def explain(self, col: ColumnSummary, value: float) -> str:
+        return (
             f"{self.column}: all {col.total} values are null in {self.dataset!r}; the reference "
             f"had at most {_pct(self.ref_null_max)} null, so its source has likely failed"
-            if fired
-            else ""
         )
-        return self._outcome(float(fired), fired, text, n=col.total)
 
 
 class NotFrozen(HardConstraint):
@@ -235,14 +282,15 @@ class NotFrozen(HardConstraint):
         constant = col.distinct <= 1 or (
             np.isfinite(col.std) and col.std == 0 and col.kind in colmod.NUMERIC_KINDS
         )
-        text = (
+        text = self.explain(col, 1.0) if constant else ""
+        return self._outcome(float(constant), bool(constant), text, n=col.count)
+
+    def explain(self, col: ColumnSummary, value: float) -> str:
+        return (
             f"{self.column}: all {col.count} values are identical ({_num(col.min)}) in "
             f"{self.dataset!r}; every reference run had at least {self.ref_distinct_min:.0f} "
             "distinct values, so the column looks stuck or defaulted"
-            if constant
-            else ""
         )
-        return self._outcome(float(constant), bool(constant), text, n=col.count)
 
 
 class NotRepeated(HardConstraint):
@@ -264,14 +312,15 @@ class NotRepeated(HardConstraint):
         fp = col.fingerprint()
         fired = fp == self._last
         self._last = fp
-        text = (
+        text = self.explain(col, 1.0) if fired else ""
+        return self._outcome(float(fired), fired, text, n=col.count)
+
+    def explain(self, col: ColumnSummary, value: float) -> str:
+        return (
             f"{self.column}: the summary of {self.dataset!r} is identical to the previous run's "
             "(same count, nulls, mean, spread and extremes); its source is "
             "likely serving stale data"
-            if fired
-            else ""
         )
-        return self._outcome(float(fired), fired, text, n=col.count)
 
 
 # --- soft checks ----------------------------------------------------------------------------
@@ -293,9 +342,6 @@ class SoftConstraint(Constraint):
 
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         """(value, n) for this run, or ``None`` when it cannot be measured."""
-        raise NotImplementedError
-
-    def explain(self, col: ColumnSummary, value: float) -> str:
         raise NotImplementedError
 
     def evaluate(self, col: ColumnSummary | None, event_time: float) -> Outcome | None:
@@ -331,7 +377,7 @@ class SoftConstraint(Constraint):
             center=_json(t.center),
             spread=_json(t.spread),
             sensitivity=round(t.sensitivity, 4),
-            history=len(t._history),
+            history=t.size,
         )
         return out
 
@@ -355,13 +401,14 @@ class NullShare(SoftConstraint):
         value, n = col.null_fraction, col.total
         low, high = self.threshold.bounds(n)
         fired = bool(value < low or value > high)
-        text = (
+        return self._outcome(value, fired, self.explain(col, value) if fired else "", n, low, high)
+
+    def explain(self, col: ColumnSummary, value: float) -> str:
+        high = self.threshold.bounds(col.total)[1]
+        return (
             f"{self.column}: {_pct(value)} of values are null in this run; healthy runs have "
             f"about {_pct(self.threshold.center)} (alert above {_pct(high)})"
-            if fired
-            else ""
         )
-        return self._outcome(value, fired, text, n, low, high)
 
     def statistic(self, col: ColumnSummary, event_time: float) -> tuple[float, int] | None:
         return col.null_fraction, col.total

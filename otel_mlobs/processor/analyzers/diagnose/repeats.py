@@ -24,24 +24,69 @@ from otel_mlobs.processor.analyzers.diagnose.constraints import (
     _pct,
 )
 
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_MISSING = np.uint64(0x9E3779B97F4A7C15)
+_rng = np.random.default_rng(0x5EED)
+_POSITION = _rng.integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)  # odd
+_SALT = _rng.integers(1, 2**63, size=4096, dtype=np.uint64)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, elementwise (uint64 arithmetic wraps)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _text_hash(values: np.ndarray, n: int) -> np.ndarray:
+    """A uint64 per string: code points weighted by odd per-position constants.
+
+    Padding code points are zero and add nothing, so a string hashes the same whatever width
+    its array has; the weighted sum is mixed afterwards with the other columns.
+    """
+    text = np.ascontiguousarray(values.astype(str))
+    width = text.dtype.itemsize // 4
+    if width == 0:
+        return np.zeros(n, dtype=np.uint64)
+    if width > len(_POSITION):
+        raise ValueError(f"sampled text longer than {len(_POSITION)} characters")
+    codes = text.view(np.uint32).reshape(n, width).astype(np.uint64)
+    return codes @ _POSITION[:width]
+
 
 def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """One uint64 per row over ``names`` (missing columns hash as a constant)."""
+    """One uint64 per row over ``names`` (missing columns hash as a constant).
+
+    Numbers hash by their float64 bits (one NaN, no negative zero, so equal values agree
+    whatever their dtype), text by its code points; each column's hashes are salted by its
+    position and mixed, then the row sums them (wrapping), so moving a value to another column
+    changes the row's hash.
+    """
     n = len(next(iter(columns.values()))) if columns else 0
-    h = np.zeros(n, dtype=np.uint64)
+    if not names:
+        return np.zeros(n, dtype=np.uint64)
+    if len(names) > len(_SALT):
+        raise ValueError(f"at most {len(_SALT)} key columns")
+    per_column = np.empty((len(names), n), dtype=np.uint64)
+    numeric: list[int] = []
+    for j, name in enumerate(names):
+        values = columns.get(name)
+        if values is None or len(values) != n:
+            per_column[j] = _MISSING
+        elif values.dtype.kind in "fiub":
+            numeric.append(j)
+        else:
+            per_column[j] = _text_hash(values, n)
+    if numeric:
+        x = np.array([columns[names[j]] for j in numeric], dtype=np.float64)
+        x = np.where(np.isnan(x), np.nan, x + 0.0)
+        per_column[numeric] = x.view(np.uint64)
     with np.errstate(over="ignore"):
-        for name in names:
-            values = columns.get(name)
-            if values is None or len(values) != n:
-                col = np.full(n, 0x9E3779B97F4A7C15, dtype=np.uint64)
-            elif values.dtype.kind in "fiub":
-                x = values.astype(np.float64)
-                x = np.where(np.isnan(x), np.nan, x + 0.0)  # one NaN, no negative zero
-                col = pd.util.hash_array(x.view(np.uint64))
-            else:
-                col = pd.util.hash_array(values.astype(str).astype(object))
-            h = h * np.uint64(1_000_003) ^ col
-    return h
+        mixed = _mix(per_column ^ _SALT[: len(names), None])
+        return _mix(mixed.sum(axis=0, dtype=np.uint64))
 
 
 def identifier_columns(samples: Sequence[Mapping[str, np.ndarray]]) -> set[str]:
@@ -64,7 +109,11 @@ def overlap(current: np.ndarray, previous: np.ndarray) -> float:
     """Share of ``current`` rows whose hash occurs in ``previous``."""
     if not len(current):
         return float("nan")
-    return float(np.isin(current, previous).mean())
+    if not len(previous):
+        return 0.0
+    known = np.sort(previous)
+    at = np.minimum(np.searchsorted(known, current), len(known) - 1)
+    return float((known[at] == current).mean())
 
 
 class RepeatedRows(SoftConstraint):

@@ -6,6 +6,9 @@ not arrive all-null, a categorical column with a closed set of values must keep 
 Soft checks start their healthy history with the reference runs' own statistics, each measured
 against a reference built *without* that run (leave-one-out), so the first band already reflects
 honest run-to-run variability rather than a run compared with itself.
+
+Once built, a suite is compiled into a :class:`~.plan.SuitePlan` that judges all its checks on
+a run's summary in one vectorized pass.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from otel_mlobs.processor.analyzers.diagnose.constraints import (
     TrueShare,
     UnseenCategories,
 )
+from otel_mlobs.processor.analyzers.diagnose.plan import SuitePlan
 
 _BAND = (0.005, 0.995)
 _CLOSED_DOMAIN_COVERAGE = 0.999  # top values must cover this share of a run to enumerate it
@@ -57,6 +61,7 @@ class DatasetSuite:
     always: bool  # the dataset appeared in every reference run
     constraints: dict[str, list[Constraint]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # column -> why a check was skipped
+    plan: SuitePlan | None = None  # the compiled form the analyzer judges runs with
 
     def all(self) -> list[Constraint]:
         """Every constraint of the suite."""
@@ -233,8 +238,18 @@ def _numeric(
     if not any(r.sketch for r in runs):
         return [], "no quantile sketch sent: range and shape skipped"
 
+    # The leave-one-out seeding asks for the same subsets of runs once per check: merge each
+    # subset once, so the range and shape checks also share one reference.
+    merges: dict[tuple[int, ...], bytes] = {}
+
+    def merge(rs: Sequence[ColumnSummary]) -> bytes:
+        key = tuple(id(r) for r in rs)
+        if key not in merges:
+            merges[key] = colmod.merge_sketches([r.sketch for r in rs])
+        return merges[key]
+
     def band(rs: Sequence[ColumnSummary]) -> tuple[float, float] | None:
-        merged = colmod.merge_sketches([r.sketch for r in rs])
+        merged = merge(rs)
         if not merged:
             return None
         lo, hi = colmod.quantiles(merged, _BAND)
@@ -249,7 +264,7 @@ def _numeric(
         return None if b is None else BelowRange(role, dataset, name, lo=b[0], hi=b[1], **soft)
 
     def shape(rs: Sequence[ColumnSummary]) -> Shape | None:
-        merged = colmod.merge_sketches([r.sketch for r in rs])
+        merged = merge(rs)
         if not merged:
             return None
         median = float(colmod.quantiles(merged, [0.5])[0])
@@ -294,4 +309,5 @@ def build_suite(
         suite.constraints[name] = built
         if note:
             suite.notes[name] = note
+    suite.plan = SuitePlan(suite.constraints, window=window)
     return suite

@@ -348,15 +348,16 @@ class ThresholdBank:
         self._refresh()
         nn = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
         center = self._center[rows]
-        noise = self._noise[rows]
         p = np.minimum(np.maximum(np.abs(center), 1.0 / nn), 0.5)
-        root = np.sqrt(nn)
-        sampling = np.select(
-            [noise == _NOISE_CODES["share"], noise == _NOISE_CODES["distance"],
-             noise == _NOISE_CODES["mean"]],
-            [np.sqrt(p * (1 - p) / nn), 0.5 / root, self._unit_sd[rows] / root],
-            0.0,
-        )  # fmt: skip
+        # share: binomial sd; distance: 0.5/sqrt(n); mean: unit_sd/sqrt(n); none: 0
+        coef = np.where(self._noise == _NOISE_CODES["distance"], 0.5, self._unit_sd)
+        coef[self._noise == _NOISE_CODES["none"]] = 0.0
+        with np.errstate(invalid="ignore"):
+            sampling = np.where(
+                self._noise[rows] == _NOISE_CODES["share"],
+                np.sqrt(p * (1 - p) / nn),
+                coef[rows] / np.sqrt(nn),
+            )
         spread = np.hypot(self._spread[rows], sampling)
         return self._scale[rows] * np.maximum(self._floor[rows], self._k[rows] * spread)
 
