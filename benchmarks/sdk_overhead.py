@@ -5,7 +5,7 @@ The observed call is what the taxi scenario's inference component does::
     with otel_mlobs.observe("inference", ...) as run:
         run.log_input("features", features)            # the whole feature frame
         proba = forest.predict_proba(matrix)
-        run.log_output("scores", scores_frame)           # the scores as a frame
+        run.log_output("scores", {"p_0": proba[:, 0], "p_1": proba[:, 1]})
         otel_mlobs.log_predictions(model, ids, scores=..., labels=..., features=few, ...)
 
 Model: the scenario's forest (``RandomForestClassifier(n_estimators=100, max_depth=10,
@@ -16,18 +16,23 @@ unavailable.
 Export: by default the SDK exports over OTLP/gRPC to a real otel-mlobs processor started in a
 child process on free ports; ``--exporter memory`` keeps spans in memory instead.
 
+The SDK finishes summaries and prediction batches on its background worker (on by default for
+the provider ``configure()`` builds; the in-memory setup asks for it), so what the caller pays is
+a snapshot of its data, the content pointer and handing the rest over.
+
 What is measured
 ----------------
-* user-thread time: wall time of the call on the caller's thread (``perf_counter``), bare and
-  observed, interleaved repeat by repeat; medians are compared. This is what the caller waits.
-* background cost: after each observed repeat the SDK is flushed (outside the timed section).
-  The process CPU time of the observed call plus the flush, minus the caller's own thread CPU
-  time during the call, is the export work (span encoding and sending). OTel's ``force_flush``
-  exports on the calling thread, so it is counted here, not in the user-thread figure; in
-  steady state the batch processor's worker thread does the same work. The flush wall time
-  also includes the processor's answer (it decodes a request before acknowledging it).
+Blocks of bare calls alternate with blocks of observed calls run back to back, so the background
+work of one observed call overlaps the next one and competes with it (see :func:`measure`):
 
-Target: observed median <= 1.02 x bare median.
+* SDK steps: the caller-thread time of the observed call minus its own ``predict_proba``,
+  on the thread CPU clock (``thread_time``) and the wall clock (``perf_counter``); medians.
+* caller-visible overhead: median observed call minus median bare call, which includes any
+  slowdown the background work causes the caller (GIL, cores, caches).
+* background CPU per call, its own rows: the SDK worker's thread CPU (summarizing) and the rest of
+  the process's CPU beyond the caller's calls (span encoding and OTLP export).
+
+Target: SDK steps and caller-visible overhead each <= 2% of the bare call, on both clocks.
 
     python benchmarks/sdk_overhead.py
     python benchmarks/sdk_overhead.py --rows 2000 --repeats 5 --exporter memory
@@ -50,6 +55,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+
+from otel_mlobs.sdk import _worker  # noqa: E402
 
 TARGET_OVERHEAD = 0.02
 MODEL_NAME = "tip_classifier"
@@ -148,7 +155,8 @@ def configure_sdk(exporter: str, endpoint: str | None) -> tuple[Callable[[], Non
     """Configure the SDK once; returns ``(flush, memory_exporter_or_None)``.
 
     ``memory`` installs a provider with OTel's ``BatchSpanProcessor`` over an in-memory exporter,
-    so the background thread does the same hand-off work without any network encoding.
+    so the background thread does the same hand-off work without any network encoding; the SDK
+    is asked to work in the background there too, as it does by default for its own provider.
     """
     import otel_mlobs
 
@@ -161,7 +169,7 @@ def configure_sdk(exporter: str, endpoint: str | None) -> tuple[Callable[[], Non
         memory = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(memory))
-        otel_mlobs.configure(pipeline="bench", tracer_provider=provider)
+        otel_mlobs.configure(pipeline="bench", tracer_provider=provider, background=True)
     else:
         protocol = {"otlp-grpc": "grpc", "otlp-http": "http/protobuf"}[exporter]
         otel_mlobs.configure(
@@ -192,7 +200,7 @@ def observed_call(w: Workload, marks: list[Mark]) -> np.ndarray:
         marks.append(_mark())
         proba = w.forest.predict_proba(w.matrix)
         marks.append(_mark())
-        run.log_output("scores", pd.DataFrame(proba, columns=["p_0", "p_1"]))
+        run.log_output("scores", {"p_0": proba[:, 0], "p_1": proba[:, 1]})
         marks.append(_mark())
         scores = proba[:, 1]
         otel_mlobs.log_predictions(
@@ -223,63 +231,94 @@ def measure(
     flush: Callable[[], None],
     repeats: int,
     warmup: int,
+    block: int = 5,
     settle: Callable[[], object] = lambda: None,
 ) -> dict[str, Any]:
-    """Interleave bare and observed repeats so drift on a shared machine hits both alike.
+    """Alternate blocks of bare and observed calls so drift on a shared machine hits both alike.
 
-    The SDK's cost in one observed repeat is the observed call minus the ``predict_proba``
-    inside it, so the model's own run-to-run jitter (large next to a few milliseconds when the
-    machine is shared) does not enter the overhead; the overhead is the median SDK cost over the
-    median bare call. Both are given on the caller's thread CPU clock (steady under load; the
-    forest predicts on the calling thread) and on the wall clock (what the caller waits).
-    ``settle`` waits until the receiving side has digested the flushed spans, so its work never
-    overlaps the next timed call on this 2-core machine.
+    Each repeat is a block of ``block`` bare calls, then ``block + 1`` observed calls back to
+    back: the SDK's background work for one call (summaries and prediction batches finished on
+    its worker thread, then span export) overlaps the next call and competes with it for the
+    cores and the GIL, as it does in a scoring loop. The first observed call of a block follows
+    a drained SDK, so only the later ones are timed. Between blocks the SDK is flushed and
+    ``settle`` waits until the receiving side has digested the spans, outside the timed calls, so
+    no observed call's leftovers overlap a bare call.
+
+    Per call, on the caller's thread CPU clock (steady under load; the forest predicts on the
+    calling thread) and on the wall clock (what the caller waits):
+
+    * SDK steps: the observed call minus the ``predict_proba`` inside it (the SDK's own work on
+      the caller's thread, free of the model's run-to-run jitter);
+    * caller-visible overhead: median observed call minus median bare call, which also holds
+      what the background work costs the caller (a slower ``predict_proba`` next to it).
+
+    Background CPU per call: the SDK worker's thread CPU time (summarizing), and the rest of the
+    process's CPU time beyond the caller's calls (span encoding and OTLP export, on OTel's batch
+    thread or, at a flush, on this one), each over the block's observed calls.
     """
     for _ in range(warmup):
         w.forest.predict_proba(w.matrix)
         observed_call(w, [])
-        flush()
+    flush()
     clocks = ("wall", "cpu")
     bare: dict[str, list[float]] = {c: [] for c in clocks}
     observed: dict[str, list[float]] = {c: [] for c in clocks}
     sdk: dict[str, list[float]] = {c: [] for c in clocks}
     steps = {c: {s: [] for s in STEPS} for c in clocks}
-    background, flushes = [], []
+    summarize_cpu, export_cpu, flushes = [], [], []
     for _ in range(repeats):
-        b0 = _mark()
-        w.forest.predict_proba(w.matrix)
-        b1 = _mark()
-        marks: list[Mark] = []
-        cpu0 = time.process_time()
-        observed_call(w, marks)
-        assert len(marks) == len(STEPS) + 1
+        for _ in range(block):
+            b0 = _mark()
+            w.forest.predict_proba(w.matrix)
+            b1 = _mark()
+            for k, clock in enumerate(clocks):
+                bare[clock].append(b1[k] - b0[k])
+        worker0, cpu0, own0 = _worker.cpu_seconds(), time.process_time(), time.thread_time()
+        for i in range(block + 1):
+            marks: list[Mark] = []
+            observed_call(w, marks)
+            assert len(marks) == len(STEPS) + 1
+            if i == 0:
+                continue
+            for k, clock in enumerate(clocks):
+                observed[clock].append(marks[-1][k] - marks[0][k])
+                for name, a, b in zip(STEPS, marks, marks[1:], strict=False):
+                    steps[clock][name].append(b[k] - a[k])
+                sdk[clock].append(observed[clock][-1] - steps[clock]["predict_proba"][-1])
+        own = time.thread_time() - own0
         f0 = time.perf_counter()
         flush()
         flushes.append(time.perf_counter() - f0)
+        s0 = time.thread_time()
         settle()
-        # Everything this process spent beyond the caller's own call: the exporter's encoding
-        # and sending, whether OTel ran it on its worker thread or (force_flush) on this one.
-        background.append((time.process_time() - cpu0) - (marks[-1][1] - marks[0][1]))
-        for k, clock in enumerate(clocks):
-            bare[clock].append(b1[k] - b0[k])
-            observed[clock].append(marks[-1][k] - marks[0][k])
-            for name, a, b in zip(STEPS, marks, marks[1:], strict=False):
-                steps[clock][name].append(b[k] - a[k])
-            sdk[clock].append(observed[clock][-1] - steps[clock]["predict_proba"][-1])
+        settled = time.thread_time() - s0
+        worker = _worker.cpu_seconds() - worker0
+        summarize_cpu.append(worker / (block + 1))
+        export_cpu.append((time.process_time() - cpu0 - own - settled - worker) / (block + 1))
     out: dict[str, Any] = {}
     for clock in clocks:
+        bare_ms, observed_ms = _ms(bare[clock]), _ms(observed[clock])
         out[clock] = {
-            "bare_median_ms": _ms(bare[clock]),
-            "observed_median_ms": _ms(observed[clock]),
+            "bare_median_ms": bare_ms,
+            "observed_median_ms": observed_ms,
             "sdk_median_ms": _ms(sdk[clock]),
             "overhead_ratio": statistics.median(sdk[clock]) / statistics.median(bare[clock]),
+            "visible_median_ms": observed_ms - bare_ms,
+            "visible_overhead_ratio": (observed_ms - bare_ms) / bare_ms,
             "steps_median_ms": {k: _ms(v) for k, v in steps[clock].items()},
             "bare_repeats_ms": [x * 1e3 for x in bare[clock]],
+            "observed_repeats_ms": [x * 1e3 for x in observed[clock]],
             "sdk_repeats_ms": [x * 1e3 for x in sdk[clock]],
         }
     out["overhead_ratio"] = out["cpu"]["overhead_ratio"]
+    out["worst_overhead_ratio"] = max(
+        out[c][key] for c in clocks for key in ("overhead_ratio", "visible_overhead_ratio")
+    )
+    summarize_ms, export_ms = _ms(summarize_cpu), _ms(export_cpu)
     out["background"] = {
-        "cpu_median_ms": _ms(background),
+        "summarize_cpu_median_ms": summarize_ms,
+        "export_cpu_median_ms": export_ms,
+        "cpu_median_ms": summarize_ms + export_ms,
         "flush_wall_median_ms": _ms(flushes),
     }
     return out
@@ -288,7 +327,8 @@ def measure(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000, help="rows scored per call")
-    ap.add_argument("--repeats", type=int, default=41, help="interleaved timed repeats")
+    ap.add_argument("--repeats", type=int, default=41, help="alternating blocks")
+    ap.add_argument("--block", type=int, default=5, help="timed calls of each kind per block")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", choices=("scenario", "standin"), default="scenario")
@@ -297,8 +337,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.rows < 10:
         ap.error("--rows must be at least 10")
-    if args.repeats < 1 or args.warmup < 0:
-        ap.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or args.block < 1:
+        ap.error("--repeats and --block must be >= 1 and --warmup >= 0")
     return args
 
 
@@ -313,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     export: dict[str, Any] = {"exporter": args.exporter}
     if processor is None:
         flush, memory = configure_sdk("memory", None)
-        result = measure(workload, flush, args.repeats, args.warmup)
+        result = measure(workload, flush, args.repeats, args.warmup, args.block)
         export["spans_exported"] = len(memory.get_finished_spans())
     else:
         with processor as proc:
@@ -321,7 +361,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             suffix = "" if args.exporter == "otlp-grpc" else "/v1/traces"
             endpoint = f"http://127.0.0.1:{port}{suffix}"
             flush, _ = configure_sdk(args.exporter, endpoint)
-            result = measure(workload, flush, args.repeats, args.warmup, settle=proc.status)
+            result = measure(
+                workload, flush, args.repeats, args.warmup, args.block, settle=proc.status
+            )
             counters = proc.status()["counters"]
         export.update(
             {
@@ -332,17 +374,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "processor_sdk_shed": counters["sdk_shed"],
             }
         )
-    result["meets_target"] = result["overhead_ratio"] <= TARGET_OVERHEAD
+    result["meets_target"] = result["worst_overhead_ratio"] <= TARGET_OVERHEAD
     payload = {
         "benchmark": "sdk_overhead",
         "command": C.command_line(),
         "workload": workload.description,
         "rows": args.rows,
         "repeats": args.repeats,
+        "block": args.block,
         "warmup": args.warmup,
         "timing": (
-            "bare and observed calls interleaved; per call: caller-thread CPU (thread_time) and "
-            "wall (perf_counter); SDK cost = observed minus its own predict_proba; medians"
+            "blocks of bare calls alternate with blocks of observed calls run back to back "
+            "(background work overlaps the next call); per call: caller-thread CPU "
+            "(thread_time) and wall (perf_counter); SDK steps = observed minus its own "
+            "predict_proba; caller-visible = median observed minus median bare"
         ),
         "export": export,
         "target_overhead_ratio_max": TARGET_OVERHEAD,
@@ -369,26 +414,42 @@ def render_markdown(p: dict[str, Any]) -> str:
         ["bare `predict_proba`", cpu["bare_median_ms"], wall["bare_median_ms"]],
         ["observed call", cpu["observed_median_ms"], wall["observed_median_ms"]],
         [
-            "SDK cost (observed minus its predict_proba)",
+            "SDK steps (observed minus its predict_proba)",
             cpu["sdk_median_ms"],
             wall["sdk_median_ms"],
         ],
     ]
     for step in STEPS:
-        if step != "predict_proba":
-            rows.append(
-                [
-                    f"&nbsp;&nbsp;{step}",
-                    cpu["steps_median_ms"][step],
-                    wall["steps_median_ms"][step],
-                ]
-            )
-    rows.append(
-        ["overhead / bare call", f"{cpu['overhead_ratio']:.1%}", f"{wall['overhead_ratio']:.1%}"]
+        rows.append(
+            [
+                f"&nbsp;&nbsp;{step}",
+                cpu["steps_median_ms"][step],
+                wall["steps_median_ms"][step],
+            ]
+        )
+    rows += [
+        [
+            "caller-visible overhead (observed minus bare)",
+            cpu["visible_median_ms"],
+            wall["visible_median_ms"],
+        ],
+        ["SDK steps / bare call", f"{cpu['overhead_ratio']:.1%}", f"{wall['overhead_ratio']:.1%}"],
+        [
+            "caller-visible overhead / bare call",
+            f"{cpu['visible_overhead_ratio']:.1%}",
+            f"{wall['visible_overhead_ratio']:.1%}",
+        ],
+    ]
+    bg = r["background"]
+    background = C.md_table(
+        ["background work per observed call", "CPU (ms)"],
+        [
+            ["SDK worker: summaries, samples, prediction batches", bg["summarize_cpu_median_ms"]],
+            ["span encoding and export (rest of the process)", bg["export_cpu_median_ms"]],
+        ],
     )
     m = p["machine"]
     ex = p["export"]
-    bg = r["background"]
     sink = (
         "OTel's in-memory span exporter behind a batch span processor"
         if ex["exporter"] == "memory"
@@ -403,16 +464,22 @@ def render_markdown(p: dict[str, Any]) -> str:
             "",
             C.md_table(["median per call", "user-thread CPU (ms)", "wall (ms)"], rows),
             "",
-            f"Overhead: **{cpu['overhead_ratio']:.1%}** of the bare call on the caller's CPU "
-            f"clock, {wall['overhead_ratio']:.1%} on the wall clock (target <= "
-            f"{p['target_overhead_ratio_max']:.0%}: {'met' if r['meets_target'] else 'NOT met'}).",
+            f"Overhead: SDK steps **{cpu['overhead_ratio']:.1%}** of the bare call on the "
+            f"caller's CPU clock, {wall['overhead_ratio']:.1%} on the wall clock; caller-visible "
+            f"{cpu['visible_overhead_ratio']:.1%} (CPU) and {wall['visible_overhead_ratio']:.1%} "
+            f"(wall) (target <= {p['target_overhead_ratio_max']:.0%} for each: "
+            f"{'met' if r['meets_target'] else 'NOT met'}). Caller-visible figures are "
+            f"differences of medians of separate calls, so they carry the model's own jitter.",
             "",
-            f"Background export, per call: {bg['cpu_median_ms']:.1f} ms CPU off the caller's "
-            f"call (span encoding and OTLP send); a flush takes "
-            f"{bg['flush_wall_median_ms']:.1f} ms wall including the processor's acknowledgement.",
+            background,
             "",
-            f"Export: {sink}. Medians of {p['repeats']} interleaved repeats after "
-            f"{p['warmup']} warm-ups.",
+            f"The background work runs after the call returns, overlapping the next call; a "
+            f"flush (which waits for it, then exports) takes {bg['flush_wall_median_ms']:.1f} ms "
+            f"wall including the processor's acknowledgement.",
+            "",
+            f"Export: {sink}. Medians over {p['repeats']} blocks of {p['block']} bare and "
+            f"{p['block']} timed observed calls (each observed block run back to back, its first "
+            f"call untimed), after {p['warmup']} warm-ups.",
             "",
             f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}, "
             f"numpy {m['numpy']}, scikit-learn {m['sklearn']}; load average at start "

@@ -46,11 +46,12 @@ def test_configure_adopts_an_installed_provider_and_otherwise_installs_its_own()
         import json
         from opentelemetry import trace
         import otel_mlobs as mlobs
-        from otel_mlobs.sdk.setup import SizeCappedExporter
+        from otel_mlobs.sdk.setup import DrainFirst, SizeCappedExporter, background
         got = mlobs.configure(pipeline="p", endpoint="http://127.0.0.1:9", protocol="http/json")
-        (bsp,) = got._active_span_processor._span_processors
+        (drain, bsp) = got._active_span_processor._span_processors
         exporter = bsp._batch_processor._exporter
         result = {"global": trace.get_tracer_provider() is got,
+                  "drain_first": isinstance(drain, DrainFirst), "background": background(),
                   "capped": isinstance(exporter, SizeCappedExporter),
                   "inner": type(exporter.inner).__module__,
                   "endpoint": exporter.inner._endpoint,
@@ -63,7 +64,7 @@ def test_configure_adopts_an_installed_provider_and_otherwise_installs_its_own()
         result["fresh"] = fresh is not got
         print(json.dumps(result))
     """)
-    assert result == {"global": True, "capped": True,
+    assert result == {"global": True, "drain_first": True, "background": True, "capped": True,
                       "inner": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
                       "endpoint": "http://127.0.0.1:9/v1/traces", "service": "p",
                       "same": True, "flushed": True, "fresh": True}

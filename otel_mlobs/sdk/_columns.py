@@ -57,23 +57,39 @@ _TO_FLOAT = {NUMERIC, DATETIME, BOOLEAN}
 
 @dataclass(slots=True)
 class CategoryColumn:
-    """A pandas ``Categorical`` column: codes (-1 for null) and every-row category counts."""
+    """A pandas ``Categorical`` column: codes (-1 for null) and every-row category counts.
+    Once detached (``plan`` set), ``codes`` holds only the rows of ``plan.rows``."""
 
     index: int
     codes: np.ndarray
     categories: np.ndarray
     counts: np.ndarray
+    plan: Plan | None = None
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """The codes at table rows ``idx``."""
+        return self.codes[idx if self.plan is None else _positions(self.plan, idx)]
 
 
 @dataclass(slots=True)
 class TextColumn:
     """A text column: its values (a 1-D object or fixed-width string array), its every-row null
-    count, and whether every value is known to be a ``str``."""
+    count, and whether every value is known to be a ``str``. Once detached (``plan`` set),
+    ``values`` holds only the rows of ``plan.rows``."""
 
     index: int
     values: np.ndarray
     nulls: int
     strings: bool = False
+    plan: Plan | None = None
+
+    def take(self, idx: np.ndarray | None) -> np.ndarray:
+        """The values at table rows ``idx`` (every row when None, unless detached)."""
+        if self.plan is None:
+            return self.values if idx is None else self.values[idx]
+        if idx is None:
+            raise LookupError("a detached text column holds only its planned rows")
+        return self.values[_positions(self.plan, idx)]
 
 
 @dataclass(slots=True)
@@ -102,18 +118,63 @@ class Columns:
     plan: Plan | None = None
     picked: np.ndarray | None = None
 
+    detached: bool = False
+
     def float_rows(self, idx: np.ndarray | None) -> np.ndarray:
         """The float values of rows ``idx`` (sorted; all rows when None), shape
         ``(float columns, len(idx))``; from the rows gathered in advance when they cover
         ``idx``."""
-        if not self.segments:
+        if not len(self.float_index):
             return np.zeros((0, self.rows if idx is None else len(idx)))
         if idx is not None and self.picked is not None and self.plan is not None:
             at = self.plan.locate(idx)
+            if at is None and self.detached:
+                at = _positions(self.plan, idx)
             if at is not None:
                 return self.picked[:, at]
+        if self.detached:
+            raise LookupError("detached columns hold only their planned rows")
         parts = [seg if idx is None else seg[:, idx] for seg in self.segments]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def detach(self, copy_rows: int = 0) -> bool:
+        """Stop referring to the caller's arrays, keeping what a summary drawn from the plan's
+        sample reads later (on the SDK's worker, while the caller may change its data): the
+        float rows gathered during the pass, and the text values and category codes at the
+        plan's rows, a few hundred values per column. A table of at most ``copy_rows`` rows whose
+        summary reads every row (no sketch sample) is copied instead. Returns False, changing
+        nothing, when the summary needs every row of a larger table (``sketch_rows=None``)
+        or there is no plan; it must then be summarized before the call returns."""
+        plan = self.plan
+        if plan is None or self.picked is None:
+            return False
+        if plan.sketch is None:
+            if self.rows > copy_rows:
+                return False
+            self.segments = [np.array(seg) for seg in self.segments]
+            for text in self.texts:
+                text.values = text.values.copy()
+            for cat in self.categories:
+                cat.codes = cat.codes.copy()
+            return True
+        self.segments = []
+        self.detached = True
+        for text in self.texts:
+            text.values, text.plan = text.values[plan.rows], plan
+        for cat in self.categories:
+            cat.codes, cat.plan = cat.codes[plan.rows], plan
+        return True
+
+
+def _positions(plan: Plan, idx: np.ndarray) -> np.ndarray:
+    """Positions in ``plan.rows`` of the table rows ``idx``, which must all be planned."""
+    at = plan.locate(idx)
+    if at is not None:
+        return at
+    at = np.searchsorted(plan.rows, idx)
+    if len(at) and (at[-1] >= len(plan.rows) or not np.array_equal(plan.rows[at], idx)):
+        raise LookupError("rows outside the plan were asked of detached columns")
+    return at
 
 
 def prepare(table: Table, plan: Plan | None = None) -> Columns:
@@ -394,10 +455,13 @@ def _digest(cols: Columns) -> bytes:
     h = hashlib.sha256(f"mlobs-columns-v2\n{cols.rows}\n{head}\n".encode(
         "utf-8", errors="surrogatepass"))
     if len(cols.float_index):
-        stats = np.stack([cols.float_index.astype(np.int64), cols.count, cols.nulls,
-                          cols.min.view(np.int64), cols.max.view(np.int64),
-                          cols.bits.view(np.int64)])
-        h.update(stats[:, np.argsort(cols.float_index)].astype("<i8").tobytes())
+        order = np.argsort(cols.float_index)
+        stats = np.empty((6, len(order)), dtype="<i8")
+        stats[0] = cols.float_index[order]
+        for row, values in enumerate((cols.count, cols.nulls, cols.min.view(np.int64),
+                                      cols.max.view(np.int64), cols.bits.view(np.int64)), 1):
+            np.take(values, order, out=stats[row])
+        h.update(stats.tobytes())
     text = [(c.index, int(c.counts[0])) for c in cols.categories]
     text += [(t.index, t.nulls) for t in cols.texts]
     h.update(repr(sorted(text)).encode())

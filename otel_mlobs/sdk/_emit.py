@@ -90,11 +90,13 @@ class SpanSink:
 
     ``first`` is the span to fill first; ``next_span(i)`` starts continuation ``i`` (1, 2, ...).
     Continuations are ended here; ``first`` is ended here only when ``own_first`` is true.
+    ``end_time`` (ns since the epoch) is when spans ended here end; None: when they are ended.
     """
 
     def __init__(self, first: trace.Span, next_span: Callable[[int], trace.Span], *,
                  max_events: int, max_bytes: int = MAX_SPAN_BYTES, own_first: bool = False,
-                 used_events: int = 0) -> None:
+                 used_events: int = 0, end_time: int | None = None) -> None:
+        self.end_time = end_time
         self.max_events = max(1, max_events)
         self.max_bytes = max_bytes
         self._first = first
@@ -111,14 +113,17 @@ class SpanSink:
         """The span events currently go to."""
         return self._span
 
-    def add(self, name: str, attributes: Attributes, nbytes: int | None = None) -> None:
+    def add(self, name: str, attributes: Attributes, nbytes: int | None = None,
+            timestamp: int | None = None) -> None:
+        """Add one event; ``timestamp`` (ns since the epoch) defaults to now, and is given when
+        the event is added later than the call it describes (on the SDK's worker)."""
         size = attributes_bytes(attributes) if nbytes is None else nbytes
         with self._lock:
             if self._events >= self.max_events or (
                 self._events and self._bytes + size > self.max_bytes
             ):
                 self._roll()
-            self._span.add_event(name, attributes)
+            self._span.add_event(name, attributes, timestamp)
             self._events += 1
             self._bytes += size
         count("events")
@@ -127,11 +132,12 @@ class SpanSink:
         """End the continuation span in use (and ``first`` if owned)."""
         with self._lock:
             if self._span is not self._first or self._own_first:
-                self._span.end()  # an owned ``first`` that was rolled over is already ended
+                # an owned ``first`` that was rolled over is already ended
+                self._span.end(end_time=self.end_time)
 
     def _roll(self) -> None:
         if self._span is not self._first or self._own_first:
-            self._span.end()
+            self._span.end(end_time=self.end_time)
         self.continuations += 1
         self._span = self._next_span(self.continuations)
         self._events = 0

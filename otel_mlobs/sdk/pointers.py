@@ -54,10 +54,10 @@ def content_pointer(data: Any, name: str = "data") -> str:
         values = cols.float_rows(rows)[np.argsort(cols.float_index, kind="stable")]
         np.copyto(values, np.nan, where=np.isnan(values))  # one NaN bit pattern
         digest.update(values.astype("<f8").tobytes())
-    text = [(c.index, _category_text(c.codes[rows], c.categories)) for c in cols.categories]
-    text += [(t.index, _text(t.values[rows])) for t in cols.texts]
-    for _, values in sorted(text, key=lambda item: item[0]):
-        digest.update(_SEP.join(values).encode("utf-8", errors="surrogatepass") + b"\x1e")
+    text = [(c.index, _category_text(c.take(rows), c.categories)) for c in cols.categories]
+    text += [(t.index, _text(t.take(rows))) for t in cols.texts]
+    for _, joined in sorted(text, key=lambda item: item[0]):
+        digest.update(joined.encode("utf-8", errors="surrogatepass") + b"\x1e")
     return PREFIX + digest.hexdigest()
 
 
@@ -67,14 +67,21 @@ def _rows(n: int) -> np.ndarray:
     return plan(n, None, 0, None).pointer
 
 
-def _category_text(codes: np.ndarray, categories: np.ndarray) -> list[str]:
+def _category_text(codes: np.ndarray, categories: np.ndarray) -> str:
     names = [_str(c) for c in categories.tolist()] + [_NULL]
-    return [names[c] for c in codes.tolist()]
+    return _SEP.join([names[c] for c in codes.tolist()])
 
 
-def _text(values: np.ndarray) -> list[str]:
+def _text(values: np.ndarray) -> str:
+    """The values joined by :data:`_SEP`, nulls as :data:`_NULL` and bytes read as UTF-8."""
+    items = values.tolist()
+    try:
+        return _SEP.join(items)  # the common case, strings only: one C call
+    except TypeError:
+        pass
     missing = pd.isna(np.asarray(values, dtype=object)).tolist()
-    return [_NULL if gone else _str(v) for v, gone in zip(values.tolist(), missing, strict=True)]
+    return _SEP.join([_NULL if gone else _str(v)
+                      for v, gone in zip(items, missing, strict=True)])
 
 
 def _str(value: Any) -> str:

@@ -15,23 +15,28 @@ run's event time; outside, to the configured pipeline and the current time.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from opentelemetry import trace
+from opentelemetry import context, trace
+from opentelemetry.context import Context
 
 from otel_mlobs import semconv
 from otel_mlobs.packing import label_strings
-from otel_mlobs.sdk import _emit
+from otel_mlobs.sdk import _emit, _worker
 from otel_mlobs.sdk._columns import TextColumn, classify
+from otel_mlobs.sdk._snapshot import snapshot
 from otel_mlobs.sdk._strings import as_text, category_text, fixed_width
-from otel_mlobs.sdk._tabular import as_table
+from otel_mlobs.sdk._tabular import Table, as_table
 from otel_mlobs.sdk.run import current_run, to_event_time
-from otel_mlobs.sdk.setup import get_tracer, pipeline_name
+from otel_mlobs.sdk.setup import background, get_tracer, pipeline_name
 from otel_mlobs.sdk.summarize import _factorize
+
+_LOG = logging.getLogger(__name__)
 
 
 def log_predictions(model: str, ids: Any, scores: Any = None, labels: Any = None, *,
@@ -68,46 +73,88 @@ def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
     """Send true labels for earlier predictions of ``model``, joined by id. ``timestamps`` are
     when each label became known."""
     _check_model(model)
-    id_arr = _ids(ids)
+    id_arr = _one_d("ids", ids)
     n = len(id_arr)
-    label_arr = _labels("labels", labels, n)
+    label_raw = _one_d("labels", labels, n)
     ts = _timestamps(timestamps, n)
     run = current_run()
     head = _span_head(semconv.SPAN_ROLE_FEEDBACK, model, pipeline,
                       run.component if run is not None else None, None)
-    columns = {semconv.FB_IDS: id_arr, semconv.FB_LABELS: label_arr, semconv.FB_TIMESTAMPS: ts}
-    _emit_batch(semconv.EVENT_FEEDBACK, f"feedback {model}", head, columns, {}, n)
+
+    def emit(where: Context | None = None, stamp: int | None = None) -> None:
+        columns = {semconv.FB_IDS: _id_text(id_arr), semconv.FB_LABELS: _label_text(label_raw),
+                   semconv.FB_TIMESTAMPS: ts}
+        _emit_batch(semconv.EVENT_FEEDBACK, f"feedback {model}", head, columns, {}, n,
+                    where=where, stamp=stamp)
+
+    if n and background():
+        id_arr, label_raw = id_arr.copy(), label_raw.copy()
+        _defer(emit, f"feedback of {model!r}")
+    else:
+        emit()
 
 
 def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
                timestamps: Any, classes: Sequence[Any] | None, model_version: str | None,
                pipeline: str | None, component: str | None, true_labels: Any) -> None:
     _check_model(model)
-    id_arr = _ids(ids)
+    id_arr = _one_d("ids", ids)
     n = len(id_arr)
     if scores is None and labels is None:
         raise ValueError("predictions need scores, labels or both")
-    columns: dict[str, np.ndarray] = {semconv.PRED_IDS: id_arr,
-                                      semconv.PRED_TIMESTAMPS: _timestamps(timestamps, n)}
+    ts = _timestamps(timestamps, n)
     fixed: dict[str, Any] = {semconv.PRED_SET: semconv.PRED_SET_LIVE if true_labels is None
                              else semconv.PRED_SET_REFERENCE}
+    score_arr = None
     if scores is not None:
         score_arr, class_names = _scores(scores, n, classes)
-        columns[semconv.PRED_SCORES] = score_arr
         if class_names is not None:
             fixed[semconv.PRED_CLASSES] = class_names
     elif classes is not None:
         fixed[semconv.PRED_CLASSES] = _class_names(classes)
-    if labels is not None:
-        columns[semconv.PRED_LABELS] = _labels("labels", labels, n)
-    if true_labels is not None:
-        columns[semconv.PRED_TRUE_LABELS] = _labels("true_labels", true_labels, n)
-    feature_names, feature_arrays = _features(features, n)
+    label_raw = None if labels is None else _one_d("labels", labels, n)
+    true_raw = None if true_labels is None else _one_d("true_labels", true_labels, n)
+    deferred = n > 0 and background()
+    if deferred:  # the worker reads copies: the caller may reuse its arrays at once
+        id_arr = id_arr.copy()
+        score_arr = None if score_arr is None else score_arr.copy()
+        label_raw = None if label_raw is None else label_raw.copy()
+        true_raw = None if true_raw is None else true_raw.copy()
+        features = None if features is None else snapshot(features)
+    feature_table = _feature_table(features, n)
     run = current_run()
     comp = component if component is not None else (run.component if run is not None else None)
     head = _span_head(semconv.SPAN_ROLE_PREDICTIONS, model, pipeline, comp, model_version)
-    _emit_batch(semconv.EVENT_PREDICTIONS, f"predictions {model}", head, columns, fixed, n,
-                feature_names, feature_arrays)
+
+    def emit(where: Context | None = None, stamp: int | None = None) -> None:
+        columns: dict[str, np.ndarray] = {semconv.PRED_IDS: _id_text(id_arr),
+                                          semconv.PRED_TIMESTAMPS: ts}
+        if score_arr is not None:
+            columns[semconv.PRED_SCORES] = score_arr
+        if label_raw is not None:
+            columns[semconv.PRED_LABELS] = _label_text(label_raw)
+        if true_raw is not None:
+            columns[semconv.PRED_TRUE_LABELS] = _label_text(true_raw)
+        names, arrays = _features(feature_table)
+        _emit_batch(semconv.EVENT_PREDICTIONS, f"predictions {model}", head, columns, fixed, n,
+                    names, arrays, where=where, stamp=stamp)
+
+    if deferred:
+        _defer(emit, f"predictions of {model!r}")
+    else:
+        emit()
+
+
+def _defer(emit: Callable[[Context, int], None], what: str) -> None:
+    """Run ``emit`` on the SDK's worker, in the caller's trace context (so the batch spans are
+    children of the active run) and timed at the call."""
+    where, stamp = context.get_current(), time.time_ns()
+
+    def fault(exc: BaseException) -> None:
+        _emit.count("errors")
+        _LOG.error("could not send the %s", what, exc_info=exc)
+
+    _worker.submit(lambda: emit(where, stamp), fault)
 
 
 # --- validation and conversion ----------------------------------------------------------------
@@ -118,9 +165,8 @@ def _check_model(model: Any) -> None:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
 
 
-def _ids(ids: Any) -> np.ndarray:
+def _id_text(arr: np.ndarray) -> np.ndarray:
     """Ids as fixed-width strings: ``|S`` (1 byte a character) when ASCII, else ``<U``."""
-    arr = _one_d("ids", ids)
     if arr.dtype.kind == "S":
         return arr
     if arr.dtype.kind == "O":
@@ -153,8 +199,8 @@ def _one_d(what: str, values: Any, n: int | None = None) -> np.ndarray:
     return arr
 
 
-def _labels(what: str, values: Any, n: int) -> np.ndarray:
-    arr = _one_d(what, values, n)
+def _label_text(arr: np.ndarray) -> np.ndarray:
+    """Labels as canonical strings (``""`` for nulls)."""
     if arr.dtype.kind == "O":
         missing = pd.isna(arr)
         if missing.any():
@@ -222,12 +268,18 @@ def _timestamps(timestamps: Any, n: int) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _features(features: Any, n: int) -> tuple[list[str], list[np.ndarray]]:
+def _feature_table(features: Any, n: int) -> Table | None:
     if features is None:
-        return [], []
+        return None
     table = as_table(features, "feature")
     if table.rows != n:
         raise ValueError(f"features have {table.rows} rows but ids has {n}")
+    return table
+
+
+def _features(table: Table | None) -> tuple[list[str], list[np.ndarray]]:
+    if table is None:
+        return [], []
     return list(table.names), [_feature(col) for col in table.columns]
 
 
@@ -273,8 +325,10 @@ def _span_head(role: str, model: str, pipeline: str | None, component: str | Non
 
 def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
                 columns: Mapping[str, np.ndarray], fixed: dict[str, Any], n: int,
-                feature_names: Sequence[str] = (), feature_arrays: Sequence[np.ndarray] = ()
-                ) -> None:
+                feature_names: Sequence[str] = (), feature_arrays: Sequence[np.ndarray] = (),
+                *, where: Context | None = None, stamp: int | None = None) -> None:
+    """The batch's spans; ``where`` and ``stamp`` are the caller's context and time when this
+    runs later on the SDK's worker."""
     if n == 0:
         return
     tracer = get_tracer()
@@ -282,11 +336,11 @@ def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
     def start(index: int) -> trace.Span:
         # Every span of the batch starts in the caller's context: a child of the active run.
         _emit.count("spans")
-        return tracer.start_span(span_name, attributes=head)
+        return tracer.start_span(span_name, context=where, attributes=head, start_time=stamp)
 
     first = start(0)
     if not first.is_recording():
-        first.end()
+        first.end(end_time=stamp)
         return
     row_bytes = sum(a.dtype.itemsize * (a.shape[1] if a.ndim == 2 else 1)
                     for a in columns.values())
@@ -294,7 +348,7 @@ def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
     rows_per_event = max(1, min(semconv.MAX_ROWS_PER_EVENT,
                                 _emit.MAX_EVENT_BYTES // max(row_bytes, 1)))
     sink = _emit.SpanSink(first, start, max_events=semconv.MAX_EVENTS_PER_BATCH_SPAN,
-                          own_first=True)
+                          own_first=True, end_time=stamp)
     fixed_bytes = _emit.attributes_bytes(fixed) + sum(len(f) + 4 for f in feature_names)
     try:
         for lo in range(0, n, rows_per_event):
@@ -305,7 +359,7 @@ def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
             if feature_names:
                 attrs[semconv.PRED_FEATURE_NAMES] = list(feature_names)
                 attrs[semconv.PRED_FEATURES] = [_emit.packed(a[lo:hi]) for a in feature_arrays]
-            sink.add(event_name, attrs, (hi - lo) * row_bytes + fixed_bytes)
+            sink.add(event_name, attrs, (hi - lo) * row_bytes + fixed_bytes, stamp)
     finally:
         sink.close()
     _emit.count("rows_sent", n)

@@ -47,18 +47,21 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from otel_mlobs import semconv
-from otel_mlobs.sdk import _emit
+from otel_mlobs.sdk import _emit, _worker
 from otel_mlobs.sdk._columns import Columns, prepare
 from otel_mlobs.sdk._sampling import plan
 from otel_mlobs.sdk._tabular import Table, as_table, is_tabular
 from otel_mlobs.sdk.checks import Check, CheckFailed, CheckFailedWarning, check_name, evaluate
 from otel_mlobs.sdk.pointers import content_pointer
-from otel_mlobs.sdk.setup import get_tracer, pipeline_name
+from otel_mlobs.sdk.setup import background, get_tracer, pipeline_name
 from otel_mlobs.sdk.summarize import DEFAULT_SAMPLE_ROWS, DEFAULT_SKETCH_ROWS, summarize_frame
 
 _LOG = logging.getLogger(__name__)
 _current: ContextVar[Run | None] = ContextVar("otel_mlobs_run", default=None)
 _MAX_PRODUCERS = 4096
+DETACH_COPY_ROWS = 4096
+"""Tables whose summary reads every row are copied for the worker up to this many rows; larger
+ones (``sketch_rows=None``) are summarized before the logging call returns."""
 
 
 class _Producers:
@@ -145,6 +148,7 @@ class Run:
         self._input_data: dict[str, Any] = {}
         self._output_data: dict[str, Any] = {}
         self._recording = span.is_recording()
+        self._background = self._recording and background()
         self._sink = _emit.SpanSink(span, self._part_span, max_events=_emit.event_limit())
 
     # --- identity -------------------------------------------------------------------------------
@@ -219,29 +223,40 @@ class Run:
     def _log(self, role: str, name: str, data: Any, sensitive: Collection[str],
              sample_rows: int | None, pointer: str | None, sketch_rows: int | None) -> str:
         table: Table | Columns = as_table(data, name)
-        if pointer is None:  # the fingerprint and the summary share one pass over the rows
+        deferred = self._background
+        if pointer is None or deferred:  # the fingerprint and the summary share one pass
             try:
                 rows = plan(table.rows, sketch_rows,
                             self.sample_rows if sample_rows is None else sample_rows, None)
             except ValueError:  # bad sampling arguments: reported by the summary below
                 rows = None
             table = prepare(table, rows)
-            ptr = content_pointer(table)
-        else:
-            ptr = pointer
+        ptr = content_pointer(table) if pointer is None else pointer
         if not self._recording:
             return ptr
+        args = (role, name, table, ptr, sensitive, sample_rows, sketch_rows)
+        # Deferred, the worker reads only what ``detach`` keeps (the sampled rows), never the
+        # caller's arrays, so the caller may change its data as soon as this returns.
+        if deferred and table.detach(DETACH_COPY_ROWS):
+            stamp = time.time_ns()
+            _worker.submit(lambda: self._emit_summary(*args, timestamp=stamp),
+                           lambda exc: self._summary_fault(role, name, exc))
+            return ptr
         try:
-            self._emit_summary(role, name, table, ptr, sensitive, sample_rows, sketch_rows)
-        except Exception:  # an SDK fault must not break the pipeline; it is counted and logged
-            _emit.count("errors")
-            _LOG.exception("could not summarize %s %r of component %r", role, name,
-                           self.component)
+            self._emit_summary(*args)
+        except Exception as exc:  # an SDK fault must not break the pipeline
+            self._summary_fault(role, name, exc)
         return ptr
+
+    def _summary_fault(self, role: str, name: str, exc: BaseException) -> None:
+        """Count and log data the SDK could not summarize."""
+        _emit.count("errors")
+        _LOG.error("could not summarize %s %r of component %r", role, name, self.component,
+                   exc_info=exc)
 
     def _emit_summary(self, role: str, name: str, table: Any, ptr: str,
                       sensitive: Collection[str], sample_rows: int | None,
-                      sketch_rows: int | None) -> None:
+                      sketch_rows: int | None, timestamp: int | None = None) -> None:
         summary = summarize_frame(
             table, sensitive=self.sensitive | set(sensitive),
             sample_rows=self.sample_rows if sample_rows is None else sample_rows,
@@ -251,9 +266,9 @@ class Run:
         _emit.count("shed", summary.shed)
         _emit.count("truncated_values", summary.truncated)
         for event in _emit.summary_events(summary, role, name, ptr):
-            self._sink.add(*event)
+            self._sink.add(*event, timestamp)
         for event in _emit.sample_events(summary, role, name):
-            self._sink.add(*event)
+            self._sink.add(*event, timestamp)
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -266,7 +281,12 @@ class Run:
     def _record_check(self, name: str, phase: str, passed: bool, message: str,
                       raise_on_failure: bool = True) -> None:
         if self._recording:
-            self._sink.add(*_emit.check_event(name, phase, passed, message))
+            event = _emit.check_event(name, phase, passed, message)
+            if self._background:  # after the summaries still being made, like every event
+                stamp = time.time_ns()
+                _worker.submit(lambda: self._sink.add(*event, stamp), self._event_fault)
+            else:
+                self._sink.add(*event)
         if passed:
             return
         _emit.count("checks_failed")
@@ -315,21 +335,39 @@ class Run:
         except CheckFailed as err:
             failure = err
         error = exc if exc is not None else failure
-        if error is not None and self._recording:
-            self.span.record_exception(error)
-            text = str(error)
-            self.span.set_status(Status(StatusCode.ERROR,
-                                        f"{type(error).__name__}: {text}" if text else
-                                        type(error).__name__))
-        if self._recording:
-            self.span.set_attribute(semconv.RUN_INPUTS, list(self.inputs))
-            self.span.set_attribute(semconv.RUN_OUTPUTS, list(self.outputs))
-            if self.shed:
-                self.span.set_attribute(semconv.SDK_SHED, int(self.shed))
-        self._sink.close()
-        self.span.end()
+        if self._background:  # ended by the worker after its pending summaries, at this time
+            stamp = time.time_ns()
+            inputs, outputs = list(self.inputs), list(self.outputs)
+            _worker.submit(lambda: self._end_span(error, inputs, outputs, stamp),
+                           self._event_fault)
+        else:
+            self._end_span(error, list(self.inputs), list(self.outputs), None)
         if failure is not None:
             raise failure
+
+    def _end_span(self, error: BaseException | None, inputs: list[str], outputs: list[str],
+                  stamp: int | None) -> None:
+        """Record ``error``, set the pointers and end the span (at ``stamp`` if given)."""
+        try:
+            if error is not None and self._recording:
+                self.span.record_exception(error, timestamp=stamp)
+                text = str(error)
+                self.span.set_status(Status(StatusCode.ERROR,
+                                            f"{type(error).__name__}: {text}" if text else
+                                            type(error).__name__))
+            if self._recording:
+                self.span.set_attribute(semconv.RUN_INPUTS, inputs)
+                self.span.set_attribute(semconv.RUN_OUTPUTS, outputs)
+                if self.shed:
+                    self.span.set_attribute(semconv.SDK_SHED, int(self.shed))
+        finally:
+            self._sink.end_time = stamp
+            self._sink.close()
+            self.span.end(end_time=stamp)
+
+    def _event_fault(self, exc: BaseException) -> None:
+        _emit.count("errors")
+        _LOG.error("could not record an event of component %r", self.component, exc_info=exc)
 
 
 def _check_pointer(pointer: Any) -> str:

@@ -23,6 +23,15 @@ Configuration (arguments win over environment variables):
   pipeline); ``OTEL_RESOURCE_ATTRIBUTES`` is honoured.
 * ``OTEL_BSP_*``: batch processor settings. The queue defaults to 16,384 spans instead of OTel's
   2,048 because prediction batches produce many spans; ``OTEL_BSP_MAX_QUEUE_SIZE`` overrides.
+* ``background`` / ``MLOBS_SDK_BACKGROUND`` (``true``/``false``): whether summaries, samples and
+  prediction batches are finished on the SDK's worker thread (:mod:`otel_mlobs.sdk._worker`)
+  after a snapshot of the data is taken on the caller's thread. On by default for the provider
+  :func:`configure` builds, whose spans are exported in the background anyway; off for a provider
+  adopted or passed in (spans are then complete when the logging call returns, as a test with a
+  synchronous processor expects), unless asked for. With it on, :func:`flush` and
+  :func:`shutdown` wait for pending work first; so does the built provider's own
+  ``force_flush`` / ``shutdown``. Call :func:`flush` rather than the provider's ``force_flush``
+  when the provider was passed in.
 
 If an SDK ``TracerProvider`` is already installed globally, :func:`configure` uses it as it is and
 returns it (its exporters are the user's business). A ``tracer_provider`` argument is used as given
@@ -39,15 +48,18 @@ import importlib.metadata
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from otel_mlobs.sdk import _worker
 from otel_mlobs.sdk._emit import attributes_bytes
 
 _LOG = logging.getLogger(__name__)
@@ -65,6 +77,7 @@ class _State:
         self.pipeline: str | None = None
         self.tracers: dict[int, trace.Tracer] = {}
         self.retired: set[int] = set()  # ids of providers shutdown() shut down
+        self.background = False
 
 
 _state = _State()
@@ -78,13 +91,16 @@ def configure(
     protocol: str | None = None,
     headers: Mapping[str, str] | str | None = None,
     tracer_provider: TracerProvider | None = None,
+    background: bool | None = None,
 ) -> TracerProvider:
     """Set up (or adopt) the tracer provider the SDK emits to; returns it."""
+    wanted = _background_setting(background)
     with _state.lock:
         if pipeline is not None:
             _state.pipeline = pipeline
         if tracer_provider is not None:
             _state.provider, _state.owned = tracer_provider, False
+            _state.background = bool(wanted)
             _state.tracers.clear()
             return tracer_provider
         installed = trace.get_tracer_provider()
@@ -94,15 +110,37 @@ def configure(
                 _LOG.info("using the TracerProvider already installed; not adding an exporter")
                 _state.provider, _state.owned = installed, False
                 _state.tracers.clear()
+            _state.background = bool(wanted)
             return installed
         if _state.provider is not None and _state.owned:
+            if wanted is not None:
+                _state.background = wanted
             return _state.provider
         provider = _build_provider(pipeline_name(), service_name, endpoint, protocol, headers)
         _state.provider, _state.owned = provider, True
+        _state.background = True if wanted is None else wanted
         _state.tracers.clear()
     if not ours_retired:  # OTel lets the global be set once; a second provider stays local
         trace.set_tracer_provider(provider)
     return provider
+
+
+def _background_setting(explicit: bool | None) -> bool | None:
+    if explicit is not None:
+        return bool(explicit)
+    raw = os.environ.get("MLOBS_SDK_BACKGROUND", "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    if raw:
+        _LOG.warning("MLOBS_SDK_BACKGROUND=%r is not true or false; ignored", raw)
+    return None
+
+
+def background() -> bool:
+    """Whether logging calls finish their work on the SDK's worker (see the module docs)."""
+    return _state.background and _state.provider is not None
 
 
 def pipeline_name(explicit: str | None = None) -> str:
@@ -130,12 +168,17 @@ def _version() -> str:
 
 
 def flush(timeout_s: float = 30) -> bool:
-    """Export everything buffered; False when the timeout ran out first."""
+    """Finish pending background work, then export everything buffered; False when the timeout
+    ran out first."""
+    deadline = time.monotonic() + timeout_s
+    if not _worker.drain(timeout_s):
+        return False
     provider = _state.provider or trace.get_tracer_provider()
     force_flush = getattr(provider, "force_flush", None)
     if force_flush is None:
         return True
-    return bool(force_flush(int(timeout_s * 1000)))
+    left = max(deadline - time.monotonic(), 0.001)
+    return bool(force_flush(int(left * 1000)))
 
 
 def shutdown() -> None:
@@ -148,6 +191,8 @@ def shutdown() -> None:
         _state.provider, _state.owned = None, False
         _state.tracers.clear()
         _state.pipeline = None
+        _state.background = False
+    _worker.drain(30.0)  # work already handed over still reaches the provider
     if provider is None:
         return
     if owned:
@@ -166,6 +211,7 @@ def _build_provider(pipeline: str, service_name: str | None, endpoint: str | Non
     elif not os.environ.get("OTEL_SERVICE_NAME"):
         attrs["service.name"] = pipeline
     provider = TracerProvider(resource=Resource.create(attrs))
+    provider.add_span_processor(DrainFirst())  # before the exporter's processor: runs first
     exporter = make_exporter(endpoint=endpoint, protocol=protocol, headers=headers)
     queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else DEFAULT_MAX_QUEUE_SIZE
     provider.add_span_processor(BatchSpanProcessor(SizeCappedExporter(exporter),
@@ -217,6 +263,23 @@ def parse_headers(headers: Mapping[str, str] | str) -> dict[str, str]:
             key, value = item.split("=", 1)
             out[unquote(key.strip()).lower()] = unquote(value.strip())
     return out
+
+
+class DrainFirst(SpanProcessor):
+    """Makes the provider's own ``force_flush`` and ``shutdown`` (OTel's exit hook included)
+    wait for the SDK's background work before the exporting processor after it flushes."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        _worker.drain(30.0)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return _worker.drain(timeout_millis / 1000)
 
 
 class SizeCappedExporter(SpanExporter):

@@ -239,7 +239,7 @@ def summarize_frame(
         for cat in cols.categories:
             samples[cat.index] = _category(out, cat, sample_idx)
         for text in cols.texts:
-            samples[text.index] = _text(out, text, sketch_rows, sketch_idx, sample_idx)
+            samples[text.index] = _text(out, text, n, sketch_rows, sketch_idx, sample_idx)
     skip = set(sensitive)
     for col_name, sample in zip(cols.names, samples, strict=True):
         if sample is None or col_name in skip:
@@ -456,15 +456,15 @@ def _category(out: FrameSummary, cat: CategoryColumn, sample_idx: np.ndarray
         out.top_values[i] = _top_values(out, counts, cat.categories, nonzero)
     if not len(sample_idx):
         return None
-    picked = cat.codes[sample_idx]
+    picked = cat.take(sample_idx)
     used, where = np.unique(picked, return_inverse=True)
     strings = [_as_text(cat.categories[c]) if c >= 0 else "" for c in used.tolist()]
     return _text_array(strings, where.reshape(-1), len(sample_idx))
 
 
-def _text(out: FrameSummary, text: TextColumn, sketch_rows: int | None,
+def _text(out: FrameSummary, text: TextColumn, n: int, sketch_rows: int | None,
           sketch_idx: np.ndarray | None, sample_idx: np.ndarray) -> np.ndarray | None:
-    i, n = text.index, len(text.values)
+    i = text.index
     out.nulls[i] = text.nulls
     out.count[i] = count = n - text.nulls
     if sketch_rows is None:  # every row, exactly
@@ -495,7 +495,7 @@ def _text(out: FrameSummary, text: TextColumn, sketch_rows: int | None,
 def _text_values(text: TextColumn, idx: np.ndarray | None) -> tuple[list[Any], list[bool] | None]:
     """The values at rows ``idx`` (all rows when None) as a list, with their null flags unless
     every value is known to be a string."""
-    picked = text.values if idx is None else text.values[idx]
+    picked = text.take(idx)
     if picked.dtype.kind == "S":
         picked = np.char.decode(picked, "utf-8", errors="replace")
     if text.strings or picked.dtype.kind == "U":
