@@ -237,23 +237,28 @@ class ChowLiuTree:
         n, d = codes.shape
         present = np.ones(d, dtype=bool) if present is None else np.asarray(present, dtype=bool)
         tables = self._tables(present)
-        out = np.full((d, n), np.nan)
         codes_t = np.asarray(codes, dtype=np.int64).T
         if only is None:
             cols, stride, blanket, start = tables.cols, tables.stride, tables.blanket, tables.start
-            slow = tables.slow
+            sizes, slow = tables.sizes, tables.slow
         else:
             wanted = np.zeros(d, dtype=bool)
             wanted[list(only)] = True
             keep = wanted[tables.cols]
             cols, stride = tables.cols[keep], tables.stride[keep]
-            blanket, start = tables.blanket[keep], tables.start[keep]
+            blanket, start, sizes = tables.blanket[keep], tables.start[keep], tables.sizes[keep]
             slow = [j for j in tables.slow if wanted[j]]
+        out = np.empty((d, n))
+        if len(cols) < d:
+            out.fill(np.nan)
         if len(cols):
-            idx = codes_t[cols] + start[:, None]
+            idx = codes_t[cols]
+            idx += start[:, None]
+            # columns come largest blanket first: slot a concerns only the first few rows
             for a in range(blanket.shape[1]):
-                idx += codes_t[blanket[:, a]] * stride[:, a, None]
-            out[cols] = tables.flat[idx]
+                m = int(np.count_nonzero(sizes > a))
+                idx[:m] += codes_t[blanket[:m, a]] * stride[:m, a, None]
+            out[cols] = np.take(tables.flat, idx)
         for j in slow:
             out[j] = self._column_score(codes, present, j)
         return out.T
@@ -316,6 +321,11 @@ class _ScoreTables:
             starts.append(at)
             at += table.size
         width = max((len(b) for b in blankets), default=0)
+        order = sorted(range(len(cols)), key=lambda i: -len(blankets[i]))
+        cols, blankets, strides, starts = (
+            [seq[i] for i in order] for seq in (cols, blankets, strides, starts)
+        )
+        self.sizes = np.array([len(b) for b in blankets], dtype=np.int64)
         self.cols = np.array(cols, dtype=np.int64)
         # blanket slots past a column's own neighbours point at column 0 with stride 0
         self.blanket = np.zeros((len(cols), width), dtype=np.int64)
