@@ -170,7 +170,9 @@ class _NumericGroup(_Group):
         for r, i in enumerate(keep):
             values = np.asarray(columns[self.names[i]])
             x[r] = values if values.dtype.kind in "fiub" else _as_float(values)
-        x[self.offset[sel]] -= event_time
+        shifted = self.offset[sel]
+        if shifted.any():
+            x[shifted] -= event_time
         stacked = self.stacked[:, sel]
         if self.by_values:
             # searchsorted(values, x), then the nearer of the two neighbouring known values
@@ -292,22 +294,18 @@ def _raw(coder: ColumnCoder, values: np.ndarray | None, event_time: float) -> np
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties counted half); NaN with one class only."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    n1 = int(np.count_nonzero(labels))
-    n0 = len(labels) - n1
-    if n1 == 0 or n0 == 0:
+    return separation(scores[labels], scores[~labels])
+
+
+def separation(positive: np.ndarray, negative: np.ndarray) -> float:
+    """AUC of ``positive`` scores over ``negative`` ones: the share of pairs ordered right, ties
+    counted half; one sort of the negatives and two searches of the positives in them."""
+    if not len(positive) or not len(negative):
         return float("nan")
-    order = np.argsort(scores)
-    ranked = scores[order]
-    fresh = np.empty(len(ranked), bool)
-    fresh[0] = True
-    np.not_equal(ranked[1:], ranked[:-1], out=fresh[1:])
-    if fresh.all():
-        ranks = np.arange(1.0, len(ranked) + 1.0)
-    else:  # average ranks over ties
-        first = np.flatnonzero(fresh)
-        counts = np.diff(np.append(first, len(ranked)))
-        ranks = np.repeat(first + (counts + 1) / 2.0, counts)
-    return float((ranks[labels[order]].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    ranked = np.sort(negative)
+    below = np.searchsorted(ranked, positive, side="left")
+    upto = np.searchsorted(ranked, positive, side="right")
+    return float((below.sum() + upto.sum()) / (2.0 * len(positive) * len(negative)))
 
 
 class OnlineLogit:

@@ -32,6 +32,7 @@ from otel_mlobs.processor.analyzers.diagnose.adversarial import (
     RowEncoder,
     auc,
     log_loss,
+    separation,
 )
 from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook
 from otel_mlobs.processor.analyzers.diagnose.columns import ColumnSummary, columns_of
@@ -356,7 +357,15 @@ class DriftAnalyzer(Analyzer):
         if not coders:
             return None
         encoder = RowEncoder.fit(coders, [(t, s) for _, t, s in ref.samples])
-        rows = np.concatenate([encoder.encode(s, t) for _, t, s in ref.samples])
+        width = encoder.n_features
+        encoded = [encoder.encode_sparse(s, t) for _, t, s in ref.samples]
+        rows = np.zeros((sum(e[0] for e in encoded), width), np.float32)
+        start = 0
+        for n, hot, zcols, z in encoded:
+            block = rows[start : start + n]
+            block.reshape(-1)[(hot + (np.arange(n) * width)[:, None]).ravel()] = 1.0
+            block[:, zcols] = z
+            start += n
         order = self._rng.permutation(len(rows))
         half = len(rows) // 2
         if half < _BATCH:
@@ -364,7 +373,6 @@ class DriftAnalyzer(Analyzer):
         # Reference mini-batches laid out once, (train rows, held-out rows) per batch, with
         # the bias feature: each live batch then takes one without copying.
         slots = half // _BATCH
-        width = encoder.n_features
         batches = np.zeros((slots, 3 * _BATCH, width + 1), np.float32)
         batches[:, :, width] = 1.0
         train, hold = rows[order[:half]], rows[order[half:]]
@@ -384,7 +392,7 @@ class DriftAnalyzer(Analyzer):
             encoder,
             OnlineLogit(encoder.n_features, lr=self.lr),
             batches,
-            hold.mean(0),
+            hold.mean(0, dtype=np.float64),
             threshold,
         )
 
@@ -446,10 +454,9 @@ class DriftAnalyzer(Analyzer):
         s = np.concatenate([p[0] for p in parts] + [p[1] for p in parts])
         y = np.zeros(2 * n)
         y[:n] = 1.0
-        losses = log_loss(s, y)
         adv.window.extend(s, y > 0.5)
-        adv.run_auc = auc(s, y)
-        adv.run_log_loss = float(losses.mean())
+        adv.run_auc = separation(s[:n], s[n:])
+        adv.run_log_loss = float(log_loss(s, y).mean())
         adv.rows_total += n
         adv.runs += 1
         source = f"{key[0]}/{key[1]}/adversarial_auc"
