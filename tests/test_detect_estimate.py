@@ -194,37 +194,3 @@ def test_prior_strength_trusts_an_estimate_that_fits_and_drops_one_that_does_not
     wrong = rng.permutation(prior)  # the labels rank the buckets differently
     assert prior_strength(j, rng.binomial(300, wrong).astype(float), prior) < 20
     assert prior_strength(np.array([5.0, 0.0]), np.array([3.0, 0.0]), prior[:2]) == np.inf
-
-
-def test_rows_outside_the_reference_fall_back_to_its_accuracy_with_a_wide_band():
-    a, rng = with_reference(4)
-    b, _ = with_reference(4)
-    live = draw(rng, 20_000, T0, 86400)
-    renamed = live.zone < 6  # a category renamed upstream: values the reference never saw
-    batch = prediction_batch(live)
-    batch.features["zone"] = np.where(renamed, "renamed", batch.features["zone"])
-    a.update(batch)
-    b.update(prediction_batch(live.take(~renamed)))
-    q = a.query()["estimator"]["unseen_values"]
-    assert "zone" in q["columns"] and "distance" in q["columns"]
-    share = renamed.mean()
-    expect = share * q["accuracy"] + (1 - share) * b.window("1d").estimated.value
-    est = a.window("1d").estimated
-    assert est.value == pytest.approx(expect, abs=1e-5)
-    assert est.upper - est.lower > 0.5 * share  # the reference cannot vouch for those rows
-    c, _ = with_reference(4)
-    dropped = prediction_batch(live)
-    del dropped.features["distance"]  # a column gone: every row is missing it
-    c.update(dropped)
-    assert c.window("1d").estimated.value == pytest.approx(q["accuracy"])
-
-
-def test_open_ended_categories_flag_nothing():
-    a, rng = with_reference(6)
-    ref = draw(rng, 3000, T0 - 86400, 3600, prefix="ids")
-    batch = prediction_batch(ref, reference=True)
-    batch.features["trip"] = ref.ids  # every value unique: new values are expected
-    batch.model_version = "v2"
-    a.update(batch)
-    a.refresh()
-    assert "trip" not in a.query()["estimator"]["unseen_values"]["columns"]

@@ -16,9 +16,7 @@ deterministic subset). Fitting then
 
 The importance-weighting estimate of a window is then sum over buckets of (live count x
 reference accuracy) / live count: the reference accuracy of each bucket re-weighted to the live
-mix of buckets. Live rows outside the reference's support (a category it never saw, a value
-missing that it always had) go to one extra bucket with the reference's overall accuracy
-(:class:`UnseenValues`).
+mix of buckets.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from otel_mlobs.processor.analyzers.detect.buckets import (
     AccuracyTable,
     Scheme,
     SingleScheme,
-    _member,
     candidates,
     pair_candidates,
 )
@@ -49,9 +46,6 @@ from otel_mlobs.processor.analyzers.detect.refdata import (
 from otel_mlobs.processor.records import PredictionBatch
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-NEW_VALUE_RATE = 0.001
-"""A categorical column counts as closed when the reference expects a never-seen value less often
-than this (Good-Turing: the share of reference rows whose value occurs once)."""
 
 
 class ConstantScheme(Scheme):
@@ -72,53 +66,8 @@ class ConstantScheme(Scheme):
         return {"kind": "constant"}
 
 
-class UnseenValues:
-    """Which live rows carry a value the reference never showed: rows outside its support.
-
-    The reference can only speak for rows like its own. A categorical column whose values the
-    reference saw all of (Good-Turing estimate of the chance of a new value under
-    :data:`NEW_VALUE_RATE`) flags a live value it never saw — a renamed category, a dropped
-    column (every value missing) — and a numeric column never missing in the reference flags a
-    missing value. Columns with open-ended values (ids, free text) flag nothing.
-    """
-
-    def __init__(self, data: RefData, kinds: dict[str, bool]) -> None:
-        self.values: dict[str, np.ndarray] = {}
-        self.never_missing: list[str] = []
-        for name, numeric in kinds.items():
-            col = data.features.get(name)
-            if name == CONFIDENCE or col is None or col.size == 0:
-                continue
-            if numeric:
-                if np.isfinite(col).all():
-                    self.never_missing.append(name)
-                continue
-            uniq, counts = np.unique(col, return_counts=True)
-            if float((counts == 1).sum()) / col.size < NEW_VALUE_RATE:
-                self.values[name] = uniq
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (*self.values, *self.never_missing)
-
-    def mask(self, features: dict[str, np.ndarray], n: int) -> np.ndarray:
-        out = np.zeros(n, dtype=bool)
-        for name, seen in self.values.items():
-            out |= _member(seen, features[name]) < 0
-        for name in self.never_missing:
-            out |= ~np.isfinite(features[name])
-        return out
-
-
 class AccuracyModel:
-    """A fitted estimator: per live row, its bucket and P(correct) by each method.
-
-    Buckets are the scheme's cells plus one last bucket for rows outside the reference's
-    support (:class:`UnseenValues`). Those rows get the reference's overall accuracy by every
-    method, and a reference variance of ``p(1-p)``: nothing in the reference says how the
-    model does on them, so the band admits any accuracy around that prior, and the combined
-    figure follows their own labels as soon as some arrive.
-    """
+    """A fitted estimator: per live row, its bucket and P(correct) by each method."""
 
     def __init__(
         self,
@@ -129,37 +78,31 @@ class AccuracyModel:
         kinds: dict[str, bool],
         positive: str | None,
         report: dict[str, Any],
-        unseen: UnseenValues | None = None,
-        root: float = 0.5,
     ) -> None:
         self.scheme = scheme
         self.table = table
         self.calibrator = calibrator
         self.weight = weight  # of the bucket estimate in the blend
         self.positive = positive
-        self.unseen = unseen
-        self.root = root
         need = set(scheme.columns) | ({CONFIDENCE} if calibrator is not None else set())
-        if unseen is not None:
-            need |= set(unseen.columns)
         self.kinds = {k: v for k, v in kinds.items() if k in need}
         self.report = report
 
     @property
     def n_buckets(self) -> int:
-        return self.scheme.n_buckets + 1
+        return self.scheme.n_buckets
 
     @property
     def bucket_var(self) -> np.ndarray:
         """Variance of each bucket's reference accuracy (the reference part of the band)."""
-        return np.append(self.table.var, self.root * (1.0 - self.root))
+        return self.table.var
 
     def assign(self, batch: PredictionBatch, labels: np.ndarray, rows: np.ndarray):
         """``(bucket, bucket estimate, calibrated estimate or None, blended estimate)``."""
         feats = batch_columns(batch, labels, rows, self.kinds, self.positive)
         n = rows.shape[0]
         if self.scheme.columns:
-            cells = np.clip(self.scheme.cells(feats)[0], 0, self.scheme.n_buckets - 1)
+            cells = np.clip(self.scheme.cells(feats)[0], 0, self.n_buckets - 1)
         else:
             cells = np.zeros(n, dtype=np.int64)
         e_iw = self.table.acc[cells]
@@ -169,13 +112,6 @@ class AccuracyModel:
             e_cal = self.calibrator.predict(feats[CONFIDENCE])
             e_cal = np.where(np.isfinite(e_cal), e_cal, e_iw)
             e = self.weight * e_iw + (1.0 - self.weight) * e_cal
-        if self.unseen is not None:
-            out = self.unseen.mask(feats, n)
-            if out.any():
-                cells = np.where(out, self.scheme.n_buckets, cells)
-                e_iw = np.where(out, self.root, e_iw)
-                e = np.where(out, self.root, e)
-                e_cal = None if e_cal is None else np.where(out, self.root, e_cal)
         return cells, e_iw, e_cal, e
 
     def describe(self) -> dict[str, Any]:
@@ -188,11 +124,6 @@ class AccuracyModel:
             "bucket_support": self.table.support.astype(int).tolist(),
             "calibrated": None if self.calibrator is None else self.calibrator.describe(),
             "blend_weight_buckets": self.weight,
-            "unseen_values": {
-                "bucket": self.scheme.n_buckets,
-                "accuracy": self.root,
-                "columns": [] if self.unseen is None else list(self.unseen.columns),
-            },
             **self.report,
         }
 
@@ -278,10 +209,7 @@ class ReferenceSet:
 
     # ---- fitting -----------------------------------------------------------------------------
     def fit(self, max_buckets: int) -> AccuracyModel | None:
-        """Choose and fit the estimator; None (with :attr:`reason`) when it cannot.
-
-        The model uses up to ``max_buckets`` buckets: the scheme's cells and the bucket of rows
-        outside the reference's support."""
+        """Choose and fit the estimator; None (with :attr:`reason`) when it cannot."""
         self.dirty = False
         if len(self) < self.min_rows:
             self.reason = (
@@ -295,7 +223,6 @@ class ReferenceSet:
         fold = _folds(data.ts, self._keys, self.n_folds)
         kinds = {k: v for k, v in self._kinds.items() if k in data.features}
         rows_per_fold = len(data) * (self.n_folds - 1) // self.n_folds
-        max_buckets -= 1  # the last bucket holds rows outside the reference's support
         pool = [ConstantScheme(), *candidates(kinds, max_buckets, self.min_support, rows_per_fold)]
         scored = [self._score(s, data, y, fold) for s in pool]
         singles = [r for r in scored if isinstance(r["scheme"], SingleScheme)]
@@ -323,11 +250,7 @@ class ReferenceSet:
             **blend_report,
         }
         self.reason = ""
-        unseen = UnseenValues(data, kinds)
-        root = (float(y.sum()) + 1.0) / (y.size + 2.0)
-        return AccuracyModel(
-            scheme, table, calibrator, weight, kinds, self._positive, report, unseen, root
-        )
+        return AccuracyModel(scheme, table, calibrator, weight, kinds, self._positive, report)
 
     def _score(self, scheme: Scheme, data: RefData, y: np.ndarray, fold: np.ndarray) -> dict:
         """Held-out predictions and the four objectives of one candidate."""
