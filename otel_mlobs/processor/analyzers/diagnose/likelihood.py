@@ -102,10 +102,14 @@ class TreeCounts:
         joint = np.zeros(layout.cells, dtype=np.int64)
         if n and len(layout.pi):
             step = max(1, _COUNT_CHUNK // len(layout.pi))
-            kj = layout.k[layout.pj]
+            kj = layout.k[layout.pj][:, None]
+            at = layout.pair_at[:, None]
+            codes_t = np.ascontiguousarray(codes.T)  # whole rows per column: cheap gathers
             for start in range(0, n, step):
-                part = codes[start : start + step]
-                flat = layout.pair_at + part[:, layout.pi] * kj + part[:, layout.pj]
+                part = codes_t[:, start : start + step]
+                flat = part[layout.pi] * kj
+                flat += part[layout.pj]
+                flat += at
                 joint += np.bincount(flat.ravel(), minlength=layout.cells)
         return cls(n, marginal, joint)
 
@@ -159,13 +163,18 @@ class ChowLiuTree:
         if d > 1:
             pair_mi = np.zeros(len(layout.pi))
             if n > 0:
-                c = counts.joint
-                nz = np.flatnonzero(c)
-                cn = c[nz].astype(np.float64)
-                a = counts.marginal[layout.cell_x[nz]]
-                b = counts.marginal[layout.cell_y[nz]]
-                terms = cn / n * np.log(cn * n / (a.astype(np.float64) * b))
-                pair_mi = np.bincount(layout.cell_pair[nz], weights=terms, minlength=len(layout.pi))
+                # sum (c/n) log(c n / (a b)) over a pair's cells is
+                # (sum c log c)/n + log n - (sum a log a + sum b log b)/n: one pass over cells
+                joint = counts.joint.astype(np.float64)
+                cell_terms = joint * np.log(np.maximum(joint, 1.0))
+                pair_sum = np.bincount(
+                    layout.cell_pair, weights=cell_terms, minlength=len(layout.pi)
+                )
+                marginal = counts.marginal.astype(np.float64)
+                col_sum = np.add.reduceat(
+                    marginal * np.log(np.maximum(marginal, 1.0)), layout.marginal_at
+                )
+                pair_mi = (pair_sum - col_sum[layout.pi] - col_sum[layout.pj]) / n + np.log(n)
                 # Miller-Madow bias of independent columns
                 bias = (used[layout.pi] - 1) * (used[layout.pj] - 1) / (2 * n)
                 pair_mi = np.maximum(0.0, pair_mi - bias)
@@ -182,21 +191,24 @@ class ChowLiuTree:
         # Prim's algorithm from the column with the strongest links; edges too weak to be
         # told from noise are left out (a forest), so an unrelated column stays on its own.
         if d:
-            in_tree = np.zeros(d, dtype=bool)
-            best = np.full(d, -np.inf)
-            link = np.full(d, -1)
+            # plain lists: for a few dozen columns this beats numpy's per-call overhead
+            w = weights.tolist()
             start = int(np.argmax(weights.sum(1)))
+            in_tree = [False] * d
             in_tree[start] = True
-            best[:] = weights[start]
-            link[:] = start
+            best, link = list(w[start]), [start] * d
             for _ in range(d - 1):
-                cand = np.where(in_tree, -np.inf, best)
-                j = int(np.argmax(cand))
+                j, top = -1, -np.inf
+                for i in range(d):
+                    if not in_tree[i] and (j < 0 or best[i] > top):
+                        j, top = i, best[i]
                 in_tree[j] = True
-                if cand[j] > min_mi:
-                    parent[j], mi[j] = link[j], cand[j]
-                better = ~in_tree & (weights[j] > best)
-                best[better], link[better] = weights[j][better], j
+                if top > min_mi:
+                    parent[j], mi[j] = link[j], top
+                row = w[j]
+                for i in range(d):
+                    if not in_tree[i] and row[i] > best[i]:
+                        best[i], link[i] = row[i], j
         root_log_p = []
         for j in range(d):
             at, kj = int(layout.marginal_at[j]), int(k[j])
