@@ -209,11 +209,13 @@ def _run_constant(per_run: Sequence[np.ndarray]) -> bool:
 
 def _trending(per_run: Sequence[np.ndarray]) -> bool:
     """Whether each run's values occupy their own slice of the axis."""
-    boxes = []
-    for x in per_run:
-        x = x[np.isfinite(x)]
-        if len(x) >= 4:
-            boxes.append(np.quantile(x, [0.25, 0.75]))
+    finite = [x[np.isfinite(x)] for x in per_run]
+    finite = [x for x in finite if len(x) >= 4]
+    if len(finite) > 1 and len({len(x) for x in finite}) == 1:
+        # runs of equal size: one quantile call along rows (the same values as one per run)
+        boxes = list(np.quantile(np.stack(finite), [0.25, 0.75], axis=1).T)
+    else:
+        boxes = [np.quantile(x, [0.25, 0.75]) for x in finite]
     if len(boxes) < 2:
         return False
     overlaps = []
