@@ -389,6 +389,15 @@ def test_error_messages_are_bounded():
     assert result.error_message().endswith("and 3 more rejected span(s)")
 
 
+def test_a_bad_sample_column_is_named_by_its_position():
+    columns = {sc.SAMPLE_COLUMNS: ["fare", "zone"], sc.DATA_ROLE: "input"}
+    torn = event(sc.EVENT_SAMPLE, {**columns, sc.SAMPLE_VALUES: [pack(np.zeros(3)), b"<U2\n\0"]})
+    good = sample_event(3)  # decoded first: its headers take the fast path afterwards
+    result = decode(run_span(run_id="ok", events=[good]), run_span(events=[torn]))
+    assert result.rejected_by_reason == {dec.BAD_PACKED_ARRAY: 1}
+    assert f"{sc.SAMPLE_VALUES}[1]" in result.errors[0]
+
+
 def test_native_array_of_arrays_is_not_a_column():
     nested = summary_event(1, overrides={sc.SUMMARY_MEAN: any_value([[1.0]])})
     result = decode(run_span(events=[nested]))

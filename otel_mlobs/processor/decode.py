@@ -330,7 +330,11 @@ def _top_values(text: str) -> dict[str, int]:
         parsed = json.loads(text)
     except ValueError as exc:
         raise SpanError(BAD_VALUE, f"{sc.SUMMARY_TOP_VALUES}: invalid JSON ({exc})") from None
-    if not isinstance(parsed, dict) or not all(
+    if not isinstance(parsed, dict):
+        raise SpanError(BAD_VALUE, f"{sc.SUMMARY_TOP_VALUES}: expected a JSON object of counts")
+    if all(type(v) is int for v in parsed.values()):
+        return parsed  # the SDK's form: JSON object keys are already strings
+    if not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         for v in parsed.values()
     ):
@@ -711,4 +715,15 @@ def _array_list(
     items = value.array_value.values
     if len(items) != n:
         raise SpanError(RAGGED_ARRAYS, f"{name} has {len(items)} arrays, expected {n}")
-    return [_array(f"{name}[{i}]", item) for i, item in enumerate(items)]
+    out = []
+    for item in items:
+        # Packed items take the fast path; the item's own name is spelt out only on an error.
+        if item.WhichOneof("value") == "bytes_value":
+            buf = item.bytes_value
+            nl = buf.find(b"\n", 0, _MAX_HEADER + 1)
+            dtype = _HEADERS.get(buf[:nl]) if nl > 0 else None
+            if dtype is not None and (len(buf) - nl - 1) % dtype.itemsize == 0:
+                out.append(np.frombuffer(buf, dtype=dtype, offset=nl + 1))
+                continue
+        out.append(_array(f"{name}[{len(out)}]", item))
+    return out
