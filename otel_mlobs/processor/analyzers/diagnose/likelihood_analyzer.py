@@ -108,6 +108,20 @@ class _Scoring:
             self.w_counts += counts
         self.latest = max((t for t, _, _ in model.window), default=-np.inf)
         self.pops = 0
+        # the latest figures per column, written to the columns when read (see ``sync``)
+        self.last_mean = np.array([c.last_mean for c in model.columns], dtype=np.float64)
+        self.last_n = np.array([c.last_n for c in model.columns], dtype=np.int64)
+        self.window_mean = np.array([c.window_mean for c in model.columns], dtype=np.float64)
+        self.stale = False
+
+    def sync(self, model: _Model) -> None:
+        """Write the latest per-column figures into the model's columns."""
+        if not self.stale:
+            return
+        for j, col in enumerate(model.columns):
+            col.last_mean, col.last_n = float(self.last_mean[j]), int(self.last_n[j])
+            col.window_mean, col.window_n = float(self.window_mean[j]), int(self.w_counts[j])
+        self.stale = False
 
 
 class LikelihoodAnalyzer(Analyzer):
@@ -374,9 +388,9 @@ class LikelihoodAnalyzer(Analyzer):
         means = sums / n
         drops = baseline - means
         live = np.flatnonzero(present)
-        for j in live.tolist():
-            col = model.columns[j]
-            col.last_mean, col.last_n = float(means[j]), n
+        fast.last_mean[live] = means[live]
+        fast.last_n[live] = n
+        fast.stale = True
         bank = model.bank
         fired_mask = np.zeros(len(present), dtype=bool)
         if n >= _MIN_RUN_ROWS:
@@ -389,10 +403,9 @@ class LikelihoodAnalyzer(Analyzer):
         counts = np.where(present & ~fired_mask & (baseline == fast.ref_means), n, 0)
         self._slide(model, fast, rec.event_time, np.where(counts > 0, sums, 0.0), counts)
         w_counts = fast.w_counts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w_means = np.where(w_counts > 0, fast.w_sums / w_counts, np.nan)
-        for j, col in enumerate(model.columns):
-            col.window_mean, col.window_n = float(w_means[j]), int(w_counts[j])
+        w_means = fast.window_mean
+        w_means.fill(np.nan)
+        np.divide(fast.w_sums, w_counts, out=w_means, where=w_counts > 0)
         # The window only speaks for faults the single runs are too small to show.
         window_hit = np.zeros(len(present), dtype=bool)
         cand = present & (fast.links >= self.min_link) & ~fired_mask & (w_counts > n)
@@ -400,7 +413,7 @@ class LikelihoodAnalyzer(Analyzer):
             window_hit[cand] = bank.violated(
                 fast.rows[cand], (fast.ref_means - w_means)[cand], w_counts[cand]
             )
-        collateral = self._collateral(model, codes, present, fired)
+        collateral = self._collateral(model, codes, present, fired) if len(fired) > 1 else {}
         run_hit = [j for j in fired if j not in collateral]
         for j in sorted({*run_hit, *np.flatnonzero(window_hit).tolist()}):
             if j in run_hit:
@@ -449,6 +462,7 @@ class LikelihoodAnalyzer(Analyzer):
         baseline: np.ndarray,
         collateral: dict[int, int],
     ) -> None:
+        self._scoring(key, model).sync(model)
         col = model.columns[j]
         n = len(codes)
         mean, rows = (col.last_mean, n) if scope == "run" else (col.window_mean, col.window_n)
@@ -594,12 +608,17 @@ class LikelihoodAnalyzer(Analyzer):
     # -- persistence --------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """Learned state; the per-model scoring caches are derived and rebuilt on use."""
+        self._sync()
         state = {k: v for k, v in self.__dict__.items() if k != "_fast"}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes) -> None:
         super().restore(blob)
         self._fast = {}
+
+    def _sync(self) -> None:
+        for key, fast in self._fast.items():
+            fast.sync(self._models[key])
 
     # -- feedback -----------------------------------------------------------------------------
     def mark_alert(self, alert_id: str, true_positive: bool) -> dict[str, Any]:
@@ -622,6 +641,7 @@ class LikelihoodAnalyzer(Analyzer):
 
     # -- reporting ----------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
+        self._sync()
         base = self.labels()
         yield Metric(
             "mlobs_likelihood_ready",
@@ -658,6 +678,7 @@ class LikelihoodAnalyzer(Analyzer):
 
     def query(self, **params: Any) -> dict[str, Any]:
         """Models, per-column scores against their thresholds, and alerts."""
+        self._sync()
         out = super().query()
         datasets = []
         for (role, dataset), model in self._models.items():
