@@ -285,3 +285,33 @@ def test_large_sample_runs_through_the_slots_in_turns():
     assert adv.rows_total - before == len(sample.columns["fare"])
     assert not adv.batches[:, :32, :-1].any()  # live parts cleared after the run
     assert a.alerts() == []
+
+
+def test_snapshot_from_before_the_slots_restores_and_still_detects():
+    import pickle
+    from collections import deque
+
+    a = trained()
+    state = dict(a.__dict__)
+    del state["_seen_set"]
+    adversaries = {}
+    for key, adv in a._adversaries.items():
+        old = dict(adv.__dict__)
+        batches = old.pop("batches")[:, :, :-1].astype(float)
+        old.pop("hold_mean")
+        old["ref_train"] = batches[:, 32:64].reshape(-1, batches.shape[2])
+        old["ref_holdout"] = batches[:, 64:].reshape(-1, batches.shape[2])
+        scores, labels = old.pop("window").rows()
+        old["window"] = deque(zip(scores, labels.astype(float), scores, strict=True), maxlen=4096)
+        clone = object.__new__(type(adv))
+        clone.__dict__.update(old)
+        adversaries[key] = clone
+    state["_adversaries"] = adversaries
+    for effects in a._effects.values():
+        effects.__dict__.pop("refs")
+        effects.__dict__.pop("todo")
+    restored = DriftAnalyzer(KEY, reference_runs=5)
+    restored.restore(pickle.dumps(state))
+    assert restored.query()["datasets"][0]["window_auc"] is not None
+    feed(restored, 20, table(20, shift=6.0))
+    assert [x.columns[0] for x in restored.alerts()] == ["fare"]

@@ -370,15 +370,7 @@ class DriftAnalyzer(Analyzer):
         half = len(rows) // 2
         if half < _BATCH:
             return None
-        # Reference mini-batches laid out once, (train rows, held-out rows) per batch, with
-        # the bias feature: each live batch then takes one without copying.
-        slots = half // _BATCH
-        batches = np.zeros((slots, 3 * _BATCH, width + 1), np.float32)
-        batches[:, :, width] = 1.0
         train, hold = rows[order[:half]], rows[order[half:]]
-        shape = (slots, _BATCH, width)
-        batches[:, _BATCH : 2 * _BATCH, :width] = train[: slots * _BATCH].reshape(shape)
-        batches[:, 2 * _BATCH :, :width] = hold[: slots * _BATCH].reshape(shape)
         threshold = RobustThreshold(
             "upper",
             self.min_auc - 0.5,
@@ -391,7 +383,7 @@ class DriftAnalyzer(Analyzer):
         return _Adversary(
             encoder,
             OnlineLogit(encoder.n_features, lr=self.lr),
-            batches,
+            _slots(train, hold),
             hold.mean(0, dtype=np.float64),
             threshold,
         )
@@ -550,6 +542,29 @@ class DriftAnalyzer(Analyzer):
             "precision": round(adv.precision.mean, 4) if adv is not None else None,
         }
 
+    # -- persistence ----------------------------------------------------------------------------
+    def restore(self, blob: bytes) -> None:
+        """Restore a snapshot, also one written before the classifier kept its reference rows
+        in mini-batch slots (reference row matrices and a deque of scored rows then)."""
+        super().restore(blob)
+        if "_seen_set" not in self.__dict__:
+            self._seen_set = set(self._seen)
+        for effects in self._effects.values():
+            effects.__dict__.setdefault("refs", {})
+            effects.__dict__.setdefault("todo", {})
+        for adv in self._adversaries.values():
+            state = adv.__dict__
+            if "batches" not in state:
+                train, hold = state.pop("ref_train"), state.pop("ref_holdout")
+                adv.batches = _slots(train, hold)
+                adv.hold_mean = np.asarray(hold, float).mean(0)
+            if not isinstance(adv.window, _Window):
+                rows = list(adv.window)
+                adv.window = _Window()
+                if rows:
+                    scores, labels = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+                    adv.window.extend(scores, labels > 0.5)
+
     # -- reporting ----------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
         base = self.labels()
@@ -667,6 +682,19 @@ _HELP = {
     "jensen_shannon": "Jensen-Shannon distance (base 2) of a column from the reference "
     "(latest run).",
 }
+
+
+def _slots(train: np.ndarray, hold: np.ndarray) -> np.ndarray:
+    """Reference mini-batch slots, laid out once: per slot an empty live part, ``_BATCH`` rows
+    to train on and ``_BATCH`` held-out rows, plus the bias feature; each live batch of a run
+    then uses one slot without copying anything."""
+    slots, width = min(len(train), len(hold)) // _BATCH, train.shape[1]
+    batches = np.zeros((slots, 3 * _BATCH, width + 1), np.float32)
+    batches[:, :, width] = 1.0
+    shape = (slots, _BATCH, width)
+    batches[:, _BATCH : 2 * _BATCH, :width] = train[: slots * _BATCH].reshape(shape)
+    batches[:, 2 * _BATCH :, :width] = hold[: slots * _BATCH].reshape(shape)
+    return batches
 
 
 def _moved(effects: _Effects, column: str) -> bool:
