@@ -329,6 +329,26 @@ def _exact_items(blob: bytes) -> np.ndarray | None:
     return np.frombuffer(blob, dtype="<f8", count=n, offset=40)
 
 
+def weighted_items(blob: bytes) -> np.ndarray | None:
+    """Every value a serialized KLL doubles sketch stands for: each retained item repeated by
+    its weight (2 to the power of its level), unsorted; ``None`` for a layout not understood."""
+    if len(blob) < 20 or blob[0] != 5 or blob[1] != 1 or blob[2] != 15 or blob[3] & 0b101:
+        return None
+    levels = blob[18]
+    n = int.from_bytes(blob[8:16], "little")
+    head = 20 + 4 * levels + 16  # preamble, level offsets, min and max
+    if levels < 1 or len(blob) < head or (len(blob) - head) % 8:
+        return None
+    offsets = np.frombuffer(blob, dtype="<u4", count=levels, offset=20).astype(np.int64)
+    retained = (len(blob) - head) // 8
+    bounds = np.append(offsets - offsets[0], retained)
+    if (np.diff(bounds) < 0).any():
+        return None
+    items = np.frombuffer(blob, dtype="<f8", count=retained, offset=head)
+    out = np.repeat(items, np.repeat(2 ** np.arange(levels), np.diff(bounds)))
+    return out if len(out) == n else None
+
+
 def _deserialize(blob: bytes | None) -> kll_doubles_sketch | None:
     if not blob:
         return None

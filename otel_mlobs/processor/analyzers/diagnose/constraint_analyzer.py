@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -119,7 +119,7 @@ class DatasetPresent(HardConstraint):
         return self._outcome(float(not present), not present, text)
 
 
-@dataclass
+@dataclass(eq=False)  # runs are told apart by identity
 class _Pending:
     run_id: str
     event_time: float
@@ -129,6 +129,8 @@ class _Pending:
     outcomes: list[Outcome] = field(default_factory=list)  # fired, and checks judged alone
     judged: dict[DatasetKey, list[Judgement]] = field(default_factory=dict)  # compiled checks
     arrived: float = field(default_factory=time.monotonic)
+    deferred: list[tuple] = field(default_factory=list)  # within update_many: work to drain
+    closing: bool = False  # within update_many: a later run started, close once drained
 
 
 class ConstraintAnalyzer(Analyzer):
@@ -197,6 +199,8 @@ class ConstraintAnalyzer(Analyzer):
         self._repeats: dict[DatasetKey, RepeatedRows] = {}
         self._new_datasets: dict[DatasetKey, NewColumn] = {}
         self._pending: _Pending | None = None
+        self._judging: _Pending | None = None  # the run outcomes belong to, when not _pending
+        self._batch: list[_Pending] | None = None  # runs touched by the update_many in progress
         self._closed: deque[str] = deque(maxlen=64)
         self._failed: deque[str] = deque(maxlen=64)
         self._book = AlertBook(self.name, self.key.pipeline, self.key.component)
@@ -240,6 +244,64 @@ class ConstraintAnalyzer(Analyzer):
             self._start(record.run_id, record.event_time)
             self._on_sample(record)
 
+    def update_many(self, records: Sequence[Record]) -> None:
+        """Consume one ingest batch; the summaries of all its runs are judged together.
+
+        Once the reference is built, each dataset's summaries in the batch are judged in one
+        vectorized pass, so every run of the batch is judged against the soft-check bands as
+        they stood when the batch arrived (runs in one batch do not tighten or widen the band
+        for each other; :meth:`update` judges one run at a time). Everything else keeps arrival
+        order: alerts, row-sample checks and run closing happen run by run, after the pass. A
+        malformed record is skipped without losing the rest of the batch, and its error is
+        raised once the batch is done.
+        """
+        error: Exception | None = None
+        batching = self.ready and len(records) > 1
+        if batching:
+            self._batch = []
+        try:
+            for record in records:
+                try:
+                    self.update(record)
+                except Exception as exc:  # noqa: BLE001 - reported after the batch
+                    error = error or exc
+        finally:
+            if batching:
+                self._drain()
+        if error is not None:
+            raise error
+
+    def _drain(self) -> None:
+        """Judge what the batch deferred, then replay each run's work and close it in order."""
+        runs, self._batch = self._batch or [], None
+        groups: dict[DatasetKey, list[tuple]] = {}
+        for run in runs:
+            for item in run.deferred:
+                if item[0] == "summary" and item[1] in self._suites:
+                    groups.setdefault(item[1], []).append(item)
+        judged: dict[int, Judgement] = {}
+        for key, items in groups.items():
+            plan = self._plan(key)
+            both = plan.judge(
+                [it[3] for it in items], [it[2].event_time for it in items], [it[4] for it in items]
+            )
+            for r, it in enumerate(items):
+                judged[id(it)] = both.run(r)
+        for run in runs:
+            items, run.deferred = run.deferred, []
+            self._judging = run
+            try:
+                for item in items:
+                    if item[0] == "summary":
+                        _, _, rec, view, skip, fresh = item
+                        self._judge_summary(rec, view, skip, fresh, judged.get(id(item)))
+                    else:
+                        self._judge_sample(item[1])
+            finally:
+                self._judging = None
+            if run.closing:
+                self._close(run)
+
     def refresh(self) -> None:
         """Close the pending run once nothing new has arrived for ``close_after_s``."""
         if self._pending is not None and time.monotonic() - self._pending.arrived > (
@@ -250,7 +312,13 @@ class ConstraintAnalyzer(Analyzer):
     def flush(self) -> None:
         """Close the pending run now (end of a replay, or a test)."""
         if self._pending is not None:
-            self._close(self._pending)
+            if self._batch is not None:  # closed once the batch is judged
+                self._closed.append(self._pending.run_id)
+                self._pending.closing = True
+                if self._pending not in self._batch:
+                    self._batch.append(self._pending)
+            else:
+                self._close(self._pending)
             self._pending = None
 
     def restore(self, blob: bytes) -> None:
@@ -297,15 +365,42 @@ class ConstraintAnalyzer(Analyzer):
             cols = {c.name: c for c in columns_of(rec)}
             pending.summaries.setdefault(key, {}).update({n: cols[n] for n in fresh})
             return
+        if self._batch is not None:
+            self._defer(pending, ("summary", key, rec, view, skip, fresh))
+            return
+        self._judge_summary(rec, view, skip, fresh)
+
+    def _defer(self, run: _Pending, item: tuple) -> None:
+        run.deferred.append(item)
+        if self._batch is not None and run not in self._batch:
+            self._batch.append(run)
+
+    def _plan(self, key: DatasetKey) -> SuitePlan:
+        suite = self._suites[key]
+        if suite.plan is None:  # a suite restored from before plans: compile it now
+            suite.plan = SuitePlan(suite.constraints, window=self.window)
+        return suite.plan
+
+    def _judge_summary(
+        self,
+        rec: SummaryRecord,
+        view: SummaryView,
+        skip: np.ndarray | None,
+        fresh: list[str],
+        judged: Judgement | None = None,
+    ) -> None:
+        """Judge one summary of a known dataset (``judged``: already judged in a batch)."""
+        key = (rec.role, rec.dataset)
+        run = self._judging or self._pending
+        assert run is not None
         suite = self._suites.get(key)
         if suite is None:
             self._judge_new_dataset(key, rec)
             return
-        plan = suite.plan
-        if plan is None:  # a suite restored from before plans: compile it now
-            plan = suite.plan = SuitePlan(suite.constraints, window=self.window)
-        judged = plan.judge([view], [rec.event_time], [skip]).run(0)
-        pending.judged.setdefault(key, []).append(judged)
+        plan = self._plan(key)
+        if judged is None:
+            judged = plan.judge([view], [rec.event_time], [skip]).run(0)
+        run.judged.setdefault(key, []).append(judged)
         for code, n in enumerate(np.bincount(plan.cls_code[judged.applied], minlength=3)):
             if n:
                 self._evaluations[_CLASSES[code]] += int(n)
@@ -372,7 +467,13 @@ class ConstraintAnalyzer(Analyzer):
             }
             return
         pending.samples[key] = {}
-        check = self._repeats.get(key)
+        if self._batch is not None:
+            self._defer(pending, ("sample", rec))
+        else:
+            self._judge_sample(rec)
+
+    def _judge_sample(self, rec: SampleRecord) -> None:
+        check = self._repeats.get((rec.role, rec.dataset))
         if check is not None and not check.muted:
             self._apply(check, check.evaluate_sample(rec.columns), rec.run_id, rec.event_time)
 
@@ -390,16 +491,18 @@ class ConstraintAnalyzer(Analyzer):
         if outcome is None:
             return
         self._evaluations[check.cls] += 1
+        run = self._judging or self._pending
         if not outcome.fired:
-            if self._pending is not None:
-                self._pending.outcomes.append(outcome)
+            if run is not None:
+                run.outcomes.append(outcome)
             self._book.resolve(check.id, event_time)
             return
         self._raise(check, outcome, run_id, event_time)
 
     def _raise(self, check: Constraint, outcome: Outcome, run_id: str, event_time: float) -> None:
-        if self._pending is not None:
-            self._pending.outcomes.append(outcome)
+        run = self._judging or self._pending
+        if run is not None:
+            run.outcomes.append(outcome)
         columns = (
             check.key_columns
             if isinstance(check, RepeatedRows)
@@ -440,7 +543,15 @@ class ConstraintAnalyzer(Analyzer):
         return "critical" if abs(outcome.value - threshold) > 3 * margin else "warning"
 
     def _close(self, run: _Pending) -> None:
-        self._closed.append(run.run_id)
+        judging, self._judging = self._judging, run
+        try:
+            self._close_run(run)
+        finally:
+            self._judging = judging
+
+    def _close_run(self, run: _Pending) -> None:
+        if not run.closing:
+            self._closed.append(run.run_id)
         if run.run_id in self._failed:
             return
         if not self.ready:
@@ -536,7 +647,7 @@ class ConstraintAnalyzer(Analyzer):
                 if min(len(a), len(b)) >= 30
             ]
         )
-        check._last = hashes[-1]
+        check._last = np.sort(hashes[-1])
         return check if names else None
 
     # -- feedback -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ unseen categories, duplicates, a shape unlike any healthy run).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -67,20 +68,24 @@ class Ledger:
     whether a constraint is judged alone or with its suite.
     """
 
-    def __init__(self) -> None:
-        self.evaluations = np.zeros(0, dtype=np.int64)
-        self.violations = np.zeros(0, dtype=np.int64)
-        self.muted = np.zeros(0, dtype=bool)
+    def __init__(self, size: int = 1) -> None:
+        self.evaluations = np.zeros(size, dtype=np.int64)
+        self.violations = np.zeros(size, dtype=np.int64)
+        self.muted = np.zeros(size, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.muted)
 
-    def add(self, evaluations: int = 0, violations: int = 0, muted: bool = False) -> int:
-        """A new slot holding these values; returns its index."""
-        self.evaluations = np.append(self.evaluations, evaluations)
-        self.violations = np.append(self.violations, violations)
-        self.muted = np.append(self.muted, muted)
-        return len(self.muted) - 1
+    @classmethod
+    def of(cls, constraints: Sequence[Constraint]) -> Ledger:
+        """One ledger for ``constraints`` (slot i is constraint i), their counts moved in."""
+        ledger = cls(len(constraints))
+        for slot, c in enumerate(constraints):
+            ledger.evaluations[slot] = c.evaluations
+            ledger.violations[slot] = c.violations
+            ledger.muted[slot] = c.muted
+            c.ledger, c.slot = ledger, slot
+        return ledger
 
 
 class Constraint:
@@ -95,15 +100,9 @@ class Constraint:
         self.dataset = dataset
         self.column = column
         self.precision = Precision(*self.prior)
-        self.ledger = Ledger()
-        self.slot = self.ledger.add()
+        self.ledger = Ledger()  # its own, until a compiled suite moves it into a shared one
+        self.slot = 0
         self.id = f"{role}/{dataset}/{column}/{self.check}"  # role/dataset/column/check
-
-    def bind(self, ledger: Ledger) -> int:
-        """Move this constraint's counts and mute flag into a shared ledger; returns the slot."""
-        slot = ledger.add(self.evaluations, self.violations, self.muted)
-        self.ledger, self.slot = ledger, slot
-        return slot
 
     @property
     def evaluations(self) -> int:

@@ -114,8 +114,6 @@ class SuitePlan:
     """
 
     def __init__(self, constraints: Mapping[str, Sequence[Constraint]], window: int) -> None:
-        self.ledger = Ledger()
-        self.bank = ThresholdBank(window)
         self.checks: list[Constraint] = []
         self.columns: list[str] = []  # plan column id -> name
         kinds, cols, rows, order = [], [], [], []
@@ -129,17 +127,18 @@ class SuitePlan:
             ranked = sorted(range(len(vectorized)), key=lambda i: vectorized[i].cls != "hard")
             for rank, i in enumerate(ranked):
                 c = vectorized[i]
-                c.bind(self.ledger)
                 self.checks.append(c)
                 kinds.append(_KIND_OF[type(c)])
                 cols.append(col)
                 order.append(rank)
-                if isinstance(c, SoftConstraint):
-                    banked = self.bank.adopt(c.threshold)  # type: ignore[arg-type]
-                    c.threshold = banked  # type: ignore[assignment]
-                    rows.append(banked.row)
-                else:
-                    rows.append(-1)
+        self.ledger = Ledger.of(self.checks)
+        softs = [c for c in self.checks if isinstance(c, SoftConstraint)]
+        self.bank = ThresholdBank(window)
+        banked = self.bank.adopt_many([c.threshold for c in softs])  # type: ignore[misc]
+        for c, b in zip(softs, banked, strict=True):
+            c.threshold = b  # type: ignore[assignment]
+        row_of = {id(c): b.row for c, b in zip(softs, banked, strict=True)}
+        rows = [row_of.get(id(c), -1) for c in self.checks]
         self.kind = np.array(kinds, dtype=np.int64)
         self.col = np.array(cols, dtype=np.int64)
         self.row = np.array(rows, dtype=np.int64)
@@ -447,6 +446,9 @@ def _sorted_items(blob: bytes) -> np.ndarray | None:
     n = int(sketch.n)
     if n > _MAX_REF_ITEMS:
         return None
+    items = colmod.weighted_items(blob)
+    if items is not None and len(items) == n:
+        return np.sort(items)
     # Mid-point ranks land inside each unit of cumulative weight, free of rounding at edges.
     ranks = (np.arange(1, n + 1) - 0.5) / n
     return np.asarray(sketch.get_quantiles(ranks.tolist(), inclusive=True), dtype=np.float64)

@@ -29,7 +29,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _MISSING = np.uint64(0x9E3779B97F4A7C15)
 _rng = np.random.default_rng(0x5EED)
 _POSITION = _rng.integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)  # odd
-_SALT = _rng.integers(1, 2**63, size=4096, dtype=np.uint64)
+_SALT = _rng.integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)  # odd
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -45,15 +45,15 @@ def _text_hash(values: np.ndarray, n: int) -> np.ndarray:
     """A uint64 per string: code points weighted by odd per-position constants.
 
     Padding code points are zero and add nothing, so a string hashes the same whatever width
-    its array has; the weighted sum is mixed afterwards with the other columns.
+    its array has.
     """
-    text = np.ascontiguousarray(values.astype(str))
+    text = values if values.dtype.kind == "U" else values.astype(str)
     width = text.dtype.itemsize // 4
     if width == 0:
         return np.zeros(n, dtype=np.uint64)
     if width > len(_POSITION):
         raise ValueError(f"sampled text longer than {len(_POSITION)} characters")
-    codes = text.view(np.uint32).reshape(n, width).astype(np.uint64)
+    codes = np.ascontiguousarray(text).view(np.uint32).reshape(n, width)
     return codes @ _POSITION[:width]
 
 
@@ -61,9 +61,9 @@ def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.nd
     """One uint64 per row over ``names`` (missing columns hash as a constant).
 
     Numbers hash by their float64 bits (one NaN, no negative zero, so equal values agree
-    whatever their dtype), text by its code points; each column's hashes are salted by its
-    position and mixed, then the row sums them (wrapping), so moving a value to another column
-    changes the row's hash.
+    whatever their dtype), text by its code points. Each column's values have their high bits
+    folded down and are weighted by an odd constant of the column's position, the row sums
+    them (wrapping) and the sum is mixed: moving a value to another column changes the hash.
     """
     n = len(next(iter(columns.values()))) if columns else 0
     if not names:
@@ -82,11 +82,13 @@ def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.nd
             per_column[j] = _text_hash(values, n)
     if numeric:
         x = np.array([columns[names[j]] for j in numeric], dtype=np.float64)
-        x = np.where(np.isnan(x), np.nan, x + 0.0)
+        x += 0.0  # no negative zero
+        x[np.isnan(x)] = np.nan  # one NaN
         per_column[numeric] = x.view(np.uint64)
     with np.errstate(over="ignore"):
-        mixed = _mix(per_column ^ _SALT[: len(names), None])
-        return _mix(mixed.sum(axis=0, dtype=np.uint64))
+        per_column ^= per_column >> np.uint64(29)
+        per_column *= _SALT[: len(names), None]
+        return _mix(per_column.sum(axis=0, dtype=np.uint64))
 
 
 def identifier_columns(samples: Sequence[Mapping[str, np.ndarray]]) -> set[str]:
@@ -107,13 +109,17 @@ def identifier_columns(samples: Sequence[Mapping[str, np.ndarray]]) -> set[str]:
 
 def overlap(current: np.ndarray, previous: np.ndarray) -> float:
     """Share of ``current`` rows whose hash occurs in ``previous``."""
+    return _share_in(current, np.sort(previous))
+
+
+def _share_in(current: np.ndarray, known: np.ndarray) -> float:
+    """Share of ``current`` found in the sorted array ``known``."""
     if not len(current):
         return float("nan")
-    if not len(previous):
+    if not len(known):
         return 0.0
-    known = np.sort(previous)
     at = np.minimum(np.searchsorted(known, current), len(known) - 1)
-    return float((known[at] == current).mean())
+    return float(np.count_nonzero(known[at] == current) / len(current))
 
 
 class RepeatedRows(SoftConstraint):
@@ -144,12 +150,12 @@ class RepeatedRows(SoftConstraint):
     def evaluate_sample(self, columns: Mapping[str, np.ndarray]) -> Outcome | None:
         """Judge one run's sample, then remember it as the run to compare the next one with."""
         hashes = row_hashes(columns, self.key_columns)
-        last, self._last = self._last, hashes
+        last, self._last = self._last, np.sort(hashes)  # kept sorted for the next lookup
         if last is None or len(hashes) < MIN_VALUES_SOFT or len(last) < MIN_VALUES_SOFT:
             return None
         if not self.threshold.ready:
             return None
-        value, n = overlap(hashes, last), len(hashes)
+        value, n = _share_in(hashes, last), len(hashes)
         low, high = self.threshold.bounds(n)
         fired = self.threshold.violated(value, n)
         text = (

@@ -248,12 +248,14 @@ def _numeric(
             merges[key] = colmod.merge_sketches([r.sketch for r in rs])
         return merges[key]
 
+    bands: dict[bytes, tuple[float, float] | None] = {}
+
     def band(rs: Sequence[ColumnSummary]) -> tuple[float, float] | None:
         merged = merge(rs)
-        if not merged:
-            return None
-        lo, hi = colmod.quantiles(merged, _BAND)
-        return float(lo), float(hi)
+        if merged not in bands:
+            lo, hi = colmod.quantiles(merged, _BAND) if merged else (np.nan, np.nan)
+            bands[merged] = (float(lo), float(hi)) if merged else None
+        return bands[merged]
 
     def above(rs: Sequence[ColumnSummary]) -> AboveRange | None:
         b = band(rs)

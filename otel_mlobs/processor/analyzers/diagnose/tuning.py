@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -282,23 +283,36 @@ class ThresholdBank:
 
     def adopt(self, t: RobustThreshold) -> BankedThreshold:
         """Append ``t`` (parameters, scale and history) as a new row."""
-        history = list(t._history)[-self.window :]
-        values = np.full((1, self.window), np.nan)
-        values[0, : len(history)] = history
+        return self.adopt_many([t])[0]
+
+    def adopt_many(self, thresholds: Sequence[RobustThreshold]) -> list[BankedThreshold]:
+        """Append each of ``thresholds`` as a new row, in order."""
+        m, base = len(thresholds), len(self)
+        values = np.full((m, self.window), np.nan)
+        size = np.zeros(m, dtype=np.int64)
+        for i, t in enumerate(thresholds):
+            history = list(t._history)[-self.window :]
+            values[i, : len(history)] = history
+            size[i] = len(history)
+        sides = [t.side for t in thresholds]
+
+        def grow(old: np.ndarray, new: Sequence | np.ndarray) -> np.ndarray:
+            return np.concatenate([old, np.asarray(new, dtype=old.dtype)])
+
         self._values = np.concatenate([self._values, values])
-        self._next = np.append(self._next, len(history) % self.window)
-        self._size = np.append(self._size, len(history))
-        self._lower = np.append(self._lower, t.side in ("lower", "both"))
-        self._upper = np.append(self._upper, t.side in ("upper", "both"))
-        self._floor = np.append(self._floor, t.floor)
-        self._k = np.append(self._k, t.k)
-        self._noise = np.append(self._noise, _NOISE_CODES[t.noise])
-        self._unit_sd = np.append(self._unit_sd, t.unit_sd)
-        self._scale = np.append(self._scale, t.sensitivity)
-        self._center = np.append(self._center, np.nan)
-        self._spread = np.append(self._spread, 0.0)
-        self._stale = np.append(self._stale, True)
-        return BankedThreshold(self, len(self._size) - 1, t.side, t.noise)
+        self._next = grow(self._next, size % self.window)
+        self._size = grow(self._size, size)
+        self._lower = grow(self._lower, [side in ("lower", "both") for side in sides])
+        self._upper = grow(self._upper, [side in ("upper", "both") for side in sides])
+        self._floor = grow(self._floor, [t.floor for t in thresholds])
+        self._k = grow(self._k, [t.k for t in thresholds])
+        self._noise = grow(self._noise, [_NOISE_CODES[t.noise] for t in thresholds])
+        self._unit_sd = grow(self._unit_sd, [t.unit_sd for t in thresholds])
+        self._scale = grow(self._scale, [t.sensitivity for t in thresholds])
+        self._center = grow(self._center, np.full(m, np.nan))
+        self._spread = grow(self._spread, np.zeros(m))
+        self._stale = grow(self._stale, np.ones(m, dtype=bool))
+        return [BankedThreshold(self, base + i, t.side, t.noise) for i, t in enumerate(thresholds)]
 
     # -- learning -------------------------------------------------------------------------
     def observe(self, rows: np.ndarray, values: np.ndarray) -> None:
