@@ -6,14 +6,21 @@ import numpy as np
 import pytest
 
 from otel_mlobs.processor.analyzers.diagnose import LikelihoodAnalyzer
+from otel_mlobs.processor.analyzers.diagnose import likelihood as likelihood_module
 from otel_mlobs.processor.analyzers.diagnose.discretize import (
     HIGH,
     LOW,
     NULL,
+    RowCoder,
     encode_rows,
     fit_coder,
 )
-from otel_mlobs.processor.analyzers.diagnose.likelihood import ChowLiuTree, mutual_information
+from otel_mlobs.processor.analyzers.diagnose.likelihood import (
+    ChowLiuTree,
+    CountLayout,
+    TreeCounts,
+    mutual_information,
+)
 from otel_mlobs.processor.records import Key, SampleRecord
 
 KEY = Key("shop", "features")
@@ -228,3 +235,160 @@ def test_wide_datasets_model_a_bounded_number_of_columns():
     model = next(d for d in a.query()["datasets"])
     assert len(model["columns"]) == 8
     assert sum("max_columns" in why for why in model["skipped"].values()) == 32
+
+
+def _reference_codes(coder, values: np.ndarray, event_time: float) -> np.ndarray:
+    """Codes as the coding rules state them, one value at a time."""
+    out = []
+    for v in values.tolist():
+        if coder.kind == "categorical":
+            text = str(v)
+            if text in ("", "nan", "None"):
+                out.append(NULL)
+            elif text in coder.values.tolist():
+                out.append(3 + coder.values.tolist().index(text))
+            else:
+                out.append(3 + len(coder.values))
+            continue
+        x = float(v) - (event_time if coder.kind == "offset" else 0.0)
+        if not np.isfinite(x):
+            out.append(NULL)
+        elif x < coder.lo:
+            out.append(LOW)
+        elif x > coder.hi:
+            out.append(HIGH)
+        elif len(coder.values):
+            dist = np.abs(coder.values - x)
+            out.append(3 + int(np.flatnonzero(dist == dist.min())[-1]))  # ties: the larger
+        else:
+            out.append(3 + int(np.sum(coder.edges <= x)))
+    return np.array(out, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_coder_codes_every_column_as_its_coder_does(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    ref = {
+        "skewed": rng.lognormal(0, 2, n),
+        "normal": rng.normal(50, 10, n),
+        "steps": np.tile([1.0, 1.0, 2.5, 4.0, 10.0], n // 5),
+        "label": rng.choice(["north", "south", "a b", "日本", "nan", ""], n),
+        "clock": T0 + rng.uniform(0, DAY, n),
+    }
+    runs = [{k: v[: n // 2] for k, v in ref.items()}, {k: v[n // 2 :] for k, v in ref.items()}]
+    runs[1]["clock"] = runs[1]["clock"] + DAY
+    times = [T0, T0 + DAY]
+    coders = [fit_coder(k, [r[k] for r in runs], times) for k in ref]
+    assert all(c is not None for c in coders) and coders[4].kind == "offset"
+    samples = []
+    for s in range(3):
+        m = 300
+        cols = {
+            "skewed": np.concatenate([rng.lognormal(0, 2, m - 4), [np.nan, np.inf, -1.0, 1e9]]),
+            "normal": np.concatenate([rng.normal(50, 10, m - 9), coders[1].edges]),
+            "steps": rng.choice([1.0, 1.75, 2.5, 3.0, 4.0, 7.0, 10.0, 99.0], m),
+            "label": rng.choice(["north", "south", "west", "日本", "", "None"], m).astype("<U7"),
+            "clock": T0 + (s + 2) * DAY + rng.uniform(-3600, DAY + 3600, m),
+        }
+        if s == 1:
+            cols["label"] = cols["label"].astype(object)  # another text layout, same codes
+            del cols["steps"]
+        samples.append((cols, T0 + (s + 2) * DAY))
+    codes, present, bounds = RowCoder(coders).encode_many(samples)
+    for s, (cols, t) in enumerate(samples):
+        part = codes[bounds[s] : bounds[s + 1]]
+        for j, coder in enumerate(coders):
+            if coder.name not in cols:
+                assert not present[s, j] and (part[:, j] == NULL).all()
+                continue
+            assert present[s, j]
+            expected = _reference_codes(coder, cols[coder.name], t)
+            np.testing.assert_array_equal(part[:, j], expected, err_msg=coder.name)
+            np.testing.assert_array_equal(coder.encode(cols[coder.name], t), expected)
+
+
+def test_tree_counts_add_and_subtract_like_refits():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 4, 3000)
+    b = (a + (rng.random(3000) < 0.2)) % 4
+    c = rng.integers(0, 5, 3000)
+    codes = np.stack([a, b, c], 1)
+    layout = CountLayout([4, 4, 5])
+    parts = [TreeCounts.of(codes[i : i + 1000], layout) for i in range(0, 3000, 1000)]
+    total = parts[0] + parts[1] + parts[2]
+    whole = ChowLiuTree.fit(codes, [4, 4, 5])
+    summed = ChowLiuTree.from_counts(total, layout)
+    assert summed.parent.tolist() == whole.parent.tolist()
+    np.testing.assert_allclose(summed.mi, whole.mi, atol=1e-12)
+    left_out = ChowLiuTree.from_counts(total - parts[0], layout)
+    refit = ChowLiuTree.fit(codes[1000:], [4, 4, 5])
+    for x, y in zip(left_out.cpts, refit.cpts, strict=True):
+        assert (x is None) == (y is None)
+        if x is not None:
+            np.testing.assert_allclose(x, y)
+    noise = 3.0 * np.sqrt(2.0 * 9) / (2.0 * 3000)  # the fit's margin over chance, df = 3 * 3
+    assert whole.mi[1] + whole.mi[0] == pytest.approx(mutual_information(a, b, 4, 4) - noise)
+
+
+@pytest.mark.parametrize("cells", [1 << 15, 8])  # score tables, and row-by-row scoring
+def test_column_scores_are_conditional_log_probabilities(monkeypatch, cells):
+    monkeypatch.setattr(likelihood_module, "_TABLE_CELLS", cells)
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 3, 2000)
+    b = (a + (rng.random(2000) < 0.1)) % 3
+    c = (b + (rng.random(2000) < 0.1)) % 3
+    codes = np.stack([a, b, c], 1)
+    tree = ChowLiuTree.fit(codes, [3, 3, 3])
+    rows = np.array([[0, 0, 0], [0, 1, 2], [2, 0, 1]])
+
+    def joint(x):  # the tree's joint probability of one row
+        logp = 0.0
+        for j in range(3):
+            p = tree.parent[j]
+            logp += tree.root_log_p[j][x[j]] if p < 0 else tree.cpts[j][x[p], x[j]]
+        return np.exp(logp)
+
+    scores = tree.column_scores(rows)
+    for r, x in enumerate(rows):
+        for j in range(3):  # P(x_j | every other column) under the tree's joint
+            others = sum(joint(np.where(np.arange(3) == j, v, x)) for v in range(3))
+            assert scores[r, j] == pytest.approx(np.log(joint(x) / others), abs=1e-9)
+    # b links a and c; without b, each of them is left with its own marginal
+    assert sorted(tree.blanket(1)) == [0, 2]
+    masked = tree.column_scores(rows, np.array([True, False, True]))
+    assert np.isnan(masked[:, 1]).all()
+    for j in (0, 2):
+        np.testing.assert_allclose(masked[:, j], tree.root_log_p[j][rows[:, j]])
+
+
+def test_batched_updates_match_single_updates():
+    one, many = trained(), trained()
+    batch = []
+    for run in range(10, 16):
+        cols = rows(run, n=200 if run % 2 else 600)
+        if run == 12:
+            cols["trip_distance"] = cols["trip_distance"] * 1.609
+        if run == 14:
+            cols.pop("zone")
+        batch.append(SampleRecord(KEY, f"r{run}", T0 + run * DAY, "output", "features", 1, cols))
+    for rec in batch:
+        one.update(rec)
+    many.update_many(batch)
+    assert one.query() == many.query()
+    assert [(a.id, a.explanation) for a in one.alerts()] == [
+        (a.id, a.explanation) for a in many.alerts()
+    ]
+
+
+def test_snapshot_leaves_out_scoring_caches_and_restores_the_same_scores():
+    a = trained()
+    feed(a, 10, rows(10))
+    blob = a.snapshot()
+    clone = LikelihoodAnalyzer(KEY, reference_runs=5)
+    clone.restore(blob)
+    bad = rows(11)
+    bad["trip_distance"] = bad["trip_distance"] * 1.609
+    feed(a, 11, bad)
+    feed(clone, 11, bad)
+    assert a.query() == clone.query() and len(blob) < 2_000_000
