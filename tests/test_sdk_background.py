@@ -155,7 +155,7 @@ def test_data_changed_after_the_call_is_summarized_as_it_was(provider_for) -> No
 
 def test_flush_waits_for_pending_summaries(provider_for, monkeypatch) -> None:
     exporter = provider_for(True)
-    real = run_module.summarize_frame
+    real = run_module.summarize_steps
     started = threading.Event()
 
     def slow(*args, **kwargs):
@@ -163,7 +163,7 @@ def test_flush_waits_for_pending_summaries(provider_for, monkeypatch) -> None:
         time.sleep(0.3)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "summarize_frame", slow)
+    monkeypatch.setattr(run_module, "summarize_steps", slow)
     with mlobs.observe("slow") as run:
         ptr = run.log_input("x", _frame(200))
     assert ptr.startswith("sha256:")  # the pointer is known at once
@@ -182,7 +182,7 @@ def test_a_failing_background_summary_is_counted_and_the_run_still_ends(provider
     def broken(*args, **kwargs):
         raise RuntimeError("summarizer bug")
 
-    monkeypatch.setattr(run_module, "summarize_frame", broken)
+    monkeypatch.setattr(run_module, "summarize_steps", broken)
     with mlobs.observe("c") as run:
         ptr = run.log_input("x", _frame(2000))
     assert mlobs.flush(10)

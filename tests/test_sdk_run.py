@@ -287,7 +287,7 @@ def test_sdk_faults_and_unreadable_arguments_never_break_the_pipeline(sdk_export
     def broken(*args, **kwargs):
         raise RuntimeError("summarizer bug")
 
-    monkeypatch.setattr(run_module, "summarize_frame", broken)
+    monkeypatch.setattr(run_module, "summarize_steps", broken)
     with mlobs.observe("c") as run:
         ptr = run.log_input("x", {"a": [1.0]})
     assert ptr.startswith("sha256:") and stats()["errors"] == 2

@@ -362,7 +362,8 @@ def time_seconds(arr: np.ndarray) -> np.ndarray:
     ticks = arr.view(np.int64)
     per_second = np.timedelta64(1, "s") / np.timedelta64(step, unit)
     out = ticks / per_second
-    out[ticks == _NAT] = np.nan
+    if len(ticks) and ticks.min() == _NAT:  # one cheap reduction instead of a mask per call
+        out[ticks == _NAT] = np.nan
     return out
 
 

@@ -29,10 +29,10 @@ import pandas as pd
 def snapshot(data: Any) -> Any:
     """``data`` as a value later changes to the caller's objects cannot reach; anything the
     SDK does not read is returned as it is (reading it then raises as usual)."""
-    if isinstance(data, pd.DataFrame | pd.Series | pd.Index):
-        return data.copy(deep=not copy_on_write())
     if isinstance(data, np.ndarray):
         return data.copy()
+    if isinstance(data, pd.DataFrame | pd.Series | pd.Index):
+        return data.copy(deep=not copy_on_write())
     if isinstance(data, pd.api.extensions.ExtensionArray):
         return data.copy()
     if isinstance(data, Mapping):
@@ -53,6 +53,8 @@ def copy_on_write() -> bool:
 
 
 def _column(value: Any) -> Any:
+    if type(value) is np.ndarray:
+        return value.copy()
     if isinstance(value, list | tuple):
         return tuple(value)
     return snapshot(value)

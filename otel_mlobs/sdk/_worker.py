@@ -19,6 +19,17 @@ Guarantees:
   catches up, so a producer faster than the worker slows down instead of piling up snapshots.
 * After ``fork()`` the child starts with an empty queue and starts its own thread on first use.
 
+Sharing the interpreter
+-----------------------
+The worker's Python code holds the GIL, and a caller thread coming back from GIL-free work (a
+model's C loop) has to wait for it: up to the interpreter's switch interval (5 ms) each time, more
+when the worker is descheduled while holding it on a busy machine. So the worker paces itself:
+a job may be a generator that yields between steps (a summary, then each event), and after each
+step the worker sleeps :data:`PAUSE_RATIO` times as long as the step took (at most
+:data:`MAX_PAUSE_S`), keeping its share of the interpreter small and its stretches short. It
+stops pausing while someone waits in :func:`drain` or when :data:`MAX_PENDING` / 2 jobs are
+queued, so pacing never loses work or makes a flush slow.
+
 The worker's own thread CPU time is kept (:func:`cpu_seconds`) so benchmarks can report the
 background cost per call next to the caller's.
 """
@@ -31,34 +42,41 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _LOG = logging.getLogger(__name__)
 MAX_PENDING = 64
 """Jobs waiting at most; :func:`submit` blocks past it."""
+PAUSE_RATIO = 6.0
+"""After each step the worker sleeps this many times the step's duration (see the module docs)."""
+MAX_PAUSE_S = 0.005
 
-Job = Callable[[], None]
+Job = Callable[[], Iterator[object] | None]
+OnError = Callable[[BaseException], None]
 
 
 class Worker:
     """A FIFO of jobs run by one daemon thread, started on the first :meth:`submit`."""
 
-    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, max_pending: int = MAX_PENDING, pause_ratio: float = PAUSE_RATIO) -> None:
         self.max_pending = max(1, max_pending)
+        self.pause_ratio = pause_ratio
         self._cond = threading.Condition(threading.Lock())
-        self._jobs: deque[Job] = deque()
+        self._jobs: deque[tuple[Job, OnError | None]] = deque()
         self._busy = False
+        self._draining = 0
         self._thread: threading.Thread | None = None
         self._cpu = 0.0
         self._done = 0
 
-    def submit(self, job: Job, on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Queue ``job``; blocks while :attr:`max_pending` jobs are already waiting."""
-        item = job if on_error is None else _guarded(job, on_error)
+    def submit(self, job: Job, on_error: OnError | None = None) -> None:
+        """Queue ``job`` (a callable; if it returns an iterator, each item ends a step); blocks
+        while :attr:`max_pending` jobs are already waiting. ``on_error`` receives what the job
+        raises; without it the error is logged."""
         with self._cond:
             while len(self._jobs) >= self.max_pending:
                 self._cond.wait()
-            self._jobs.append(item)
+            self._jobs.append((job, on_error))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="otel-mlobs-worker",
                                                 daemon=True)
@@ -72,11 +90,15 @@ class Worker:
             return True  # a job that flushes must not wait for itself
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
-            while self._jobs or self._busy:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._draining += 1  # the worker stops pausing while anyone waits
+            try:
+                while self._jobs or self._busy:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._draining -= 1
         return True
 
     def pending(self) -> int:
@@ -98,14 +120,20 @@ class Worker:
             with self._cond:
                 while not self._jobs:
                     self._cond.wait()
-                job = self._jobs.popleft()
+                job, on_error = self._jobs.popleft()
                 self._busy = True
                 self._cond.notify_all()  # room for a blocked submit
             start = time.thread_time()
             try:
-                job()
-            except BaseException:  # a job must never kill the worker
-                _LOG.exception("background SDK job failed")
+                self._run(job)
+            except Exception as exc:  # a job must never kill the worker
+                if on_error is None:
+                    _LOG.exception("background SDK job failed")
+                else:
+                    try:
+                        on_error(exc)
+                    except Exception:
+                        _LOG.exception("background SDK job failed")
             spent = time.thread_time() - start
             with self._cond:
                 self._busy = False
@@ -113,15 +141,21 @@ class Worker:
                 self._done += 1
                 self._cond.notify_all()
 
+    def _run(self, job: Job) -> None:
+        begun = time.perf_counter()
+        steps = job()
+        if steps is not None:
+            for _ in steps:
+                begun = self._pause(begun)
+        self._pause(begun)
 
-def _guarded(job: Job, on_error: Callable[[BaseException], None]) -> Job:
-    def run() -> None:
-        try:
-            job()
-        except Exception as exc:
-            on_error(exc)
-
-    return run
+    def _pause(self, begun: float) -> float:
+        """Sleep in proportion to the step that began at ``begun``; returns when the next began."""
+        now = time.perf_counter()
+        if self.pause_ratio > 0 and not self._draining and len(self._jobs) < self.max_pending // 2:
+            time.sleep(min((now - begun) * self.pause_ratio, MAX_PAUSE_S))
+            now = time.perf_counter()
+        return now
 
 
 _worker = Worker()
@@ -132,7 +166,7 @@ def worker() -> Worker:
     return _worker
 
 
-def submit(job: Job, on_error: Callable[[BaseException], None] | None = None) -> None:
+def submit(job: Job, on_error: OnError | None = None) -> None:
     """Queue ``job`` on the process's worker (see :meth:`Worker.submit`)."""
     _worker.submit(job, on_error)
 
@@ -149,7 +183,8 @@ def cpu_seconds() -> float:
 
 def _after_fork_in_child() -> None:
     global _worker
-    _worker = Worker(_worker.max_pending)  # the parent's jobs and thread stay the parent's
+    # the parent's jobs and thread stay the parent's
+    _worker = Worker(_worker.max_pending, _worker.pause_ratio)
 
 
 _exit_hooked = False

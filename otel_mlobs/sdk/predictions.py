@@ -11,13 +11,17 @@ about 3 MiB per span, so a batch of any size arrives whole.
 Labels are canonical strings (:func:`otel_mlobs.packing.label_strings`), so ``True``, ``1`` and
 ``"1"`` join. Inside a run, pipeline and component default to the run's and timestamps to the
 run's event time; outside, to the configured pipeline and the current time.
+
+Arguments are checked on the caller's thread (a mismatch raises there). With background work on
+(see :mod:`otel_mlobs.sdk.setup`) the arrays are copied and turned into packed events on the
+SDK's worker, in the caller's trace context and timed at the call.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,17 +85,18 @@ def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
     head = _span_head(semconv.SPAN_ROLE_FEEDBACK, model, pipeline,
                       run.component if run is not None else None, None)
 
-    def emit(where: Context | None = None, stamp: int | None = None) -> None:
+    def emit(where: Context | None = None, stamp: int | None = None) -> Iterator[None]:
         columns = {semconv.FB_IDS: _id_text(id_arr), semconv.FB_LABELS: _label_text(label_raw),
                    semconv.FB_TIMESTAMPS: ts}
-        _emit_batch(semconv.EVENT_FEEDBACK, f"feedback {model}", head, columns, {}, n,
-                    where=where, stamp=stamp)
+        yield
+        yield from _emit_batch(semconv.EVENT_FEEDBACK, f"feedback {model}", head, columns, {}, n,
+                               where=where, stamp=stamp)
 
     if n and background():
         id_arr, label_raw = id_arr.copy(), label_raw.copy()
         _defer(emit, f"feedback of {model!r}")
     else:
-        emit()
+        _run(emit())
 
 
 def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
@@ -126,26 +131,38 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
     comp = component if component is not None else (run.component if run is not None else None)
     head = _span_head(semconv.SPAN_ROLE_PREDICTIONS, model, pipeline, comp, model_version)
 
-    def emit(where: Context | None = None, stamp: int | None = None) -> None:
+    def emit(where: Context | None = None, stamp: int | None = None) -> Iterator[None]:
         columns: dict[str, np.ndarray] = {semconv.PRED_IDS: _id_text(id_arr),
                                           semconv.PRED_TIMESTAMPS: ts}
+        yield
         if score_arr is not None:
             columns[semconv.PRED_SCORES] = score_arr
         if label_raw is not None:
             columns[semconv.PRED_LABELS] = _label_text(label_raw)
         if true_raw is not None:
             columns[semconv.PRED_TRUE_LABELS] = _label_text(true_raw)
-        names, arrays = _features(feature_table)
-        _emit_batch(semconv.EVENT_PREDICTIONS, f"predictions {model}", head, columns, fixed, n,
-                    names, arrays, where=where, stamp=stamp)
+        yield
+        names, arrays = [], []
+        if feature_table is not None:
+            for name, col in zip(feature_table.names, feature_table.columns, strict=True):
+                names.append(name)
+                arrays.append(_feature(col))
+                yield
+        yield from _emit_batch(semconv.EVENT_PREDICTIONS, f"predictions {model}", head, columns,
+                               fixed, n, names, arrays, where=where, stamp=stamp)
 
     if deferred:
         _defer(emit, f"predictions of {model!r}")
     else:
-        emit()
+        _run(emit())
 
 
-def _defer(emit: Callable[[Context, int], None], what: str) -> None:
+def _run(steps: Iterator[None]) -> None:
+    for _ in steps:
+        pass
+
+
+def _defer(emit: Callable[[Context, int], Iterator[None]], what: str) -> None:
     """Run ``emit`` on the SDK's worker, in the caller's trace context (so the batch spans are
     children of the active run) and timed at the call."""
     where, stamp = context.get_current(), time.time_ns()
@@ -277,12 +294,6 @@ def _feature_table(features: Any, n: int) -> Table | None:
     return table
 
 
-def _features(table: Table | None) -> tuple[list[str], list[np.ndarray]]:
-    if table is None:
-        return [], []
-    return list(table.names), [_feature(col) for col in table.columns]
-
-
 def _feature(col: Any) -> np.ndarray:
     """One feature's values: float64 (NaN nulls) for numbers, booleans and datetimes (seconds);
     fixed-width text (``""`` for nulls) otherwise."""
@@ -326,9 +337,9 @@ def _span_head(role: str, model: str, pipeline: str | None, component: str | Non
 def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
                 columns: Mapping[str, np.ndarray], fixed: dict[str, Any], n: int,
                 feature_names: Sequence[str] = (), feature_arrays: Sequence[np.ndarray] = (),
-                *, where: Context | None = None, stamp: int | None = None) -> None:
-    """The batch's spans; ``where`` and ``stamp`` are the caller's context and time when this
-    runs later on the SDK's worker."""
+                *, where: Context | None = None, stamp: int | None = None) -> Iterator[None]:
+    """The batch's spans, yielding after each event; ``where`` and ``stamp`` are the caller's
+    context and time when this runs later on the SDK's worker."""
     if n == 0:
         return
     tracer = get_tracer()
@@ -360,6 +371,7 @@ def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
                 attrs[semconv.PRED_FEATURE_NAMES] = list(feature_names)
                 attrs[semconv.PRED_FEATURES] = [_emit.packed(a[lo:hi]) for a in feature_arrays]
             sink.add(event_name, attrs, (hi - lo) * row_bytes + fixed_bytes, stamp)
+            yield
     finally:
         sink.close()
     _emit.count("rows_sent", n)

@@ -1,12 +1,23 @@
 """Component runs: ``observe()``, ``@component`` and the :class:`Run` they hand to user code.
 
 One run is one span of role ``run``. What the run reads and writes is logged with
-:meth:`Run.log_input` / :meth:`Run.log_output`: each dataset is summarized on the caller's thread
-(see :mod:`otel_mlobs.sdk.summarize`) and rides on the span as ``mlobs.summary`` and
-``mlobs.sample`` events; continuation spans of role ``part`` take over when the span is full. The
-run's pointers (URIs or ``sha256:`` content hashes) are set as ``mlobs.run.inputs`` /
-``mlobs.run.outputs`` when the run ends; a run whose input pointer was the output of an earlier run
-in this process also gets a span link to it.
+:meth:`Run.log_input` / :meth:`Run.log_output`: each dataset is summarized (see
+:mod:`otel_mlobs.sdk.summarize`) and rides on the span as ``mlobs.summary`` and ``mlobs.sample``
+events; continuation spans of role ``part`` take over when the span is full. The run's pointers
+(URIs or ``sha256:`` content hashes) are set as ``mlobs.run.inputs`` / ``mlobs.run.outputs`` when
+the run ends; a run whose input pointer was the output of an earlier run in this process also
+gets a span link to it.
+
+Where the work happens
+----------------------
+The caller's thread makes the one pass over every row that the content pointer needs (it is the
+return value) and gathers the sampled rows on the way. With background work on (the default for
+the provider :func:`~otel_mlobs.sdk.setup.configure` builds), the rest -- sketches, top values,
+the sample, the events -- is finished on the SDK's worker (:mod:`otel_mlobs.sdk._worker`) from
+those gathered rows only, so the caller may change its data as soon as the call returns; check
+events and the span's end follow in order, timed at the call. ``otel_mlobs.flush()`` waits for
+it. A summary that reads every row of a large table (``sketch_rows=None``) is made before the
+call returns.
 
 Checks
 ------
@@ -54,7 +65,7 @@ from otel_mlobs.sdk._tabular import Table, as_table, is_tabular
 from otel_mlobs.sdk.checks import Check, CheckFailed, CheckFailedWarning, check_name, evaluate
 from otel_mlobs.sdk.pointers import content_pointer
 from otel_mlobs.sdk.setup import background, get_tracer, pipeline_name
-from otel_mlobs.sdk.summarize import DEFAULT_SAMPLE_ROWS, DEFAULT_SKETCH_ROWS, summarize_frame
+from otel_mlobs.sdk.summarize import DEFAULT_SAMPLE_ROWS, DEFAULT_SKETCH_ROWS, summarize_steps
 
 _LOG = logging.getLogger(__name__)
 _current: ContextVar[Run | None] = ContextVar("otel_mlobs_run", default=None)
@@ -239,11 +250,12 @@ class Run:
         # caller's arrays, so the caller may change its data as soon as this returns.
         if deferred and table.detach(DETACH_COPY_ROWS):
             stamp = time.time_ns()
-            _worker.submit(lambda: self._emit_summary(*args, timestamp=stamp),
+            _worker.submit(lambda: self._summary_steps(*args, timestamp=stamp),
                            lambda exc: self._summary_fault(role, name, exc))
             return ptr
         try:
-            self._emit_summary(*args)
+            for _ in self._summary_steps(*args):
+                pass
         except Exception as exc:  # an SDK fault must not break the pipeline
             self._summary_fault(role, name, exc)
         return ptr
@@ -254,10 +266,13 @@ class Run:
         _LOG.error("could not summarize %s %r of component %r", role, name, self.component,
                    exc_info=exc)
 
-    def _emit_summary(self, role: str, name: str, table: Any, ptr: str,
-                      sensitive: Collection[str], sample_rows: int | None,
-                      sketch_rows: int | None, timestamp: int | None = None) -> None:
-        summary = summarize_frame(
+    def _summary_steps(self, role: str, name: str, table: Any, ptr: str,
+                       sensitive: Collection[str], sample_rows: int | None,
+                       sketch_rows: int | None, timestamp: int | None = None
+                       ) -> Iterator[None]:
+        """Summarize and add the events, yielding between steps (the worker paces itself there;
+        see :mod:`otel_mlobs.sdk._worker`)."""
+        summary = yield from summarize_steps(
             table, sensitive=self.sensitive | set(sensitive),
             sample_rows=self.sample_rows if sample_rows is None else sample_rows,
             sketch_rows=sketch_rows, name=name,
@@ -265,10 +280,13 @@ class Run:
         self.shed += summary.shed
         _emit.count("shed", summary.shed)
         _emit.count("truncated_values", summary.truncated)
+        yield
         for event in _emit.summary_events(summary, role, name, ptr):
             self._sink.add(*event, timestamp)
+            yield
         for event in _emit.sample_events(summary, role, name):
             self._sink.add(*event, timestamp)
+            yield
 
     # --- checks ---------------------------------------------------------------------------------
 

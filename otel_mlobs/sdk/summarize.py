@@ -60,15 +60,16 @@ tz-aware values converted to UTC):
 
 Cost
 ----
-On the caller's thread, per table: five reductions (sum, min, max, bit sum, sum of squares) over
-each block of numeric columns, a cache-sized chunk at a time; one C pass per text column to count
-its nulls; a sort of the sampled numbers and a count of the sampled text. Python-level work is a
-handful of calls per block or per text column, not per numeric column. Measured on a loaded
-2-core machine (caller-thread CPU): a 10,000-row x 24-column frame (20 numeric, 1 datetime,
-3 text columns) in about 1.2 ms in a warm loop and 1.6 ms with cold caches (a tenth of it the
-null checks of the text columns); with ``sketch_rows=None``, 1,000,000 rows x 20 columns
-(15 floats with 5% NaN, 5 six-level string columns) within twice a bare pandas pass
-(``mean``/``std``/``quantile`` plus ``value_counts``).
+Per table: five reductions (sum, min, max, bit sum, sum of squares) over each block of numeric
+columns, a cache-sized chunk at a time, and one C pass per text column to count its nulls
+(:func:`~otel_mlobs.sdk._columns.prepare`, shared with the content pointer); then a sort of the
+sampled numbers and a count of the sampled text. Python-level work is a handful of calls per
+block or per text column, not per numeric column. Inside a run the first part is all the
+caller's thread does when background work is on; the rest runs on the SDK's worker
+(:func:`summarize_steps` yields between its parts there). With ``sketch_rows=None``,
+1,000,000 rows x 20 columns (15 floats with 5% NaN, 5 six-level string columns) are summarized
+within twice a bare pandas pass (``mean``/``std``/``quantile`` plus ``value_counts``); see
+``benchmarks/results/summarize.md`` and ``benchmarks/results/sdk_overhead.md`` for figures.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +208,30 @@ def summarize_frame(
     >>> s.column("x")["count"], s.column("x")["nulls"], s.column("x")["mean"]
     (3, 1, 1.5)
     """
+    steps = summarize_steps(data, sensitive=sensitive, sample_rows=sample_rows, seed=seed,
+                            quantile_levels=quantile_levels, sketch_k=sketch_k,
+                            sketch_rows=sketch_rows, name=name)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def summarize_steps(
+    data: Any,
+    *,
+    sensitive: Collection[str] = (),
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    seed: int | None = None,
+    quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
+    sketch_k: int = DEFAULT_SKETCH_K,
+    sketch_rows: int | None = DEFAULT_SKETCH_ROWS,
+    name: str = "data",
+) -> Generator[None, None, FrameSummary]:
+    """:func:`summarize_frame` as a generator that yields between its parts (the float columns,
+    each categorical and text column) and returns the summary, so the SDK's worker can let other
+    threads have the interpreter in between (``summary = yield from summarize_steps(...)``)."""
     levels = _levels(tuple(quantile_levels))
     if sample_rows < 0:
         raise ValueError(f"sample_rows must be >= 0, got {sample_rows}")
@@ -236,9 +261,13 @@ def summarize_frame(
     samples: list[Any] = [None] * ncols
     with np.errstate(all="ignore"):
         _floats(out, cols, levels, sketch_k, sketch_rows, sketch_idx, sample_idx, samples)
-        for cat in cols.categories:
+    for cat in cols.categories:
+        yield
+        with np.errstate(all="ignore"):
             samples[cat.index] = _category(out, cat, sample_idx)
-        for text in cols.texts:
+    for text in cols.texts:
+        yield
+        with np.errstate(all="ignore"):
             samples[text.index] = _text(out, text, n, sketch_rows, sketch_idx, sample_idx)
     skip = set(sensitive)
     for col_name, sample in zip(cols.names, samples, strict=True):
