@@ -324,11 +324,22 @@ class RowCoder:
         out = np.zeros((d, total), dtype=np.int64)
         present = np.zeros((len(samples), d), dtype=bool)
         if self._numeric.size:
-            x = np.full((len(self._numeric), total), np.nan)
+            x = np.empty((len(self._numeric), total))
             for i, j in enumerate(self._numeric.tolist()):
                 name = self.coders[j].name
-                for s, (columns, _) in enumerate(samples):
-                    values = columns.get(name)
+                parts = [columns.get(name) for columns, _ in samples]
+                if all(
+                    isinstance(v, np.ndarray) and len(v) == m and v.dtype.kind in "fiub"
+                    for v, m in zip(parts, sizes, strict=True)
+                ):  # the common case: every sample has the column, as numbers
+                    if len(parts) == 1:
+                        x[i] = parts[0]
+                    else:
+                        np.concatenate(parts, out=x[i], casting="unsafe")
+                    present[:, j] = True
+                    continue
+                x[i] = np.nan
+                for s, values in enumerate(parts):
                     if values is not None and len(values) == sizes[s]:
                         values = np.asarray(values)
                         a, b = bounds[s], bounds[s + 1]

@@ -367,6 +367,7 @@ class LikelihoodAnalyzer(Analyzer):
         fast = self._fast.get(key)
         if fast is None:
             fast = self._fast[key] = _Scoring(key, model, self.history)
+            fast.linked = fast.links >= self.min_link  # the columns that may alert
         return fast
 
     def _score(
@@ -394,7 +395,7 @@ class LikelihoodAnalyzer(Analyzer):
         bank = model.bank
         fired_mask = np.zeros(len(present), dtype=bool)
         if n >= _MIN_RUN_ROWS:
-            check = present & (fast.links >= self.min_link)
+            check = present & fast.linked
             if check.any():
                 fired_mask[check] = bank.violated(fast.rows[check], drops[check], n)
         fired = {j: float(drops[j]) for j in np.flatnonzero(fired_mask).tolist()}
@@ -408,7 +409,7 @@ class LikelihoodAnalyzer(Analyzer):
         np.divide(fast.w_sums, w_counts, out=w_means, where=w_counts > 0)
         # The window only speaks for faults the single runs are too small to show.
         window_hit = np.zeros(len(present), dtype=bool)
-        cand = present & (fast.links >= self.min_link) & ~fired_mask & (w_counts > n)
+        cand = present & fast.linked & ~fired_mask & (w_counts > n)
         if cand.any():
             window_hit[cand] = bank.violated(
                 fast.rows[cand], (fast.ref_means - w_means)[cand], w_counts[cand]
