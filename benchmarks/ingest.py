@@ -455,15 +455,15 @@ def analyzer_costs(requests_: Sequence[Sequence[Any]], unit: int) -> dict[str, A
         snapshot_s += time.thread_time() - t
         if router.errors:
             errors.update(router.errors)
+        if not router.count()[cls.name]:
+            del cost[cls.name]  # accepts none of these records: nothing to name
     scale = 1e3 / unit
     return {
         "checkpoint": checkpoint_cost(snapshot, snapshot_s),
         "decode_ms": decode_s * scale,
         "refresh_ms": sum(refresh.values()) * scale,
         "apply_ms": sum(cost.values()) * scale,
-        "by_analyzer_ms": {
-            k: v * scale for k, v in sorted(cost.items(), key=lambda kv: -kv[1]) if v > 0
-        },
+        "by_analyzer_ms": {k: v * scale for k, v in sorted(cost.items(), key=lambda kv: -kv[1])},
         "errors": errors,
         "records": dict(Counter(type(r).__name__ for b in batches for r in b)),
         "requests": len(batches),
@@ -490,8 +490,9 @@ def checkpoint_cost(entries: dict[Any, bytes], snapshot_s: float) -> dict[str, f
     }
 
 
-def pipeline_costs(spans: Sequence[Any], batch_spans: int) -> dict[str, float]:
-    """CPU per run span of each step a request takes outside the analyzers, in this thread.
+def pipeline_costs(spans: Sequence[Any], batch_spans: int, repeats: int = 3) -> dict[str, float]:
+    """CPU per run span of each step a request takes outside the analyzers, in this thread;
+    the least of ``repeats`` passes, since the disk and the caches are shared with other work.
 
     The steps run as the processor runs them (``thread_time``, which counts the kernel's work
     for this thread too, e.g. copying log bytes into the page cache): protobuf parse, decode,
@@ -500,9 +501,24 @@ def pipeline_costs(spans: Sequence[Any], batch_spans: int) -> dict[str, float]:
     the queue hand-off with the worker's bookkeeping. What the processor spends beyond their
     sum is gRPC transport, thread switches and the metrics/status port.
     """
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    bodies = [
+        encode_spans(list(spans[i : i + batch_spans])).SerializeToString()
+        for i in range(0, len(spans), batch_spans)
+    ]
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for step, seconds in _pipeline_pass(bodies).items():
+            best[step] = min(seconds, best.get(step, float("inf")))
+    scale = 1e3 / len(spans)
+    return {step: seconds * scale for step, seconds in best.items()}
+
+
+def _pipeline_pass(bodies: Sequence[bytes]) -> Counter[str]:
+    """One pass of :func:`pipeline_costs` over the request bodies: seconds by step."""
     import secrets
 
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -515,10 +531,6 @@ def pipeline_costs(spans: Sequence[Any], batch_spans: int) -> dict[str, float]:
     from otel_mlobs.processor.stats import Stats
     from otel_mlobs.processor.wal import WriteAheadLog
 
-    bodies = [
-        encode_spans(list(spans[i : i + batch_spans])).SerializeToString()
-        for i in range(0, len(spans), batch_spans)
-    ]
     steps: Counter[str] = Counter()
 
     def timed(step: str, fn: Callable[[], Any]) -> Any:
@@ -554,8 +566,7 @@ def pipeline_costs(spans: Sequence[Any], batch_spans: int) -> dict[str, float]:
 
             timed("queue, worker and counters", hand_off)
         log.close()
-    scale = 1e3 / len(spans)
-    return {step: seconds * scale for step, seconds in steps.items()}
+    return steps
 
 
 # --- the benchmark ------------------------------------------------------------------------------
