@@ -293,15 +293,16 @@ class LikelihoodAnalyzer(Analyzer):
             loo = ChowLiuTree.from_counts(total - counts[i], layout) if len(encoded) > 1 else tree
             scores = loo.column_scores(codes)
             run_means.append(np.nanmean(scores, 0))
-            rows.append(scores)
+            rows.append(scores.T)  # (columns, rows): each column's scores contiguous
         run_means = np.array(run_means)
         all_codes = np.concatenate(encoded)
-        row_scores = np.concatenate(rows)
+        ref_means = np.median(run_means, axis=0)
+        unit_sds = np.nanstd(np.concatenate(rows, axis=1), axis=1)
         columns = []
         bank = ThresholdBank(window=self.history)
         for j, coder in enumerate(coders):
-            ref_mean = float(np.median(run_means[:, j]))
-            unit_sd = float(np.nanstd(row_scores[:, j]))
+            ref_mean = float(ref_means[j])
+            unit_sd = float(unit_sds[j])
             threshold = RobustThreshold(
                 "upper", self.min_drop, k=self.k, window=self.history, noise="mean", unit_sd=unit_sd
             )
