@@ -292,26 +292,38 @@ class SummaryView:
         """Per column of ``cols``: share of its values strictly above (``above``) or strictly
         below ``x``, from its sketch, else from the summary quantiles (as :func:`share_above`
         and :func:`share_below`, and the coarse fallback, would give)."""
-        out = np.full(len(cols), np.nan)
+        nan = np.full(len(cols), np.nan)
+        return self.outside(cols, x, nan)[0] if above else self.outside(cols, nan, x)[1]
+
+    def outside(
+        self, cols: np.ndarray, high: np.ndarray, low: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per column of ``cols`` (distinct): the share of its values above ``high`` and the
+        share below ``low`` (NaN where the edge is NaN), as :meth:`share_beyond` gives them."""
+        above = np.full(len(cols), np.nan)
+        below = np.full(len(cols), np.nan)
         matrix, row = self._sorted()
         r = row[cols]
         exact = r >= 0
         if exact.any():
-            block, edge, n = matrix[r[exact]], x[exact][:, None], self._sizes[cols[exact]]
-            if above:  # 1 - rank(inclusive), computed as the sketch does
-                out[exact] = 1.0 - (block <= edge).sum(axis=1) / n
-            else:
-                out[exact] = (block < edge).sum(axis=1) / n
+            block, n = matrix[r[exact]], self._sizes[cols[exact]]
+            # As the sketch reads ranks: above = 1 - rank(inclusive), below = rank(exclusive).
+            above[exact] = 1.0 - (block <= high[exact][:, None]).sum(axis=1) / n
+            below[exact] = (block < low[exact][:, None]).sum(axis=1) / n
         for k in np.flatnonzero(~exact):
-            i, at = int(cols[k]), float(x[k])
+            i = int(cols[k])
             sketch = self._kll.get(i)
-            if sketch is not None:
-                rank = float(sketch.get_rank(at, inclusive=above))
-                out[k] = 1.0 - rank if above else rank
-            else:
-                cdf = float(cdf_from_quantiles(self.levels, self.quantiles[i], np.array([at]))[0])
-                out[k] = 1.0 - cdf if above else cdf
-        return out
+            for edge, out, up in ((high[k], above, True), (low[k], below, False)):
+                if sketch is not None:
+                    rank = float(sketch.get_rank(float(edge), inclusive=up))
+                else:
+                    rank = float(
+                        cdf_from_quantiles(self.levels, self.quantiles[i], np.array([edge]))[0]
+                    )
+                out[k] = 1.0 - rank if up else rank
+        above[np.isnan(high)] = np.nan
+        below[np.isnan(low)] = np.nan
+        return above, below
 
 
 def _exact_items(blob: bytes) -> np.ndarray | None:

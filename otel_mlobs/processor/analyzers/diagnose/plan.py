@@ -182,26 +182,33 @@ class SuitePlan:
 
     # -- reference data ------------------------------------------------------------------
     def _init_shape(self) -> None:
-        """Expand every shape check's reference sketch into one sorted key array: column j's
-        items as ``j + 1j * item`` (complex numbers sort by real part first), so one search
-        places every run quantile of every column in its own reference."""
+        """Every shape check's reference in one sorted key array, so one search places every
+        run quantile of every column in its own reference: check j's distinct reference values
+        ``v`` as ``j + 1j * v`` (complex numbers sort by real part first), and beside them how
+        many reference values lie below each. References too large to expand are left to their
+        sketches (``shape_kll``)."""
         slots = self._of[SHAPE]
         self.shape_index = np.full(len(self.checks), -1, dtype=np.int64)
         self.shape_index[slots] = np.arange(len(slots))
-        keys, starts, sizes = [], [], []
-        self.shape_kll = np.zeros(len(slots), dtype=bool)  # too large: ask the sketch
-        at = 0
+        self.shape_kll = np.zeros(len(slots), dtype=bool)
+        keys, cums, starts, cum_starts, sizes = [], [], [], [], []
+        at = cum_at = 0
         for j, s in enumerate(slots):
             items = _sorted_items(self.checks[s].ref_sketch)  # type: ignore[attr-defined]
             if items is None:
                 self.shape_kll[j] = True
                 items = np.empty(0)
-            keys.append(j + 1j * items)
+            values, counts = np.unique(items, return_counts=True)
+            keys.append(j + 1j * values)
+            cums.append(np.concatenate([[0], np.cumsum(counts)]))
             starts.append(at)
+            cum_starts.append(cum_at)
             sizes.append(len(items))
-            at += len(items)
+            at += len(values)
+            cum_at += len(values) + 1
         self.shape_keys = np.concatenate(keys) if keys else np.empty(0, dtype=np.complex128)
-        self.shape_start = np.array(starts, dtype=np.int64)
+        self.shape_cum = np.concatenate(cums) if cums else np.empty(0, dtype=np.int64)
+        self.shape_offset = np.array(cum_starts, dtype=np.int64) - np.array(starts, np.int64)
         self.shape_size = np.array(sizes, dtype=np.int64)
 
     def _init_fresh(self) -> None:
@@ -386,16 +393,24 @@ class SuitePlan:
         n = np.where(is_[NULLS], total, np.where(counted, count, xs[:, S_MEASURED]))
         active = active & (np.where(is_[NULLS], total, count) >= MIN_VALUES_SOFT)
         soft = self.soft
+        shapes: list[tuple[int, np.ndarray, np.ndarray]] = []
         for r, view in enumerate(views):
             act = active[r]
-            for kind, above in ((ABOVE, True), (BELOW, False)):
-                j = self._soft_at[kind][act[self._soft_at[kind]]]
-                if len(j):
-                    edge = self.hi[soft[j]] if above else self.lo[soft[j]]
-                    value[r, j] = view.share_beyond(at[r, j], edge, above)
+            ja = self._soft_at[ABOVE][act[self._soft_at[ABOVE]]]
+            jb = self._soft_at[BELOW][act[self._soft_at[BELOW]]]
+            if len(ja) or len(jb):
+                # One pass over each column's values for both ends of its range.
+                cols = np.unique(np.concatenate([at[r, ja], at[r, jb]]))
+                high = np.full(len(cols), np.nan)
+                low = np.full(len(cols), np.nan)
+                high[np.searchsorted(cols, at[r, ja])] = self.hi[soft[ja]]
+                low[np.searchsorted(cols, at[r, jb])] = self.lo[soft[jb]]
+                above, below = view.outside(cols, high, low)
+                value[r, ja] = above[np.searchsorted(cols, at[r, ja])]
+                value[r, jb] = below[np.searchsorted(cols, at[r, jb])]
             j = self._soft_at[SHAPE][act[self._soft_at[SHAPE]]]
             if len(j):
-                value[r, j] = self._displacement(view.grid[at[r, j]], self.shape_index[soft[j]])
+                shapes.append((r, j, view.grid[at[r, j]]))
             for j in self._soft_at[TIME_LAG][act[self._soft_at[TIME_LAG]]]:
                 value[r, j] = view.median(int(at[r, j])) - event_times[r]
             for kind in (DOMAIN, MIX):
@@ -411,6 +426,11 @@ class SuitePlan:
                         if kind == DOMAIN
                         else category_distance(domain, top, c)
                     )
+        if shapes:
+            rows = np.concatenate([np.full(len(j), r) for r, j, _ in shapes])
+            cols = np.concatenate([j for _, j, _ in shapes])
+            grid = np.concatenate([g for _, _, g in shapes])
+            value[rows, cols] = self._displacement(grid, self.shape_index[soft[cols]])
         value[~active] = np.nan
         return value, n
 
@@ -418,20 +438,19 @@ class SuitePlan:
         """Median displacement of each row of run quantiles (at the grid levels) in the
         reference of shape check ``index`` (see :func:`.constraints.quantile_displacement`)."""
         out = np.full(len(index), np.nan)
-        ok = np.isfinite(run_q).all(axis=1) & (self.shape_size[index] > 0)
-        kll = self.shape_kll[index]
-        for k in np.flatnonzero(np.isfinite(run_q).all(axis=1) & kll):
+        finite = np.isfinite(run_q).all(axis=1)
+        for k in np.flatnonzero(finite & self.shape_kll[index]):
             shape: Shape = self.checks[self._of[SHAPE][index[k]]]  # type: ignore[assignment]
             out[k] = quantile_gap_kll(shape.ref_sketch, run_q[k])
+        ok = finite & (self.shape_size[index] > 0)
         if not ok.any():
             return out
         q, j = run_q[ok], index[ok][:, None]
-        # Items <= q are exactly the items < nextafter(q): one search gives both ranks.
-        keys = np.concatenate([j + 1j * q, j + 1j * np.nextafter(q, np.inf)], axis=1)
-        found = np.searchsorted(self.shape_keys, keys) - self.shape_start[j]
-        size = self.shape_size[j]
-        below, upto = found[:, :19] / size, found[:, 19:] / size
-        rank = np.minimum(np.maximum(_LEVELS, below), upto)
+        # Values <= q are exactly the values < nextafter(q): one search gives both ranks.
+        keys = np.concatenate([q, np.nextafter(q, np.inf)], axis=1) * 1j + j
+        found = self.shape_cum[np.searchsorted(self.shape_keys, keys) + self.shape_offset[j]]
+        ranks = found / self.shape_size[j]
+        rank = np.minimum(np.maximum(_LEVELS, ranks[:, :19]), ranks[:, 19:])
         out[ok] = np.sort(np.abs(rank - _LEVELS), axis=1)[:, 9]
         return out
 

@@ -41,20 +41,23 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _text_hash(values: np.ndarray, n: int) -> np.ndarray:
-    """A uint64 per string: code points weighted by odd per-position constants.
+def _text_hashes(texts: list[np.ndarray], n: int) -> np.ndarray:
+    """A uint64 per string of each of ``texts`` (``(len(texts), n)``): its code points read as
+    64-bit words (two per word), each word's high bits folded down and weighted by an odd
+    constant of its position, summed (wrapping).
 
     Padding code points are zero and add nothing, so a string hashes the same whatever width
-    its array has.
+    its array has. Columns are stacked at a common width and hashed in one pass.
     """
-    text = values if values.dtype.kind == "U" else values.astype(str)
-    width = text.dtype.itemsize // 4
+    width = max(t.dtype.itemsize // 4 for t in texts)
+    width += width % 2  # whole 64-bit words: pad with a zero code point
     if width == 0:
-        return np.zeros(n, dtype=np.uint64)
-    if width > len(_POSITION):
-        raise ValueError(f"sampled text longer than {len(_POSITION)} characters")
-    codes = np.ascontiguousarray(text).view(np.uint32).reshape(n, width)
-    return codes @ _POSITION[:width]
+        return np.zeros((len(texts), n), dtype=np.uint64)
+    if width // 2 > len(_POSITION):
+        raise ValueError(f"sampled text longer than {2 * len(_POSITION)} characters")
+    stacked = np.array(texts, dtype=f"<U{width}")  # one copy at the common width
+    words = stacked.view(np.uint64).reshape(len(texts), n, width // 2)
+    return (words ^ (words >> np.uint64(29))) @ _POSITION[: width // 2]
 
 
 def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
@@ -63,7 +66,8 @@ def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.nd
     Numbers hash by their float64 bits (one NaN, no negative zero, so equal values agree
     whatever their dtype), text by its code points. Each column's values have their high bits
     folded down and are weighted by an odd constant of the column's position, the row sums
-    them (wrapping) and the sum is mixed: moving a value to another column changes the hash.
+    them (uint64 arithmetic wraps, silently for arrays) and the sum is mixed: moving a value
+    to another column changes the hash.
     """
     n = len(next(iter(columns.values()))) if columns else 0
     if not names:
@@ -72,6 +76,7 @@ def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.nd
         raise ValueError(f"at most {len(_SALT)} key columns")
     per_column = np.empty((len(names), n), dtype=np.uint64)
     numeric: list[int] = []
+    text: list[int] = []
     for j, name in enumerate(names):
         values = columns.get(name)
         if values is None or len(values) != n:
@@ -79,16 +84,19 @@ def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.nd
         elif values.dtype.kind in "fiub":
             numeric.append(j)
         else:
-            per_column[j] = _text_hash(values, n)
+            text.append(j)
     if numeric:
         x = np.array([columns[names[j]] for j in numeric], dtype=np.float64)
         x += 0.0  # no negative zero
         x[np.isnan(x)] = np.nan  # one NaN
         per_column[numeric] = x.view(np.uint64)
-    with np.errstate(over="ignore"):
-        per_column ^= per_column >> np.uint64(29)
-        per_column *= _SALT[: len(names), None]
-        return _mix(per_column.sum(axis=0, dtype=np.uint64))
+    if text:
+        texts = [columns[names[j]] for j in text]
+        texts = [t if t.dtype.kind == "U" else t.astype(str) for t in texts]
+        per_column[text] = _text_hashes(texts, n)
+    per_column ^= per_column >> np.uint64(29)
+    per_column *= _SALT[: len(names), None]
+    return _mix(per_column.sum(axis=0, dtype=np.uint64))
 
 
 def identifier_columns(samples: Sequence[Mapping[str, np.ndarray]]) -> set[str]:
