@@ -8,6 +8,9 @@ The observed call is what the taxi scenario's inference component does::
         run.log_output("scores", {"p_0": proba[:, 0], "p_1": proba[:, 1]})
         otel_mlobs.log_predictions(model, ids, scores=..., labels=..., features=few, ...)
 
+The scores are logged as a dict of the two probability columns (the same summary a two-column
+frame gets), so the figure holds the SDK's work only, not building a DataFrame for it.
+
 Model: the scenario's forest (``RandomForestClassifier(n_estimators=100, max_depth=10,
 min_samples_leaf=5)`` fitted on the scenario's training days, as ``otel_mlobs.scenarios.pipeline``
 fits it), or ``--model standin`` (same estimator on synthetic features) when the scenario is
@@ -18,7 +21,8 @@ child process on free ports; ``--exporter memory`` keeps spans in memory instead
 
 The SDK finishes summaries and prediction batches on its background worker (on by default for
 the provider ``configure()`` builds; the in-memory setup asks for it), so what the caller pays is
-a snapshot of its data, the content pointer and handing the rest over.
+the pass over every row that the returned content pointer needs, copies of the prediction
+arrays, and handing the rest over.
 
 What is measured
 ----------------

@@ -22,6 +22,10 @@ from otel_mlobs import semconv as sc
 from otel_mlobs.packing import unpack
 from otel_mlobs.sdk import _emit, _worker, setup
 from otel_mlobs.sdk import run as run_module
+from otel_mlobs.sdk._columns import prepare
+from otel_mlobs.sdk._sampling import plan
+from otel_mlobs.sdk._tabular import as_table
+from otel_mlobs.sdk.summarize import summarize_frame
 
 T0 = 1_700_000_000.0
 
@@ -245,3 +249,34 @@ def test_the_built_provider_drains_the_worker_when_flushed() -> None:
     assert not drain.force_flush(50)
     gate.set()
     assert drain.force_flush(5000) and finished == [True]
+
+
+def test_detached_columns_summarize_like_the_table_and_refuse_other_rows() -> None:
+    frame = _frame(5000, seed=3)
+    rows = plan(len(frame), 512, 200, None)
+    cols = prepare(as_table(frame), rows)
+    assert cols.detach(copy_rows=0) and not cols.segments
+    plan.cache_clear()  # the summary draws its plan anew: planned rows are then found by value
+    got, want = summarize_frame(cols, sample_rows=200), summarize_frame(frame, sample_rows=200)
+    assert got.columns == want.columns and got.top_values == want.top_values
+    assert got.sketches == want.sketches and got.sample_columns == want.sample_columns
+    for field in ("count", "nulls", "mean", "std", "min", "max", "quantiles", "distinct"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    for a, b in zip(got.sample_values, want.sample_values, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(LookupError):
+        cols.float_rows(np.array([1, 2, 3]))
+    with pytest.raises(LookupError):
+        cols.texts[0].take(None)
+
+
+def test_a_job_that_submits_runs_at_once_instead_of_waiting_for_itself() -> None:
+    worker = _worker.Worker(max_pending=1)
+    order: list[str] = []
+
+    def outer() -> None:
+        worker.submit(lambda: order.append("inner"))  # from the worker thread itself
+        order.append("outer")
+
+    worker.submit(outer)
+    assert worker.drain(5) and order == ["inner", "outer"]

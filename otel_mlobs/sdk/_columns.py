@@ -307,6 +307,11 @@ def classify(col: Any) -> tuple[str, Any]:
     if isinstance(col, pd.Categorical):
         return CATEGORICAL, (np.asarray(col.codes), np.asarray(col.categories, dtype=object))
     dtype = getattr(col, "dtype", None)
+    # The two common pandas columns first, before the slower generic dtype checks below.
+    if isinstance(dtype, pd.StringDtype):
+        return CATEGORICAL, _string_array_text(col)
+    if isinstance(dtype, np.dtype) and dtype.kind == "M":  # naive datetimes
+        return DATETIME, time_seconds(np.asarray(col))
     if isinstance(dtype, pd.DatetimeTZDtype):
         return DATETIME, time_seconds(np.asarray(col.tz_convert(None)))
     if dtype is not None and pd.api.types.is_bool_dtype(dtype):

@@ -72,7 +72,15 @@ class Worker:
     def submit(self, job: Job, on_error: OnError | None = None) -> None:
         """Queue ``job`` (a callable; if it returns an iterator, each item ends a step); blocks
         while :attr:`max_pending` jobs are already waiting. ``on_error`` receives what the job
-        raises; without it the error is logged."""
+        raises; without it the error is logged. Called from a job (a span processor of the
+        user's reacting to a span the worker ends, say), the job runs at once instead: waiting
+        for room in its own queue would never end."""
+        if threading.current_thread() is self._thread:
+            try:
+                self._run(job)
+            except Exception as exc:
+                self._report(exc, on_error)
+            return
         with self._cond:
             while len(self._jobs) >= self.max_pending:
                 self._cond.wait()
@@ -127,19 +135,23 @@ class Worker:
             try:
                 self._run(job)
             except Exception as exc:  # a job must never kill the worker
-                if on_error is None:
-                    _LOG.exception("background SDK job failed")
-                else:
-                    try:
-                        on_error(exc)
-                    except Exception:
-                        _LOG.exception("background SDK job failed")
+                self._report(exc, on_error)
             spent = time.thread_time() - start
             with self._cond:
                 self._busy = False
                 self._cpu += spent
                 self._done += 1
                 self._cond.notify_all()
+
+    @staticmethod
+    def _report(exc: Exception, on_error: OnError | None) -> None:
+        if on_error is not None:
+            try:
+                on_error(exc)
+                return
+            except Exception:
+                pass
+        _LOG.error("background SDK job failed", exc_info=exc)
 
     def _run(self, job: Job) -> None:
         begun = time.perf_counter()
