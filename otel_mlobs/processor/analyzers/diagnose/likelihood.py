@@ -249,7 +249,7 @@ class ChowLiuTree:
         n, d = codes.shape
         present = np.ones(d, dtype=bool) if present is None else np.asarray(present, dtype=bool)
         tables = self._tables(present)
-        codes_t = np.asarray(codes, dtype=np.int64).T
+        codes_t = np.asarray(codes).T
         if only is None:
             cols, stride, blanket, start = tables.cols, tables.stride, tables.blanket, tables.start
             sizes, slow = tables.sizes, tables.slow
@@ -264,7 +264,7 @@ class ChowLiuTree:
         if len(cols) < d:
             out.fill(np.nan)
         if len(cols):
-            idx = codes_t[cols]
+            idx = codes_t[cols].astype(np.intp)
             idx += start[:, None]
             # columns come largest blanket first: slot a concerns only the first few rows
             for a in range(blanket.shape[1]):
