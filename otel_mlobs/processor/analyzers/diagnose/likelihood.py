@@ -284,8 +284,8 @@ class ChowLiuTree:
         else:
             logits = np.broadcast_to(self.root_log_p[j], (n, self.n_codes[j])).copy()
         for c in self.children[j]:
-            if present[c]:
-                logits = logits + self.cpts[c][:, codes[:, c]].T  # (n, k_j)
+            if present[c]:  # log P(x_c | x_j = each code): a row gather from the table's transpose
+                logits += np.ascontiguousarray(self.cpts[c].T)[codes[:, c]]  # (n, k_j)
         top = logits.max(1, keepdims=True)
         norm = top[:, 0] + np.log(np.exp(logits - top).sum(1))
         return logits[np.arange(n), codes[:, j]] - norm
