@@ -267,9 +267,8 @@ class LikelihoodAnalyzer(Analyzer):
                 skipped[name] = "identifier-like: a new range or new values every run"
             else:
                 coders.append(coder)
-        row_coder = RowCoder(coders)
-        encoded = [row_coder.encode(c, t)[0] for _, t, c in ref.samples]
-        stacked = np.concatenate(encoded)
+        stacked, _, bounds = RowCoder(coders).encode_many([(c, t) for _, t, c in ref.samples])
+        encoded = [stacked[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         varying = []
         for j, coder in enumerate(coders):
             counts = np.bincount(stacked[:, j], minlength=coder.n_codes)
