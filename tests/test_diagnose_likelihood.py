@@ -392,3 +392,22 @@ def test_snapshot_leaves_out_scoring_caches_and_restores_the_same_scores():
     feed(a, 11, bad)
     feed(clone, 11, bad)
     assert a.query() == clone.query() and len(blob) < 2_000_000
+
+
+@pytest.mark.parametrize(
+    "vocab",
+    [
+        ["c0_level_0", "c0_level_1", "c0_level_2"],  # one word tells the keys apart
+        ["aaaa", "aabb", "bbaa", "bbbb"],  # no single word does
+    ],
+)
+def test_text_codes_are_exact_for_near_misses(vocab):
+    rng = np.random.default_rng(8)
+    coder = fit_coder("t", [rng.choice(vocab, 300), rng.choice(vocab, 300)], [0.0, 0.0])
+    misses = ["aaab", "bbba", "c0_level_9", "c0_level_10", "aa", "", "nan", "None", "日本"]
+    values = rng.choice(vocab + misses, 2000)
+    expected = _reference_codes(coder, values, 0.0)
+    np.testing.assert_array_equal(coder.encode(values, 0.0), expected)
+    np.testing.assert_array_equal(coder.encode(values.astype(object), 0.0), expected)
+    shifted = np.frombuffer(b"\0" + values.tobytes(), dtype=values.dtype, offset=1)  # unaligned
+    np.testing.assert_array_equal(coder.encode(shifted, 0.0), expected)

@@ -132,10 +132,25 @@ class _Vocabulary:
 
 
 class _WordKeys:
-    """The keys of a :class:`_Vocabulary` as 64-bit words of one text dtype, hashed."""
+    """The keys of a :class:`_Vocabulary` as 64-bit words of one text dtype.
 
-    def __init__(self, mult: np.ndarray, hashes: np.ndarray, words: list, codes: np.ndarray):
-        self.mult, self.hashes, self.words, self.key_codes = mult, hashes, words, codes
+    A value's only possible key is found from one of its words when one word position tells
+    the keys apart: a multiplicative hash of that word indexes a small table of key numbers
+    (empty slots name a sentinel that codes as "other"). Otherwise a hash of all its words is
+    searched among the keys' hashes. Comparing every word then confirms or rejects the key.
+    """
+
+    def __init__(
+        self,
+        word: int,
+        mult: np.ndarray,
+        shift: np.uint64,
+        lookup: np.ndarray,
+        words: list[np.ndarray],
+        codes: np.ndarray,
+    ) -> None:
+        self.word, self.mult, self.shift, self.lookup = word, mult, shift, lookup
+        self.words, self.key_codes = words, codes
 
     @classmethod
     def of(cls, vocab: _Vocabulary, dtype: np.dtype) -> _WordKeys | None:
@@ -145,19 +160,38 @@ class _WordKeys:
         if not chars or not len(keys):
             return None
         words = keys.view(np.uint64).reshape(len(keys), dtype.itemsize // 8)
-        for seed in range(16):  # multipliers under which no two keys share a hash
-            mult = np.random.default_rng(seed).integers(1, 2**63, words.shape[1], np.uint64) | 1
+        codes = vocab.key_codes[fit]
+        n, width = words.shape
+        bits = int(np.ceil(np.log2(n + 1))) + 2
+        sentinel = np.zeros((1, width), dtype=np.uint64)  # codes as "other" if ever matched
+        columns = [np.ascontiguousarray(c) for c in np.vstack([words, sentinel]).T]
+        coded = np.append(codes, vocab.other)
+        for seed in range(8):  # one word and a multiplier under which the keys never collide
+            rng = np.random.default_rng(seed)
+            mult = rng.integers(1, 2**63, width, dtype=np.uint64) | np.uint64(1)
+            for b in range(bits, bits + 3):
+                shift = np.uint64(64 - b)
+                for w in range(width):
+                    slots = (words[:, w] * mult[w]) >> shift
+                    if len(np.unique(slots)) == n:
+                        lookup = np.full(1 << b, n, dtype=np.intp)
+                        lookup[slots.astype(np.intp)] = np.arange(n)
+                        return cls(w, mult[w : w + 1], shift, lookup, columns, coded)
+        for seed in range(16):  # else a hash of all words, searched
+            mult = np.random.default_rng(seed).integers(1, 2**63, width, np.uint64) | 1
             hashes = _word_hash(words, mult)
-            if len(np.unique(hashes)) == len(hashes):
+            if len(np.unique(hashes)) == n:
                 order = np.argsort(hashes)
-                kept = words[order]
-                columns = [np.ascontiguousarray(kept[:, c]) for c in range(words.shape[1])]
-                return cls(mult, hashes[order], columns, vocab.key_codes[fit][order])
+                kept = [np.ascontiguousarray(c) for c in words[order].T]
+                return cls(-1, mult, np.uint64(0), hashes[order], kept, codes[order])
         return None
 
     def codes(self, words: np.ndarray, other: int) -> np.ndarray:
-        idx = np.searchsorted(self.hashes, _word_hash(words, self.mult))
-        np.minimum(idx, len(self.hashes) - 1, out=idx)
+        if self.word >= 0:
+            idx = self.lookup[(words[:, self.word] * self.mult[0]) >> self.shift]
+        else:
+            idx = np.searchsorted(self.lookup, _word_hash(words, self.mult))
+            np.minimum(idx, len(self.lookup) - 1, out=idx)
         diff = self.words[0][idx] ^ words[:, 0]
         for c in range(1, words.shape[1]):
             diff |= self.words[c][idx] ^ words[:, c]
