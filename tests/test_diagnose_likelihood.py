@@ -21,6 +21,7 @@ from otel_mlobs.processor.analyzers.diagnose.likelihood import (
     TreeCounts,
     mutual_information,
 )
+from otel_mlobs.processor.analyzers.diagnose.tuning import RobustThreshold
 from otel_mlobs.processor.records import Key, SampleRecord
 
 KEY = Key("shop", "features")
@@ -411,3 +412,30 @@ def test_text_codes_are_exact_for_near_misses(vocab):
     np.testing.assert_array_equal(coder.encode(values.astype(object), 0.0), expected)
     shifted = np.frombuffer(b"\0" + values.tobytes(), dtype=values.dtype, offset=1)  # unaligned
     np.testing.assert_array_equal(coder.encode(shifted, 0.0), expected)
+
+
+def test_snapshots_with_unbanked_thresholds_restore_and_score_the_same():
+    a, old = trained(), trained()
+    old._sync()
+    for model in old._models.values():  # the layout snapshots had before thresholds were banked
+        for col in model.columns:
+            banked = col.threshold
+            plain = RobustThreshold(
+                "upper", old.min_drop, k=old.k, window=old.history, noise="mean",
+                unit_sd=banked.unit_sd,
+            )  # fmt: skip
+            for value in banked.bank._values[banked.row, : banked.size]:
+                plain.observe(float(value))
+            col.threshold = plain
+        model.bank = None
+    old._fast = {}
+    clone = LikelihoodAnalyzer(KEY, reference_runs=5)
+    clone.restore(old.snapshot())
+    assert clone.query() == a.query()
+    bad = rows(10)
+    bad["trip_distance"] = bad["trip_distance"] * 1.609
+    feed(a, 10, bad)
+    feed(clone, 10, bad)
+    assert clone.query() == a.query() and [x.columns for x in clone.alerts()] == [
+        ("trip_distance",)
+    ]
