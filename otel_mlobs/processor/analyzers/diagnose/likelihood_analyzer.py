@@ -368,6 +368,8 @@ class LikelihoodAnalyzer(Analyzer):
         if fast is None:
             fast = self._fast[key] = _Scoring(key, model, self.history)
             fast.linked = fast.links >= self.min_link  # the columns that may alert
+            fast.any_linked = bool(fast.linked.any())
+            fast.rows_all = np.arange(len(model.columns))
         return fast
 
     def _score(
@@ -382,38 +384,47 @@ class LikelihoodAnalyzer(Analyzer):
         n = len(codes)
         if n == 0:
             return
-        sums = np.where(present, np.add.reduce(scores, 0), 0.0)
+        whole = bool(present.all())
+        sums = np.add.reduce(scores, 0)
+        if not whole:
+            sums = np.where(present, sums, 0.0)
         model.rows_scored += n
         model.runs_scored += 1
         baseline = self._baselines(model, present, fast)
         means = sums / n
         drops = baseline - means
-        live = np.flatnonzero(present)
+        live = np.flatnonzero(present) if not whole else fast.rows_all
         fast.last_mean[live] = means[live]
         fast.last_n[live] = n
         fast.stale = True
         bank = model.bank
-        fired_mask = np.zeros(len(present), dtype=bool)
-        if n >= _MIN_RUN_ROWS:
+        d = len(present)
+        fired_mask = np.zeros(d, dtype=bool)
+        if n >= _MIN_RUN_ROWS and fast.any_linked:
             check = present & fast.linked
             if check.any():
                 fired_mask[check] = bank.violated(fast.rows[check], drops[check], n)
         fired = {j: float(drops[j]) for j in np.flatnonzero(fired_mask).tolist()}
         # The window pools the runs that passed on their own: it exists to catch a fault
         # spread too thinly over small runs, not to echo a run that already alerted.
-        counts = np.where(present & ~fired_mask & (baseline == fast.ref_means), n, 0)
-        self._slide(model, fast, rec.event_time, np.where(counts > 0, sums, 0.0), counts)
+        if whole and not fired:  # baseline is the reference: every column counts
+            counts = np.full(d, n, dtype=np.int64)
+            self._slide(model, fast, rec.event_time, sums, counts)
+        else:
+            counts = np.where(present & ~fired_mask & (baseline == fast.ref_means), n, 0)
+            self._slide(model, fast, rec.event_time, np.where(counts > 0, sums, 0.0), counts)
         w_counts = fast.w_counts
         w_means = fast.window_mean
         w_means.fill(np.nan)
         np.divide(fast.w_sums, w_counts, out=w_means, where=w_counts > 0)
         # The window only speaks for faults the single runs are too small to show.
-        window_hit = np.zeros(len(present), dtype=bool)
-        cand = present & fast.linked & ~fired_mask & (w_counts > n)
-        if cand.any():
-            window_hit[cand] = bank.violated(
-                fast.rows[cand], (fast.ref_means - w_means)[cand], w_counts[cand]
-            )
+        window_hit = np.zeros(d, dtype=bool)
+        if fast.any_linked:
+            cand = present & fast.linked & ~fired_mask & (w_counts > n)
+            if cand.any():
+                window_hit[cand] = bank.violated(
+                    fast.rows[cand], (fast.ref_means - w_means)[cand], w_counts[cand]
+                )
         collateral = self._collateral(model, codes, present, fired) if len(fired) > 1 else {}
         run_hit = [j for j in fired if j not in collateral]
         for j in sorted({*run_hit, *np.flatnonzero(window_hit).tolist()}):
@@ -429,8 +440,11 @@ class LikelihoodAnalyzer(Analyzer):
                 if not window_hit[j]:
                     self._book.resolve(window_src, rec.event_time)
         if n >= _MIN_RUN_ROWS:
-            healthy = present & ~fired_mask
-            bank.observe(fast.rows[healthy], drops[healthy])
+            if whole and not fired:
+                bank.observe(fast.rows, drops)
+            else:
+                healthy = present & ~fired_mask
+                bank.observe(fast.rows[healthy], drops[healthy])
 
     def _slide(
         self, model: _Model, fast: _Scoring, t: float, sums: np.ndarray, counts: np.ndarray
