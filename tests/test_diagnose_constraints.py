@@ -343,3 +343,156 @@ def test_a_new_dataset_warns_until_accepted():
     feed(a, 21, table(21), close=False)
     feed(a, 21, table(21), dataset="coupons")
     assert not [x for x in broken(a) if x.check == "new_dataset"]
+
+
+# --- the compiled (vectorized) path --------------------------------------------------------
+
+
+def _run_records(run: int, **change):
+    return records(KEY, f"r{run}", T0 + run * DAY, table(run, **change), seed=run, dataset="trips")
+
+
+VARIANTS = {
+    "healthy": {},
+    "all_null": {"fare": np.full(800, np.nan)},
+    "scaled": {"trip_distance": table(20)["trip_distance"] * 1000},
+    "shifted": {"trip_distance": table(20)["trip_distance"] * 1.5},
+    "renamed_zone": {"zone": np.where(table(20)["zone"] == "north", "NORTH", table(20)["zone"])},
+    "frozen": {"trip_distance": np.full(800, 2.5)},
+    "type": {"trip_distance": np.array([f"{v} mi" for v in range(800)])},
+    "some_nulls": {
+        "tip": np.full(800, np.nan),
+        "fare": np.where(np.arange(800) < 300, np.nan, 1.0),
+    },
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_compiled_plan_judges_exactly_like_each_constraint(variant):
+    import copy
+
+    from otel_mlobs.processor.analyzers.diagnose.columns import columns_of, summary_view
+
+    a = trained(REF)  # the reference is built, nothing judged yet
+    summary, _ = _run_records(20, **VARIANTS[variant])
+    suite = a._suites[("output", "trips")]
+    alone = copy.deepcopy(suite.plan)  # the same checks, judged one object at a time
+    judged = suite.plan.judge([summary_view(summary)], [summary.event_time]).run(0)
+    cols = {c.name: c for c in columns_of(summary)}
+    compared = 0
+    for slot, check in enumerate(alone.checks):
+        outcome = check.evaluate(cols.get(check.column), summary.event_time)
+        if outcome is None or check.check == "present":
+            assert not judged.applied[slot] or check.check == "present", check.id
+            continue
+        broken_column = any(
+            judged.fired[s] and alone.checks[s].cls == "hard"
+            for s in np.flatnonzero(alone.col == alone.col[slot])
+        )
+        if check.cls != "hard" and broken_column:
+            assert not judged.applied[slot], check.id  # skipped: would repeat the news
+            continue
+        assert judged.applied[slot], check.id
+        assert bool(judged.fired[slot]) == outcome.fired, check.id
+        assert judged.value[slot] == pytest.approx(outcome.value, rel=1e-12, abs=1e-15), check.id
+        if np.isfinite(outcome.high):
+            assert judged.high[slot] == pytest.approx(outcome.high, rel=1e-12), check.id
+        compared += 1
+    assert compared > 30
+
+
+def test_update_many_raises_the_same_alerts_as_update():
+    schedule = [table(r) for r in range(12)]
+    schedule[8] = table(8, fare=np.full(800, np.nan))
+    schedule[9] = table(9, trip_distance=table(9)["trip_distance"] * 1000)
+    schedule[10] = schedule[9]  # a stale re-delivery
+    one, many = (
+        ConstraintAnalyzer(KEY, reference_runs=REF),
+        ConstraintAnalyzer(KEY, reference_runs=REF),
+    )
+    batch = []
+    for run, cols in enumerate(schedule):
+        summary, sample = records(KEY, f"r{run}", T0 + run * DAY, cols, seed=run, dataset="trips")
+        for rec in (summary, sample):
+            one.update(rec)
+            batch.append(rec)
+        if len(batch) == 8 or run == len(schedule) - 1:  # four runs per ingest batch
+            many.update_many(batch)
+            batch = []
+    one.flush()
+    many.flush()
+
+    def seen(a):
+        alerts = [*a.alerts(), *a._book.recent()]
+        return sorted((x.run_id, x.check, x.columns) for x in alerts if x.cls != "drift")
+
+    assert seen(one) == seen(many)
+    assert {"not_all_null", "range_high", "fresh"} <= {x[1] for x in seen(many)}
+    assert metric(many, "mlobs_constraint_evaluations_total", **{"class": "hard"}) == metric(
+        one, "mlobs_constraint_evaluations_total", **{"class": "hard"}
+    )
+
+
+def test_update_many_keeps_the_batch_when_one_record_is_malformed():
+    a = trained()
+    bad, _ = _run_records(30)
+    bad.count = bad.count[:-1]
+    good, sample = _run_records(31, fare=np.full(800, np.nan))
+    with pytest.raises(ValueError, match="differ in length"):
+        a.update_many([bad, good, sample])
+    a.flush()
+    assert [x.check for x in broken(a)] == ["not_all_null"]
+
+
+def test_row_hashes_tell_rows_apart_exactly_whatever_the_dtype():
+    from otel_mlobs.processor.analyzers.diagnose.repeats import overlap, row_hashes
+
+    def sample(seed: int, n: int = 400) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {
+            "miles": rng.gamma(2.0, 1.5, n).round(1),
+            "zone": rng.choice(["n", "south", "east-west"], n),
+            "paid": rng.random(n) < 0.5,
+            "seats": rng.integers(1, 3, n),
+        }
+
+    names = ["miles", "zone", "paid", "seats"]
+    for seed in range(20):
+        a, b = sample(2 * seed), sample(2 * seed + 1)
+        rows_a = set(zip(*(a[k].tolist() for k in names), strict=True))
+        rows_b = list(zip(*(b[k].tolist() for k in names), strict=True))
+        truth = np.mean([r in rows_a for r in rows_b])
+        assert overlap(row_hashes(b, names), row_hashes(a, names)) == pytest.approx(truth)
+        assert len(np.unique(row_hashes(a, names))) == len(rows_a)
+    a = sample(0)
+    a["miles"][:5] = 0.0
+    recast = {
+        "miles": np.where(a["miles"] == 0, -0.0, a["miles"]),
+        "zone": a["zone"].astype("<U20").astype(object),
+        "paid": a["paid"].astype(int),
+        "seats": a["seats"].astype(float),
+    }
+    assert (row_hashes(recast, names) == row_hashes(a, names)).all()
+    swapped = {**a, "paid": a["seats"] == 1, "seats": a["paid"].astype(int) + 1}
+    assert (row_hashes(swapped, names) != row_hashes(a, names)).mean() > 0.3
+
+
+def test_summary_view_reads_sketches_as_the_sketch_library_does():
+    from otel_mlobs.processor.analyzers.diagnose import columns as colmod
+
+    summary, _ = _run_records(3, tip=np.where(np.arange(800) < 500, np.nan, table(3)["tip"]))
+    view = colmod.summary_view(summary)
+    assert colmod.summary_view(summary) is view  # once per record
+    levels = [float(x) for x in colmod.GRID_LEVELS]
+    checked = 0
+    for i, blob in enumerate(summary.sketches):
+        if not blob:
+            assert np.isnan(view.grid[i]).all() or summary.kinds[i] != "numeric"
+            continue
+        np.testing.assert_array_equal(view.grid[i], colmod.quantiles(blob, levels))
+        for x in [*colmod.quantiles(blob, [0.1, 0.5, 0.9]), -1e9, 1e9]:
+            above, below = view.outside(np.array([i]), np.array([x]), np.array([x]))
+            assert above[0] == colmod.share_above(blob, x)
+            assert below[0] == colmod.share_below(blob, x)
+        checked += 1
+    assert checked >= 3

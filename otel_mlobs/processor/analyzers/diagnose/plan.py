@@ -164,6 +164,7 @@ class SuitePlan:
             int(s): self.checks[s].domain  # type: ignore[attr-defined]
             for s in np.flatnonzero(self._is[DOMAIN] | self._is[MIX])
         }
+        self._init_ranges()
         self._init_shape()
         self._init_fresh()
         self._ref_code: np.ndarray | None = None
@@ -210,6 +211,23 @@ class SuitePlan:
         self.shape_cum = np.concatenate(cums) if cums else np.empty(0, dtype=np.int64)
         self.shape_offset = np.array(cum_starts, dtype=np.int64) - np.array(starts, np.int64)
         self.shape_size = np.array(sizes, dtype=np.int64)
+
+    def _init_ranges(self) -> None:
+        """Range checks per column: both ends of a column's band are read in one pass over
+        its values, so lay them out by column (soft positions, -1 where an end is unchecked)."""
+        soft_col = self.col[self.soft]
+        pairs: dict[int, list[int]] = {}
+        for kind, end in ((ABOVE, 0), (BELOW, 1)):
+            for j in self._soft_at[kind]:
+                pairs.setdefault(int(soft_col[j]), [-1, -1])[end] = int(j)
+        ends = np.array(list(pairs.values()), dtype=np.int64).reshape(-1, 2)
+        self.range_ref = np.where(ends[:, 0] >= 0, ends[:, 0], ends[:, 1])  # reads the column
+        self.range_high = np.where(ends[:, 0] >= 0, self.hi[self.soft[ends[:, 0]]], np.nan)
+        self.range_low = np.where(ends[:, 1] >= 0, self.lo[self.soft[ends[:, 1]]], np.nan)
+        self.range_a = np.flatnonzero(ends[:, 0] >= 0)
+        self.range_b = np.flatnonzero(ends[:, 1] >= 0)
+        self.range_a_pos = ends[self.range_a, 0]
+        self.range_b_pos = ends[self.range_b, 1]
 
     def _init_fresh(self) -> None:
         slots = self._of[FRESH]
@@ -393,24 +411,18 @@ class SuitePlan:
         n = np.where(is_[NULLS], total, np.where(counted, count, xs[:, S_MEASURED]))
         active = active & (np.where(is_[NULLS], total, count) >= MIN_VALUES_SOFT)
         soft = self.soft
-        shapes: list[tuple[int, np.ndarray, np.ndarray]] = []
+        # Sketch statistics are computed for every range and shape check of every run at once
+        # (cheaper than selecting the active ones); inactive results are dropped below.
+        shape_at = self._soft_at[SHAPE]
+        grids = []
         for r, view in enumerate(views):
             act = active[r]
-            ja = self._soft_at[ABOVE][act[self._soft_at[ABOVE]]]
-            jb = self._soft_at[BELOW][act[self._soft_at[BELOW]]]
-            if len(ja) or len(jb):
-                # One pass over each column's values for both ends of its range.
-                cols = np.unique(np.concatenate([at[r, ja], at[r, jb]]))
-                high = np.full(len(cols), np.nan)
-                low = np.full(len(cols), np.nan)
-                high[np.searchsorted(cols, at[r, ja])] = self.hi[soft[ja]]
-                low[np.searchsorted(cols, at[r, jb])] = self.lo[soft[jb]]
-                above, below = view.outside(cols, high, low)
-                value[r, ja] = above[np.searchsorted(cols, at[r, ja])]
-                value[r, jb] = below[np.searchsorted(cols, at[r, jb])]
-            j = self._soft_at[SHAPE][act[self._soft_at[SHAPE]]]
-            if len(j):
-                shapes.append((r, j, view.grid[at[r, j]]))
+            if len(self.range_ref) and act[self.range_ref].any():
+                above, below = view.outside(at[r, self.range_ref], self.range_high, self.range_low)
+                value[r, self.range_a_pos] = above[self.range_a]
+                value[r, self.range_b_pos] = below[self.range_b]
+            if len(shape_at):
+                grids.append(view.grid[at[r, shape_at]])
             for j in self._soft_at[TIME_LAG][act[self._soft_at[TIME_LAG]]]:
                 value[r, j] = view.median(int(at[r, j])) - event_times[r]
             for kind in (DOMAIN, MIX):
@@ -426,11 +438,10 @@ class SuitePlan:
                         if kind == DOMAIN
                         else category_distance(domain, top, c)
                     )
-        if shapes:
-            rows = np.concatenate([np.full(len(j), r) for r, j, _ in shapes])
-            cols = np.concatenate([j for _, j, _ in shapes])
-            grid = np.concatenate([g for _, _, g in shapes])
-            value[rows, cols] = self._displacement(grid, self.shape_index[soft[cols]])
+        if grids:
+            index = np.tile(self.shape_index[soft[shape_at]], len(views))
+            shift = self._displacement(np.concatenate(grids), index)
+            value[:, shape_at] = shift.reshape(len(views), len(shape_at))
         value[~active] = np.nan
         return value, n
 
