@@ -68,7 +68,7 @@ class Ledger:
     whether a constraint is judged alone or with its suite.
     """
 
-    def __init__(self, size: int = 1) -> None:
+    def __init__(self, size: int = 0) -> None:
         self.evaluations = np.zeros(size, dtype=np.int64)
         self.violations = np.zeros(size, dtype=np.int64)
         self.muted = np.zeros(size, dtype=bool)
@@ -100,28 +100,38 @@ class Constraint:
         self.dataset = dataset
         self.column = column
         self.precision = Precision(*self.prior)
-        self.ledger = Ledger()  # its own, until a compiled suite moves it into a shared one
+        self.ledger: Ledger | None = None  # shared once a compiled suite holds this check
         self.slot = 0
+        self._own = [0, 0, False]  # evaluations, violations, muted until then
         self.id = f"{role}/{dataset}/{column}/{self.check}"  # role/dataset/column/check
 
     @property
     def evaluations(self) -> int:
         """Runs this constraint judged."""
+        if self.ledger is None:
+            return int(self._own[0])
         return int(self.ledger.evaluations[self.slot])
 
     @property
     def violations(self) -> int:
         """Runs in which it fired."""
+        if self.ledger is None:
+            return int(self._own[1])
         return int(self.ledger.violations[self.slot])
 
     @property
     def muted(self) -> bool:
         """Whether a person's false-positive verdict switched it off."""
+        if self.ledger is None:
+            return bool(self._own[2])
         return bool(self.ledger.muted[self.slot])
 
     @muted.setter
     def muted(self, value: bool) -> None:
-        self.ledger.muted[self.slot] = bool(value)
+        if self.ledger is None:
+            self._own[2] = bool(value)
+        else:
+            self.ledger.muted[self.slot] = bool(value)
 
     def describe(self) -> str:
         """What the reference established, in words."""
@@ -151,8 +161,12 @@ class Constraint:
         low: float = np.nan,
         high: float = np.nan,
     ) -> Outcome:
-        self.ledger.evaluations[self.slot] += 1
-        self.ledger.violations[self.slot] += int(fired)
+        if self.ledger is None:
+            self._own[0] += 1
+            self._own[1] += int(fired)
+        else:
+            self.ledger.evaluations[self.slot] += 1
+            self.ledger.violations[self.slot] += int(fired)
         return Outcome(self, float(value), float(low), float(high), int(n), bool(fired), text)
 
     def state(self) -> dict:
