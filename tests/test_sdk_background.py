@@ -7,6 +7,7 @@ the call is summarized as it was, and that ``flush()`` waits for work still pend
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -280,3 +281,29 @@ def test_a_job_that_submits_runs_at_once_instead_of_waiting_for_itself() -> None
 
     worker.submit(outer)
     assert worker.drain(5) and order == ["inner", "outer"]
+
+
+def test_a_feature_frame_changed_after_the_call_is_sent_as_it_was(provider_for) -> None:
+    def send(features: pd.DataFrame) -> None:
+        mlobs.log_predictions("m", [f"i{i}" for i in range(len(features))],
+                              scores=np.full(len(features), 0.5), features=features,
+                              timestamps=np.full(len(features), T0))
+
+    frame = _frame(1000)[["zone", "hour", "fare"]]
+    reference = provider_for(False)
+    send(frame.copy())
+    expected = _content(reference)
+    deferred = provider_for(True)
+    gate = threading.Event()
+    _worker.submit(gate.wait)
+    try:
+        live = frame.copy()
+        send(live)
+        live.iloc[:, 2] = -1.0  # writes into the frame's float block in place unless shared
+        live.loc[:, "hour"] = 99
+        del live
+        gc.collect()
+    finally:
+        gate.set()
+    assert mlobs.flush(10)
+    assert _content(deferred) == expected

@@ -126,7 +126,9 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
         label_raw = None if label_raw is None else label_raw.copy()
         true_raw = None if true_raw is None else true_raw.copy()
         features = None if features is None else snapshot(features)
-    feature_table = _feature_table(features, n)
+    # The table reads the snapshot's blocks; holding the snapshot too keeps pandas copying
+    # them before the caller writes to its frame, until the worker has read them.
+    held = (features, _feature_table(features, n))
     run = current_run()
     comp = component if component is not None else (run.component if run is not None else None)
     head = _span_head(semconv.SPAN_ROLE_PREDICTIONS, model, pipeline, comp, model_version)
@@ -143,6 +145,7 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
             columns[semconv.PRED_TRUE_LABELS] = _label_text(true_raw)
         yield
         names, arrays = [], []
+        feature_table = held[1]
         if feature_table is not None:
             for name, col in zip(feature_table.names, feature_table.columns, strict=True):
                 names.append(name)
