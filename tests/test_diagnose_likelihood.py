@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from otel_mlobs.processor.analyzers.diagnose import LikelihoodAnalyzer
+from otel_mlobs.processor.analyzers.diagnose import discretize as discretize_module
 from otel_mlobs.processor.analyzers.diagnose import likelihood as likelihood_module
 from otel_mlobs.processor.analyzers.diagnose.discretize import (
     HIGH,
@@ -402,7 +403,10 @@ def test_snapshot_leaves_out_scoring_caches_and_restores_the_same_scores():
         ["aaaa", "aabb", "bbaa", "bbbb"],  # no single word does
     ],
 )
-def test_text_codes_are_exact_for_near_misses(vocab):
+@pytest.mark.parametrize("hashed", [True, False])  # word lookup, or the string search
+def test_text_codes_are_exact_for_near_misses(monkeypatch, vocab, hashed):
+    if not hashed:
+        monkeypatch.setattr(discretize_module._WordKeys, "of", classmethod(lambda *a: None))
     rng = np.random.default_rng(8)
     coder = fit_coder("t", [rng.choice(vocab, 300), rng.choice(vocab, 300)], [0.0, 0.0])
     misses = ["aaab", "bbba", "c0_level_9", "c0_level_10", "aa", "", "nan", "None", "日本"]

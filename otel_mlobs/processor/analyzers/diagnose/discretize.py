@@ -134,22 +134,23 @@ class _Vocabulary:
 class _WordKeys:
     """The keys of a :class:`_Vocabulary` as 64-bit words of one text dtype.
 
-    A value's only possible key is found from one of its words when one word position tells
-    the keys apart: a multiplicative hash of that word indexes a small table of key numbers
-    (empty slots name a sentinel that codes as "other"). Otherwise a hash of all its words is
-    searched among the keys' hashes. Comparing every word then confirms or rejects the key.
+    A value's only possible key is found from the few word positions that tell the keys apart
+    (often one or two of them): a multiplicative hash of those words indexes a small table of
+    key numbers, whose empty slots name a sentinel that codes as "other". Comparing every word
+    then confirms or rejects the key. (Should no collision-free table turn up, the vocabulary
+    falls back to its string search.)
     """
 
     def __init__(
         self,
-        word: int,
+        where: list[int],
         mult: np.ndarray,
         shift: np.uint64,
         lookup: np.ndarray,
         words: list[np.ndarray],
         codes: np.ndarray,
     ) -> None:
-        self.word, self.mult, self.shift, self.lookup = word, mult, shift, lookup
+        self.where, self.mult, self.shift, self.lookup = where, mult, shift, lookup
         self.words, self.key_codes = words, codes
 
     @classmethod
@@ -162,36 +163,37 @@ class _WordKeys:
         words = keys.view(np.uint64).reshape(len(keys), dtype.itemsize // 8)
         codes = vocab.key_codes[fit]
         n, width = words.shape
+        rows = words.tolist()
+        where: list[int] = []  # greedily, the word positions that tell the keys apart
+        while len({tuple(r[w] for w in where) for r in rows}) < n:
+            where.append(
+                max(
+                    (w for w in range(width) if w not in where),
+                    key=lambda w: len({tuple(r[v] for v in (*where, w)) for r in rows}),
+                )
+            )
+        where = where or [0]
         bits = int(np.ceil(np.log2(n + 1))) + 2
         sentinel = np.zeros((1, width), dtype=np.uint64)  # codes as "other" if ever matched
         columns = [np.ascontiguousarray(c) for c in np.vstack([words, sentinel]).T]
         coded = np.append(codes, vocab.other)
-        for seed in range(8):  # one word and a multiplier under which the keys never collide
-            rng = np.random.default_rng(seed)
-            mult = rng.integers(1, 2**63, width, dtype=np.uint64) | np.uint64(1)
-            for b in range(bits, bits + 3):
-                shift = np.uint64(64 - b)
-                for w in range(width):
-                    slots = (words[:, w] * mult[w]) >> shift
-                    if len(np.unique(slots)) == n:
-                        lookup = np.full(1 << b, n, dtype=np.intp)
-                        lookup[slots.astype(np.intp)] = np.arange(n)
-                        return cls(w, mult[w : w + 1], shift, lookup, columns, coded)
-        for seed in range(16):  # else a hash of all words, searched
+        part = words[:, where]
+        for seed in range(16):  # multipliers under which those words never collide
             mult = np.random.default_rng(seed).integers(1, 2**63, width, np.uint64) | 1
-            hashes = _word_hash(words, mult)
-            if len(np.unique(hashes)) == n:
-                order = np.argsort(hashes)
-                kept = [np.ascontiguousarray(c) for c in words[order].T]
-                return cls(-1, mult, np.uint64(0), hashes[order], kept, codes[order])
+            for b in range(bits, bits + 4):
+                shift = np.uint64(64 - b)
+                slots = _word_hash(part, mult) >> shift
+                if len(set(slots.tolist())) == n:
+                    lookup = np.full(1 << b, n, dtype=np.intp)
+                    lookup[slots.astype(np.intp)] = np.arange(n)
+                    return cls(where, mult, shift, lookup, columns, coded)
         return None
 
     def codes(self, words: np.ndarray, other: int) -> np.ndarray:
-        if self.word >= 0:
-            idx = self.lookup[(words[:, self.word] * self.mult[0]) >> self.shift]
-        else:
-            idx = np.searchsorted(self.lookup, _word_hash(words, self.mult))
-            np.minimum(idx, len(self.lookup) - 1, out=idx)
+        h = words[:, self.where[0]] * self.mult[0]
+        for i, w in enumerate(self.where[1:], start=1):
+            h += words[:, w] * self.mult[i]
+        idx = self.lookup[h >> self.shift]
         diff = self.words[0][idx] ^ words[:, 0]
         for c in range(1, words.shape[1]):
             diff |= self.words[c][idx] ^ words[:, c]
