@@ -87,7 +87,7 @@ class _Scoring:
     compiled row coder, per-column arrays, alert sources, baselines per presence pattern and
     running window totals."""
 
-    def __init__(self, key: DatasetKey, model: _Model, history: int) -> None:
+    def __init__(self, key: DatasetKey, model: _Model, history: int, min_link: float) -> None:
         if model.bank is None:  # a model restored from before thresholds were banked
             model.bank = ThresholdBank(window=history)
             for col in model.columns:
@@ -96,6 +96,9 @@ class _Scoring:
         self.rows = np.array([c.threshold.row for c in model.columns], dtype=np.int64)
         self.ref_means = np.array([c.ref_mean for c in model.columns])
         self.links = np.array([c.link for c in model.columns])
+        self.linked = self.links >= min_link  # the columns that may alert
+        self.any_linked = bool(self.linked.any())
+        self.rows_all = np.arange(len(model.columns))
         self.sources = [
             tuple(f"{key[0]}/{key[1]}/{c.name}/likelihood_{s}" for s in ("run", "window"))
             for c in model.columns
@@ -366,10 +369,7 @@ class LikelihoodAnalyzer(Analyzer):
     def _scoring(self, key: DatasetKey, model: _Model) -> _Scoring:
         fast = self._fast.get(key)
         if fast is None:
-            fast = self._fast[key] = _Scoring(key, model, self.history)
-            fast.linked = fast.links >= self.min_link  # the columns that may alert
-            fast.any_linked = bool(fast.linked.any())
-            fast.rows_all = np.arange(len(model.columns))
+            fast = self._fast[key] = _Scoring(key, model, self.history, self.min_link)
         return fast
 
     def _score(
