@@ -14,6 +14,12 @@ A column that no other column predicts (its link to its tree neighbours carries 
 values are, which is drift, not breakage. When two neighbouring columns both drop, the one that
 stops dropping once its neighbour is masked out is reported as collateral of that neighbour
 rather than as a second broken column.
+
+A run costs a fixed handful of array passes over its sample, not a loop over columns: the
+model's :class:`~.discretize.RowCoder` codes every column at once, the tree scores every column
+by one gather from its score tables, and every column's band is judged in one
+:class:`~.tuning.ThresholdBank` pass. Samples of one dataset that arrive in the same ingest
+batch are coded and scored together (:meth:`LikelihoodAnalyzer.update_many`).
 """
 
 from __future__ import annotations
