@@ -264,7 +264,7 @@ class ChowLiuTree:
         if len(cols) < d:
             out.fill(np.nan)
         if len(cols):
-            idx = codes_t[cols].astype(np.intp)
+            idx = codes_t[cols].astype(tables.index_dtype)
             idx += start[:, None]
             # columns come largest blanket first: slot a concerns only the first few rows
             for a in range(blanket.shape[1]):
@@ -347,6 +347,11 @@ class _ScoreTables:
             self.stride[i, : len(s)] = s
         self.start = np.array(starts, dtype=np.int64)
         self.flat = np.concatenate(parts) if parts else np.zeros(0)
+        # 32-bit cell numbers when they fit: half the memory traffic of the index arithmetic
+        small = len(self.flat) < np.iinfo(np.int32).max
+        self.index_dtype = np.int32 if small else np.intp
+        self.start = self.start.astype(self.index_dtype)
+        self.stride = self.stride.astype(self.index_dtype)
         self.slow = slow
 
 
