@@ -429,9 +429,43 @@ def load_sketch(blob: bytes) -> kll_doubles_sketch | None:
     return None if sketch.is_empty() else sketch
 
 
+@lru_cache(maxsize=1024)
+def _exact_sorted(blob: bytes) -> np.ndarray | None:
+    """The sorted items of an exact-mode sketch (read-only), ``None`` for any other."""
+    items = _exact_items(blob) if blob else None
+    if items is None:
+        return None
+    out = np.sort(items)
+    out.flags.writeable = False
+    return out
+
+
+_MAX_EXPANDED = 200_000
+
+
+@lru_cache(maxsize=256)
+def ranked_values(blob: bytes) -> np.ndarray | None:
+    """Every value a sketch stands for (each item repeated by its weight), sorted and
+    read-only, so ``searchsorted(..) / n`` is exactly the sketch's rank; ``None`` for no sketch,
+    a layout not understood, or more than 200,000 values."""
+    exact = _exact_sorted(blob) if blob else None
+    if exact is not None:
+        return exact
+    items = weighted_items(blob) if blob and len(blob) >= 20 else None
+    if items is None or not len(items) or len(items) > _MAX_EXPANDED:
+        return None
+    out = np.sort(items)
+    out.flags.writeable = False
+    return out
+
+
 def sketch_size(blob: bytes) -> int:
     """Number of values a sketch has seen (0 without one)."""
-    sketch = load_sketch(bytes(blob or b""))
+    blob = bytes(blob or b"")
+    items = _exact_sorted(blob)
+    if items is not None:
+        return len(items)
+    sketch = load_sketch(blob)
     return int(sketch.n) if sketch is not None else 0
 
 
@@ -448,20 +482,34 @@ def merge_sketches(blobs: Sequence[bytes]) -> bytes:
     return merged.serialize() if merged is not None else b""
 
 
+# An exact-mode sketch (every value weighted 1) answers from its sorted items, value for value
+# as the sketch library does: rank(x) counts items below (or up to) x, and the (exclusive)
+# quantile at r is item floor(r * n). Other sketches, and NaN arguments, ask the library.
+
+
 def share_below(blob: bytes, x: float) -> float:
     """Share of the sketch's values strictly below ``x`` (NaN without a sketch)."""
+    items = ranked_values(blob)
+    if items is not None and not math.isnan(x):
+        return float(np.searchsorted(items, x, "left") / len(items))
     sketch = load_sketch(blob)
     return float(sketch.get_rank(x, inclusive=False)) if sketch is not None else float("nan")
 
 
 def share_above(blob: bytes, x: float) -> float:
     """Share of the sketch's values strictly above ``x`` (NaN without a sketch)."""
+    items = ranked_values(blob)
+    if items is not None and not math.isnan(x):
+        return 1.0 - float(np.searchsorted(items, x, "right") / len(items))
     sketch = load_sketch(blob)
     return 1.0 - float(sketch.get_rank(x, inclusive=True)) if sketch is not None else float("nan")
 
 
 def cdf(blob: bytes, points: np.ndarray) -> np.ndarray:
     """``P(X <= x)`` at each of ``points`` (sorted, unique); NaN without a sketch."""
+    items = ranked_values(blob)
+    if items is not None and len(points) and not np.isnan(points).any():
+        return np.searchsorted(items, points, "right") / len(items)
     sketch = load_sketch(blob)
     if sketch is None or not len(points):
         return np.full(len(points), np.nan)
@@ -470,6 +518,12 @@ def cdf(blob: bytes, points: np.ndarray) -> np.ndarray:
 
 def quantiles(blob: bytes, levels: Sequence[float]) -> np.ndarray:
     """Quantiles of the sketch at ``levels`` (NaN without a sketch)."""
+    items = _exact_sorted(blob)
+    if items is not None:
+        at = np.asarray(levels, dtype=np.float64)
+        if at.size and ((at >= 0) & (at <= 1)).all():
+            n = len(items)
+            return items[np.minimum(np.floor(at * n).astype(np.int64), n - 1)]
     sketch = load_sketch(blob)
     if sketch is None:
         return np.full(len(levels), np.nan)

@@ -498,22 +498,30 @@ def quantile_displacement(ref_sketch: bytes, col: ColumnSummary) -> tuple[float,
     offset, a clipped feed) moves every quantile, while a new sub-population mixed into healthy
     traffic moves only the quantiles on its side.
     """
-    run_sketch = colmod.load_sketch(col.sketch) if col.sketch else None
-    if run_sketch is not None:
-        run_q = run_sketch.get_quantiles(_SHAPE_LEVEL_LIST)
+    if col.sketch and colmod.sketch_size(col.sketch) > 0:
+        run_q = colmod.quantiles(col.sketch, _SHAPE_LEVEL_LIST).tolist()
     else:
         run_q = np.interp(_SHAPE_LEVELS, col.levels, col.quantiles).tolist()
-    sketch = colmod.load_sketch(ref_sketch)
-    if sketch is None or not all(math.isfinite(q) for q in run_q):
+    if not all(math.isfinite(q) for q in run_q):
         return float("nan"), float("nan"), float("nan")
-    # The reference's rank interval at each run quantile: ties (a discrete column) span an
-    # interval, and a level inside it is no displacement at all. Split points must be unique.
-    split = sorted(set(run_q))
-    below_at = dict(zip(split, sketch.get_cdf(split, inclusive=False), strict=False))
-    upto_at = dict(zip(split, sketch.get_cdf(split, inclusive=True), strict=False))
+    values = colmod.ranked_values(ref_sketch)
+    if values is not None:
+        # The reference's rank interval at each run quantile: ties (a discrete column) span
+        # an interval, and a level inside it is no displacement at all.
+        q = np.asarray(run_q)
+        below = (np.searchsorted(values, q, "left") / len(values)).tolist()
+        upto = (np.searchsorted(values, q, "right") / len(values)).tolist()
+    else:
+        sketch = colmod.load_sketch(ref_sketch)
+        if sketch is None:
+            return float("nan"), float("nan"), float("nan")
+        split = sorted(set(run_q))  # split points must be unique
+        below_at = dict(zip(split, sketch.get_cdf(split, inclusive=False), strict=False))
+        upto_at = dict(zip(split, sketch.get_cdf(split, inclusive=True), strict=False))
+        below, upto = [below_at[x] for x in run_q], [upto_at[x] for x in run_q]
     gap, ranks = [], []
-    for level, q in zip(_SHAPE_LEVEL_LIST, run_q, strict=True):
-        rank = min(max(level, below_at[q]), upto_at[q])
+    for level, lo, hi in zip(_SHAPE_LEVEL_LIST, below, upto, strict=True):
+        rank = min(max(level, lo), hi)
         ranks.append(rank)
         gap.append(abs(rank - level))
     worst = max(range(len(gap)), key=gap.__getitem__)

@@ -76,7 +76,6 @@ _KIND_OF = {
     TimeLag: TIME_LAG,
 }
 _CLASS_CODES = {"hard": 0, "soft": 1, "drift": 2}
-_MAX_REF_ITEMS = 200_000  # reference sketches up to this size are expanded to a sorted array
 _NOT_FROZEN_MIN = NotFrozen._MIN_VALUES
 _CATEGORICAL = colmod.KIND_CODES[semconv.KIND_CATEGORICAL]
 _FP_ROWS = [S_COUNT, S_NULLS, S_MEAN, S_STD, S_MIN, S_MAX]
@@ -467,21 +466,12 @@ class SuitePlan:
 
 
 def _sorted_items(blob: bytes) -> np.ndarray | None:
-    """The weighted sorted view of a KLL sketch as a plain sorted array (each item repeated by
-    its weight), so its ranks are ``searchsorted / n`` exactly as the sketch computes them;
+    """Every value a reference sketch stands for, sorted (see :func:`.columns.ranked_values`);
     ``None`` for a sketch too large to expand, empty for no sketch."""
-    sketch = colmod.load_sketch(blob)
-    if sketch is None:
-        return np.empty(0)
-    n = int(sketch.n)
-    if n > _MAX_REF_ITEMS:
-        return None
-    items = colmod.weighted_items(blob)
-    if items is not None and len(items) == n:
-        return np.sort(items)
-    # Mid-point ranks land inside each unit of cumulative weight, free of rounding at edges.
-    ranks = (np.arange(1, n + 1) - 0.5) / n
-    return np.asarray(sketch.get_quantiles(ranks.tolist(), inclusive=True), dtype=np.float64)
+    values = colmod.ranked_values(blob)
+    if values is not None:
+        return values
+    return None if colmod.load_sketch(blob) is not None else np.empty(0)
 
 
 def quantile_gap_kll(ref_sketch: bytes, run_q: np.ndarray) -> float:
