@@ -440,6 +440,12 @@ def _exact_sorted(blob: bytes) -> np.ndarray | None:
     return out
 
 
+def exact_values(blob: bytes) -> np.ndarray | None:
+    """The sorted values of an exact-mode sketch (read-only, cached), ``None`` for any other:
+    ``searchsorted(..) / n`` on them is exactly the sketch's rank."""
+    return _exact_sorted(blob) if blob else None
+
+
 _MAX_EXPANDED = 200_000
 
 
@@ -482,14 +488,15 @@ def merge_sketches(blobs: Sequence[bytes]) -> bytes:
     return merged.serialize() if merged is not None else b""
 
 
-# An exact-mode sketch (every value weighted 1) answers from its sorted items, value for value
-# as the sketch library does: rank(x) counts items below (or up to) x, and the (exclusive)
-# quantile at r is item floor(r * n). Other sketches, and NaN arguments, ask the library.
+# An exact-mode sketch (every value weighted 1, what producers send for a row sample) answers
+# from its sorted items, value for value as the sketch library does: rank(x) counts items below
+# (or up to) x, and the (exclusive) quantile at r is item floor(r * n). Other sketches (merged
+# references), and NaN arguments, ask the library.
 
 
 def share_below(blob: bytes, x: float) -> float:
     """Share of the sketch's values strictly below ``x`` (NaN without a sketch)."""
-    items = ranked_values(blob)
+    items = _exact_sorted(blob)
     if items is not None and not math.isnan(x):
         return float(np.searchsorted(items, x, "left") / len(items))
     sketch = load_sketch(blob)
@@ -498,7 +505,7 @@ def share_below(blob: bytes, x: float) -> float:
 
 def share_above(blob: bytes, x: float) -> float:
     """Share of the sketch's values strictly above ``x`` (NaN without a sketch)."""
-    items = ranked_values(blob)
+    items = _exact_sorted(blob)
     if items is not None and not math.isnan(x):
         return 1.0 - float(np.searchsorted(items, x, "right") / len(items))
     sketch = load_sketch(blob)
@@ -507,7 +514,7 @@ def share_above(blob: bytes, x: float) -> float:
 
 def cdf(blob: bytes, points: np.ndarray) -> np.ndarray:
     """``P(X <= x)`` at each of ``points`` (sorted, unique); NaN without a sketch."""
-    items = ranked_values(blob)
+    items = _exact_sorted(blob)
     if items is not None and len(points) and not np.isnan(points).any():
         return np.searchsorted(items, points, "right") / len(items)
     sketch = load_sketch(blob)

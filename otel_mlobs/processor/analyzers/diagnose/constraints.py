@@ -504,7 +504,7 @@ def quantile_displacement(ref_sketch: bytes, col: ColumnSummary) -> tuple[float,
         run_q = np.interp(_SHAPE_LEVELS, col.levels, col.quantiles).tolist()
     if not all(math.isfinite(q) for q in run_q):
         return float("nan"), float("nan"), float("nan")
-    values = colmod.ranked_values(ref_sketch)
+    values = colmod.exact_values(ref_sketch)
     if values is not None:
         # The reference's rank interval at each run quantile: ties (a discrete column) span
         # an interval, and a level inside it is no displacement at all.
