@@ -12,6 +12,7 @@ objects cache their hash, so a lookup costs a dict probe).
 from __future__ import annotations
 
 import math
+import struct
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -326,16 +327,19 @@ class SummaryView:
         return above, below
 
 
+_HEADER = struct.Struct("<BBBBHBxQHBxI")  # preamble .. n, min_k, levels, first level offset
+
+
 def _exact_items(blob: bytes) -> np.ndarray | None:
     """The items of a serialized KLL doubles sketch in exact mode (one level, so each item
     weighs 1), read in place; ``None`` for any other layout."""
     # Full-format preamble: 5 ints, serial version 1, family 15 (KLL); flags neither empty
-    # nor single-item; one level. Then n, min_k, levels, unused, level offsets, min, max.
-    if len(blob) < 40 or blob[0] != 5 or blob[1] != 1 or blob[2] != 15 or blob[3] & 0b101:
+    # nor single-item; one level starting at offset 0. Then min, max and the n items.
+    if len(blob) < 40:
         return None
-    if blob[18] != 1 or int.from_bytes(blob[20:24], "little") != 0:
+    pre, ver, fam, flags, _, _, n, _, levels, first = _HEADER.unpack_from(blob)
+    if pre != 5 or ver != 1 or fam != 15 or flags & 0b101 or levels != 1 or first != 0:
         return None
-    n = int.from_bytes(blob[8:16], "little")
     if n < 1 or len(blob) != 40 + 8 * n:
         return None
     return np.frombuffer(blob, dtype="<f8", count=n, offset=40)

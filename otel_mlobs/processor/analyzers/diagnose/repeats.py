@@ -74,28 +74,33 @@ def row_hashes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.nd
         return np.zeros(n, dtype=np.uint64)
     if len(names) > len(_SALT):
         raise ValueError(f"at most {len(_SALT)} key columns")
-    per_column = np.empty((len(names), n), dtype=np.uint64)
     numeric: list[int] = []
     text: list[int] = []
+    missing: list[int] = []
     for j, name in enumerate(names):
         values = columns.get(name)
         if values is None or len(values) != n:
-            per_column[j] = _MISSING
+            missing.append(j)
         elif values.dtype.kind in "fiub":
             numeric.append(j)
         else:
             text.append(j)
+    parts = []
     if numeric:
         x = np.array([columns[names[j]] for j in numeric], dtype=np.float64)
         x += 0.0  # no negative zero
         x[np.isnan(x)] = np.nan  # one NaN
-        per_column[numeric] = x.view(np.uint64)
+        parts.append(x.view(np.uint64))
     if text:
         texts = [columns[names[j]] for j in text]
-        texts = [t if t.dtype.kind == "U" else t.astype(str) for t in texts]
-        per_column[text] = _text_hashes(texts, n)
-    per_column ^= per_column >> np.uint64(29)
-    per_column *= _SALT[: len(names), None]
+        parts.append(_text_hashes([t if t.dtype.kind == "U" else t.astype(str) for t in texts], n))
+    if missing:
+        parts.append(np.full((len(missing), n), _MISSING, dtype=np.uint64))
+    # Rows grouped by how they hash; each keeps the salt of its column's position.
+    per_column = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    salt = _SALT[np.array(numeric + text + missing)]
+    per_column = per_column ^ (per_column >> np.uint64(29))
+    per_column *= salt[:, None]
     return _mix(per_column.sum(axis=0, dtype=np.uint64))
 
 
