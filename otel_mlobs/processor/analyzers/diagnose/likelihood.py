@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -325,7 +326,7 @@ class _ScoreTables:
                 slow.append(j)
                 continue
             shape = table.shape
-            stride = [int(np.prod(shape[a + 1 :])) for a in range(len(blanket))]
+            stride = [math.prod(shape[a + 1 :]) for a in range(len(blanket))]
             cols.append(j)
             parts.append(table.ravel())
             blankets.append(blanket)
@@ -365,7 +366,7 @@ def _score_table(
     blanket = ([p] if has_parent else []) + kids
     k = tree.n_codes
     shape = [k[b] for b in blanket] + [k[j]]
-    if int(np.prod(shape)) > _TABLE_CELLS:
+    if math.prod(shape) > _TABLE_CELLS:
         return None, blanket
     m = len(blanket)
     if has_parent:
@@ -376,7 +377,8 @@ def _score_table(
         view = [1] * (m + 1)
         view[a], view[-1] = k[c], k[j]
         logits = logits + tree.cpts[c].T.reshape(view)
-    logits = np.broadcast_to(logits, shape)
+    if list(logits.shape) != shape:  # every blanket axis has a term: this never broadcasts
+        logits = np.broadcast_to(logits, shape)
     top = logits.max(-1, keepdims=True)
     norm = top + np.log(np.exp(logits - top).sum(-1, keepdims=True))
     return logits - norm, blanket
