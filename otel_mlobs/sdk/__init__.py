@@ -20,8 +20,9 @@ Quick start::
 
 Modules: ``setup`` (configure, flush, shutdown), ``run`` (observe, component, Run),
 ``predictions`` (prediction, reference and feedback batches), ``summarize`` (the pure summary
-function), ``checks`` (user checks), ``pointers`` (content hashes) and ``_emit`` (chunking onto
-spans, counters).
+function), ``checks`` (user checks), ``pointers`` (content hashes), ``_emit`` (chunking onto
+spans, counters) and ``_worker`` (the thread that finishes summaries and prediction batches after
+the caller's call returns; ``flush()`` waits for it).
 """
 
 from __future__ import annotations
