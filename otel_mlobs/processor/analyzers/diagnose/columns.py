@@ -479,17 +479,27 @@ def sketch_size(blob: bytes) -> int:
     return int(sketch.n) if sketch is not None else 0
 
 
-def merge_sketches(blobs: Sequence[bytes]) -> bytes:
-    """One serialized sketch of the union of ``blobs`` (``b""`` when all are empty)."""
-    merged: kll_doubles_sketch | None = None
-    for blob in blobs:
-        sketch = load_sketch(blob)
-        if sketch is None:
-            continue
-        if merged is None:
-            merged = kll_doubles_sketch(sketch.k)
+_MAX_K = 65_535  # the sketch library's largest k
+
+
+def merge_sketches(blobs: Sequence[bytes], exact_up_to: int = 0) -> bytes:
+    """One serialized sketch of the union of ``blobs`` (``b""`` when all are empty).
+
+    With ``exact_up_to``, sketches that together hold at most that many values are merged
+    into a sketch large enough to keep every value (exact mode: no compaction, so the same
+    inputs always give the same reference); otherwise the merge takes the first sketch's size.
+    """
+    sketches = [s for s in (load_sketch(blob) for blob in blobs) if s is not None]
+    if not sketches:
+        return b""
+    total = sum(int(s.n) for s in sketches)
+    if total <= min(exact_up_to, _MAX_K):
+        merged = kll_doubles_sketch(max(total, 8))
+    else:
+        merged = kll_doubles_sketch(sketches[0].k)
+    for sketch in sketches:
         merged.merge(sketch)
-    return merged.serialize() if merged is not None else b""
+    return merged.serialize()
 
 
 # An exact-mode sketch (every value weighted 1, what producers send for a row sample) answers
