@@ -411,7 +411,7 @@ class ConstraintAnalyzer(Analyzer):
             where = plan.layout(view.names)
             for slot in np.flatnonzero(touched):
                 events.append((int(where[plan.col[slot]]), int(plan.order[slot]), int(slot)))
-        alone = [n for n in fresh if plan.column_id(n) < 0]
+        alone = [n for n in fresh if n not in plan.column_set]
         for name in alone:
             events.append((view.index[name], -1, name))
         if not events:
@@ -606,14 +606,13 @@ class ConstraintAnalyzer(Analyzer):
             plan.bank.observe(plan.row[idx], j.value[idx])
 
     def _tag_origins(self, run: _Pending) -> None:
-        broken_inputs = {
-            a.columns
-            for a in self._book.active()
-            if a.role == "input" and a.run_id == run.run_id and a.cls != "drift"
-        }
+        active = [a for a in self._book.active() if a.run_id == run.run_id]
+        if not active:
+            return
+        broken_inputs = {a.columns for a in active if a.role == "input" and a.cls != "drift"}
         broken_columns = {c for cols in broken_inputs for c in cols}
-        for alert in self._book.active():
-            if alert.role == "output" and alert.run_id == run.run_id:
+        for alert in active:
+            if alert.role == "output":
                 inherited = bool(set(alert.columns) & broken_columns)
                 alert.origin = "inherited" if inherited else "introduced"
 

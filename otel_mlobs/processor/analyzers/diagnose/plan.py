@@ -145,6 +145,7 @@ class SuitePlan:
         self.cls_code = np.array([_CLASS_CODES[c.cls] for c in self.checks], dtype=np.int64)
         self.alerting = np.zeros(len(self.checks), dtype=bool)  # fired, maybe still active
         self._col_ids = {name: i for i, name in enumerate(self.columns)}
+        self.column_set = frozenset(self.columns)
         self._layouts: dict[tuple[str, ...], np.ndarray] = {}
         self._of = {k: np.flatnonzero(self.kind == k) for k in range(15)}
         self._is = {k: self.kind == k for k in range(15)}
@@ -372,7 +373,9 @@ class SuitePlan:
                 continue
             same = u & self.fp_known & (fps[r] == self.fp).all(axis=0)
             j = np.flatnonzero(u)
-            tops = [tuple(sorted(view.top[int(i)].items())) for i in at[r, slots[j]]]
+            tops = [
+                tuple(sorted(t.items())) if (t := view.top[int(i)]) else () for i in at[r, slots[j]]
+            ]
             for k in np.flatnonzero(same[j]):
                 same[j[k]] = tops[k] == self.fp_top[j[k]]
             for k, jj in enumerate(j):
