@@ -333,9 +333,11 @@ def test_tree_counts_add_and_subtract_like_refits():
     assert whole.mi[1] + whole.mi[0] == pytest.approx(mutual_information(a, b, 4, 4) - noise)
 
 
-@pytest.mark.parametrize("cells", [1 << 15, 8])  # score tables, and row-by-row scoring
-def test_column_scores_are_conditional_log_probabilities(monkeypatch, cells):
+# score tables for every column, for none (row by row), and for some until the budget runs out
+@pytest.mark.parametrize(("cells", "budget"), [(1 << 15, 1 << 18), (8, 1 << 18), (1 << 15, 12)])
+def test_column_scores_are_conditional_log_probabilities(monkeypatch, cells, budget):
     monkeypatch.setattr(likelihood_module, "_TABLE_CELLS", cells)
+    monkeypatch.setattr(likelihood_module, "_TREE_CELLS", budget)
     rng = np.random.default_rng(5)
     a = rng.integers(0, 3, 2000)
     b = (a + (rng.random(2000) < 0.1)) % 3

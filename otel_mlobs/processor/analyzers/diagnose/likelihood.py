@@ -32,7 +32,8 @@ import numpy as np
 
 _ALPHA = 0.5  # additive smoothing of every count table (Krichevsky-Trofimov)
 _TABLE_CELLS = 1 << 15  # largest precomputed score table of one column (cells)
-_TABLE_MASKS = 8  # column-presence patterns whose score tables are kept
+_TREE_CELLS = 1 << 18  # all score tables of one presence pattern (cells; 2 MiB)
+_TABLE_MASKS = 4  # column-presence patterns whose score tables are kept
 _COUNT_CHUNK = 1 << 20  # (row, pair) cells counted per bincount
 
 
@@ -321,7 +322,7 @@ class _ScoreTables:
         for j in range(d):
             if not present[j]:
                 continue
-            table, blanket = _score_table(tree, present, j)
+            table, blanket = _score_table(tree, present, j, _TREE_CELLS - at)
             if table is None:
                 slow.append(j)
                 continue
@@ -357,16 +358,17 @@ class _ScoreTables:
 
 
 def _score_table(
-    tree: ChowLiuTree, present: np.ndarray, j: int
+    tree: ChowLiuTree, present: np.ndarray, j: int, room: int
 ) -> tuple[np.ndarray | None, list[int]]:
-    """Scores of column ``j`` over all (blanket codes..., own code), or ``None`` if too big."""
+    """Scores of column ``j`` over all (blanket codes..., own code), or ``None`` if the table
+    would be larger than ``_TABLE_CELLS`` or than the ``room`` left."""
     p = int(tree.parent[j])
     has_parent = p >= 0 and bool(present[p])
     kids = [int(c) for c in tree.children[j] if present[c]]
     blanket = ([p] if has_parent else []) + kids
     k = tree.n_codes
     shape = [k[b] for b in blanket] + [k[j]]
-    if math.prod(shape) > _TABLE_CELLS:
+    if math.prod(shape) > min(_TABLE_CELLS, room):
         return None, blanket
     m = len(blanket)
     if has_parent:
