@@ -197,7 +197,8 @@ COMPONENT_VAR = query_var(
     "component", "Component",
     'label_values(mlobs_component_runs_total{pipeline=~"$pipeline"}, component)')
 MODEL_VAR = query_var(
-    "model", "Model", 'label_values(mlobs_predictions_total{pipeline=~"$pipeline", set="live"}, model)')
+    "model", "Model",
+    'label_values(mlobs_predictions_total{pipeline=~"$pipeline", set="live"}, model)')
 COLUMN_VAR = query_var(
     "column", "Column",
     'label_values(mlobs_column_values_total{pipeline=~"$pipeline", component=~"$component"}, '
