@@ -22,7 +22,7 @@ sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402
 
 
-def _run(script: str, *args: str, out_dir: Path) -> dict:
+def _run(script: str, *args: str, out_dir: Path, stem: str | None = None) -> dict:
     proc = subprocess.run(
         [sys.executable, str(BENCH / script), *args, "--out-dir", str(out_dir)],
         capture_output=True,
@@ -31,7 +31,7 @@ def _run(script: str, *args: str, out_dir: Path) -> dict:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    stem = script.removesuffix(".py")
+    stem = stem or script.removesuffix(".py")
     md = (out_dir / f"{stem}.md").read_text()
     assert md.startswith("# ") and "Command: `python benchmarks/" in md
     return json.loads((out_dir / f"{stem}.json").read_text())
@@ -109,6 +109,7 @@ def test_sdk_overhead_benchmark_exports_to_a_real_processor(tmp_path):
     assert payload["workload"].startswith("taxi scenario forest")
     export = payload["export"]
     assert export["exporter"] == "otlp-grpc"
+    assert export["background"] is False  # the SDK's default
     # Each observed call makes a run span and a predictions span; all must arrive, none rejected.
     assert export["processor_spans_accepted"] >= 2 * 2
     assert not export["processor_spans_rejected"]
@@ -133,8 +134,11 @@ def test_sdk_overhead_benchmark_in_memory_with_standin_model(tmp_path):
     payload = _run(
         "sdk_overhead.py",
         *("--rows", "300", "--repeats", "1", "--warmup", "0"),
-        *("--exporter", "memory", "--model", "standin"),
+        *("--exporter", "memory", "--model", "standin", "--background"),
         out_dir=tmp_path,
+        stem="sdk_overhead_background",
     )
+    assert payload["export"]["background"] is True
+    assert payload["results"]["background"]["summarize_cpu_median_ms"] > 0  # the worker did it
     assert payload["export"]["spans_exported"] >= 2
     assert payload["workload"].startswith("stand-in forest")

@@ -64,7 +64,7 @@ def test_configure_adopts_an_installed_provider_and_otherwise_installs_its_own()
         result["fresh"] = fresh is not got
         print(json.dumps(result))
     """)
-    assert result == {"global": True, "drain_first": True, "background": True, "capped": True,
+    assert result == {"global": True, "drain_first": True, "background": False, "capped": True,
                       "inner": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
                       "endpoint": "http://127.0.0.1:9/v1/traces", "service": "p",
                       "same": True, "flushed": True, "fresh": True}

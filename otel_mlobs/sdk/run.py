@@ -11,13 +11,13 @@ gets a span link to it.
 Where the work happens
 ----------------------
 The caller's thread makes the one pass over every row that the content pointer needs (it is the
-return value) and gathers the sampled rows on the way. With background work on (the default for
-the provider :func:`~otel_mlobs.sdk.setup.configure` builds), the rest -- sketches, top values,
-the sample, the events -- is finished on the SDK's worker (:mod:`otel_mlobs.sdk._worker`) from
-those gathered rows only, so the caller may change its data as soon as the call returns; check
-events and the span's end follow in order, timed at the call. ``otel_mlobs.flush()`` waits for
-it. A summary that reads every row of a large table (``sketch_rows=None``) is made before the
-call returns.
+return value) and gathers the sampled rows on the way. With background work on
+(``configure(background=True)`` or ``MLOBS_SDK_BACKGROUND=true``; off by default), the rest --
+sketches, top values, the sample, the events -- is finished on the SDK's worker
+(:mod:`otel_mlobs.sdk._worker`) from those gathered rows only, so the caller may change its
+data as soon as the call returns; check events and the span's end follow in order, timed at the
+call. ``otel_mlobs.flush()`` waits for it. A summary that reads every row of a large table
+(``sketch_rows=None``) is made before the call returns.
 
 Checks
 ------

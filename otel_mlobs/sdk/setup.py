@@ -23,12 +23,14 @@ Configuration (arguments win over environment variables):
   pipeline); ``OTEL_RESOURCE_ATTRIBUTES`` is honoured.
 * ``OTEL_BSP_*``: batch processor settings. The queue defaults to 16,384 spans instead of OTel's
   2,048 because prediction batches produce many spans; ``OTEL_BSP_MAX_QUEUE_SIZE`` overrides.
-* ``background`` / ``MLOBS_SDK_BACKGROUND`` (``true``/``false``): whether summaries, samples and
-  prediction batches are finished on the SDK's worker thread (:mod:`otel_mlobs.sdk._worker`)
-  after a snapshot of the data is taken on the caller's thread. On by default for the provider
-  :func:`configure` builds, whose spans are exported in the background anyway; off for a provider
-  adopted or passed in (spans are then complete when the logging call returns, as a test with a
-  synchronous processor expects), unless asked for. With it on, :func:`flush` and
+* ``background`` / ``MLOBS_SDK_BACKGROUND`` (``true``/``false``, default off): whether summaries,
+  samples and prediction batches are finished on the SDK's worker thread
+  (:mod:`otel_mlobs.sdk._worker`) after a snapshot of the data is taken on the caller's thread.
+  Off by default because it only moves work: the caller's own steps get cheaper, but the process
+  does more in all (the snapshot plus the hand-off) and the worker competes with the caller for
+  the interpreter lock and the cores, so calls made back to back on a busy machine get slower
+  (benchmarks/sdk_overhead.py, docs/performance.md). Turn it on for a service whose calls leave
+  idle time between them and whose latency matters. With it on, :func:`flush` and
   :func:`shutdown` wait for pending work first; so does the built provider's own
   ``force_flush`` / ``shutdown``. Call :func:`flush` rather than the provider's ``force_flush``
   when the provider was passed in.
@@ -118,7 +120,7 @@ def configure(
             return _state.provider
         provider = _build_provider(pipeline_name(), service_name, endpoint, protocol, headers)
         _state.provider, _state.owned = provider, True
-        _state.background = True if wanted is None else wanted
+        _state.background = bool(wanted)
         _state.tracers.clear()
     if not ours_retired:  # OTel lets the global be set once; a second provider stays local
         trace.set_tracer_provider(provider)
