@@ -171,3 +171,52 @@ def test_a_payload_in_parts_reads_back_whole(tmp_path, parts):
     scan = LogScan(tmp_path, after=0)
     assert [p for _, p in scan] == [b"".join(parts)] * 2
     assert scan.damage == []
+
+
+def test_identifier_decisions_survive_a_restart_and_replay_never_rehashes(tmp_path):
+    """A column judged categorical before a checkpoint stays so after a restart, and a batch
+    logged as sent (nothing hashed) replays as it was applied. Without the saved decision the
+    restarted processor would judge a few distinct ``zone_id`` values by their name alone and
+    hash them: the replayed state would differ from the one acknowledged."""
+    zones = np.array(["north", "south", "east"] * 40)  # 120 values, 3 distinct: categorical
+    proc = _start(tmp_path / "state")
+    try:
+        grpc_export(proc, request(run_span(run_id="many", events=[_sample({"zone_id": zones})])))
+        assert proc.wait_idle(10)
+        pipeline = proc.router.keys()["runs"][0].pipeline
+        assert proc.id_hasher.decided(pipeline, "zone_id") is False
+        assert proc.persistence.checkpoint(force=True)
+        few = np.array(["north", "south", "east", "west", "bronx"])  # all distinct, id-like name
+        grpc_export(proc, request(run_span(run_id="few", events=[_sample({"zone_id": few})])))
+        assert proc.wait_idle(10)
+        assert _logged(tmp_path / "state")[-1][:1] == b"\x02"  # nothing hashed: logged as sent
+        expected = _held(proc)
+        copy = _crash_copy(tmp_path / "state", tmp_path / "copy")
+    finally:
+        proc.stop()
+    restarted = _start(copy)
+    try:
+        assert restarted.id_hasher.decided(pipeline, "zone_id") is False  # from the checkpoint
+        assert restarted.persistence.recovery.replayed_batches == 1
+        assert _held(restarted) == expected
+        # New traffic after the restart is judged as before it, not by the name alone.
+        later = run_span(run_id="later", events=[_sample({"zone_id": few[:3]})])
+        grpc_export(restarted, request(later))
+        assert restarted.wait_idle(10)
+        assert _logged(copy)[-1][:1] == b"\x02"
+    finally:
+        restarted.stop()
+
+
+def test_hasher_decisions_round_trip_and_bad_blobs_are_refused():
+    hasher = IdHasher(KEY)
+    hasher.is_identifier("p", "trip_id", np.char.add("t", np.arange(100).astype(str)))
+    hasher.is_identifier("p", "zone", np.array(["a", "b"] * 50))
+    other = IdHasher(KEY)
+    other.is_identifier("p", "zone", np.char.add("z", np.arange(100).astype(str)))  # its own
+    assert other.import_decisions(hasher.export_decisions()) == 2
+    assert other.decided("p", "trip_id") is True
+    assert other.decided("p", "zone") is True  # what this process decided itself wins
+    for bad in (b"{}", b'[["p", "c"]]', b'[["p", 1, true]]'):
+        with pytest.raises(ValueError):
+            other.import_decisions(bad)

@@ -8,14 +8,16 @@ and a ``lock`` file that keeps a second processor out.
   in queue order) and waits on :meth:`Persistence.sync` before the receiver answers, so nothing
   is acknowledged before it is on disk. A batch is logged as the protobuf request it came in
   (when those bytes decode to exactly its records, see :func:`.ingest.redacted`), else as its
-  pickled records; replay decodes the first kind again, redaction included.
+  pickled records; replay decodes the first kind again.
 * **Checkpoint**: every ``checkpoint_interval_s`` (and at a clean stop) the analyzers are
-  snapshotted under the state lock together with the number of the last batch applied; the
+  snapshotted under the state lock together with the number of the last batch applied and the
+  identifier decisions of :class:`.privacy.IdHasher` (entry :data:`ID_DECISIONS`); the
   snapshot and that number commit in one SQLite transaction; log segments wholly covered are
   deleted afterwards.
-* **Recover**: load the checkpoint, restore the analyzers, then replay the log records after the
-  covered number, in order. Damage (a torn or corrupt record, an unreadable file) costs only
-  what is damaged: it is logged, counted by reason, and the processor starts with the rest.
+* **Recover**: load the checkpoint, restore the analyzers and the identifier decisions, then
+  replay the log records after the covered number, in order. Damage (a torn or corrupt record,
+  an unreadable file) costs only what is damaged: it is logged, counted by reason, and the
+  processor starts with the rest.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_mlobs.processor.decode import decode_request
-from otel_mlobs.processor.ingest import Batch, Redact
-from otel_mlobs.processor.records import Record
+from otel_mlobs.processor.ingest import Batch
+from otel_mlobs.processor.privacy import IdHasher
+from otel_mlobs.processor.records import Key, Record
 from otel_mlobs.processor.router import Router
 from otel_mlobs.processor.store import CheckpointStore, WriteResult
 from otel_mlobs.processor.wal import Damage, LogScan, WriteAheadLog, payload_crc
@@ -48,6 +51,8 @@ LOCK_FILE = "lock"
 # First byte of a log payload: how the batch is encoded.
 _PAYLOAD_VERSION = b"\x01"  # pickled records
 _PAYLOAD_OTLP = b"\x02"  # a serialized ExportTraceServiceRequest, decoded again on replay
+ID_DECISIONS = ("_id_decisions", Key(""))
+"""Checkpoint entry of the identifier hasher's decisions (no analyzer is named with a ``_``)."""
 
 DAMAGE_REASONS = (
     "log_torn",
@@ -65,14 +70,15 @@ def encode_records(records: list[Record]) -> bytes:
     return _PAYLOAD_VERSION + pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_records(payload: bytes, redact: Redact | None = None) -> list[Record]:
-    """The records of a log payload. A request payload is decoded as the receiver decoded it,
-    then redacted (``redact``) as it was: its bytes hold identifiers as sent."""
+def decode_records(payload: bytes) -> list[Record]:
+    """The records of a log payload. A request payload is decoded as the receiver decoded it
+    and not redacted again: it was logged as received only because redaction replaced nothing
+    in it (:func:`.ingest.redacted`), so its records are exactly the ones first applied, whatever
+    the identifier decisions are at replay time."""
     tag, body = payload[:1], memoryview(payload)[1:]
     if tag == _PAYLOAD_OTLP:
         request = ExportTraceServiceRequest.FromString(body)
-        result = decode_request(request)
-        return (redact(result) if redact is not None else result).records
+        return decode_request(request).records
     if tag != _PAYLOAD_VERSION:
         raise ValueError(f"unknown log payload version {tag!r}")
     records = pickle.loads(body)  # noqa: S301 - written by this processor only
@@ -120,9 +126,9 @@ class Persistence:
         The analyzers and the state lock the worker applies batches under.
     applied
         The number of the last log record the worker applied; read under ``lock``.
-    redact
-        What the receivers apply to decoded requests (identifier hashing); replay applies it
-        to batches logged as requests.
+    id_hasher
+        The receivers' identifier hasher, whose decisions (which columns are identifiers) are
+        checkpointed with the analyzers and restored before replay.
     """
 
     def __init__(
@@ -132,7 +138,7 @@ class Persistence:
         router: Router,
         lock: threading.RLock,
         applied: Callable[[], int],
-        redact: Redact | None = None,
+        id_hasher: IdHasher | None = None,
     ) -> None:
         if checkpoint_interval_s <= 0:
             raise ValueError(f"Invalid 'checkpoint_interval_s': {checkpoint_interval_s!r}")
@@ -141,7 +147,7 @@ class Persistence:
         self._router = router
         self._lock = lock
         self._applied = applied
-        self._redact = redact
+        self._id_hasher = id_hasher
         self._store = CheckpointStore(state_dir / STATE_FILE)
         self._wal: WriteAheadLog | None = None
         self._lock_fd = -1
@@ -200,19 +206,26 @@ class Persistence:
             checkpoint_written_at=checkpoint.written_at,
             damage=list(checkpoint.damage),
         )
+        entries = dict(checkpoint.entries)
+        decisions = entries.pop(ID_DECISIONS, None)
+        if decisions is not None and self._id_hasher is not None:
+            try:
+                self._id_hasher.import_decisions(decisions)
+            except ValueError as exc:
+                report.damage.append(Damage("checkpoint_entry", 1, f"{exc}"))
         with self._lock:
-            skipped = self._router.restore(checkpoint.entries)
+            skipped = self._router.restore(entries)
         for name, key in skipped:
             report.damage.append(
                 Damage("checkpoint_entry", 1, f"{name} {key}: snapshot does not restore")
             )
-        report.restored_entries = len(checkpoint.entries) - len(skipped)
+        report.restored_entries = len(entries) - len(skipped)
         log_dir = self.state_dir / LOG_DIR
         scan = LogScan(log_dir, after=checkpoint.covers)
         with self._lock:
             for seq, payload in scan:
                 try:
-                    records = decode_records(payload, self._redact)
+                    records = decode_records(payload)
                 except Exception as exc:  # an undecodable payload is damage, not a crash
                     report.damage.append(Damage("log_undecodable", 1, f"record {seq}: {exc}"))
                     logger.warning("write-ahead log record %d does not decode: %s", seq, exc)
@@ -319,6 +332,8 @@ class Persistence:
                     # One analyzer that cannot snapshot fails the whole checkpoint: leaving it
                     # out would let the log it still needs be deleted.
                     entries = self._router.snapshot()
+                    if self._id_hasher is not None:
+                        entries[ID_DECISIONS] = self._id_hasher.export_decisions()
                 self.snapshot_seconds = time.perf_counter() - start
                 self._wal.rotate()  # the covered part becomes a closed, deletable segment
                 result = self._store.write(entries, covers)

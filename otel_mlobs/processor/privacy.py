@@ -36,6 +36,7 @@ identifier column (row samples are a few hundred rows).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -111,6 +112,35 @@ class IdHasher:
         """What is known about a column: identifier (True), categorical (False), or None."""
         with self._lock:
             return self._decided.get((pipeline, column))
+
+    def export_decisions(self) -> bytes:
+        """Every remembered decision, oldest first, for a checkpoint.
+
+        A restarted processor must treat a column as the one before it did: otherwise a column
+        decided categorical from earlier traffic could be re-decided from a few rows after the
+        restart, and its values would turn into digests mid-stream.
+        """
+        with self._lock:
+            items = [[p, c, bool(v)] for (p, c), v in self._decided.items()]
+        return json.dumps(items, separators=(",", ":")).encode()
+
+    def import_decisions(self, blob: bytes) -> int:
+        """Load decisions saved by :meth:`export_decisions` (kept ones win); returns how many."""
+        items = json.loads(blob)
+        if not isinstance(items, list) or not all(
+            isinstance(i, list) and len(i) == 3 and isinstance(i[0], str)
+            and isinstance(i[1], str) and isinstance(i[2], bool) for i in items
+        ):
+            raise ValueError("identifier decisions: expected a list of [pipeline, column, bool]")
+        with self._lock:
+            merged: OrderedDict[tuple[str, str], bool] = OrderedDict(
+                ((p, c), v) for p, c, v in items
+            )
+            merged.update(self._decided)
+            while len(merged) > MAX_DECISIONS:
+                merged.popitem(last=False)
+            self._decided = merged
+        return len(items)
 
     def _decide(self, pipeline: str, column: str, identifier: bool) -> None:
         with self._lock:

@@ -105,7 +105,7 @@ class Processor:
                 self.router,
                 self.lock,
                 applied=lambda: self._worker.applied_seq,
-                redact=redact,
+                id_hasher=self.id_hasher,
             )
             if self.config.state_dir
             else None
