@@ -107,10 +107,48 @@ def test_queue_refuses_when_full_and_admits_after_a_take():
     assert q.take(0.01) is None and q.wait_idle(0)
 
 
+def test_queue_bytes_bound_memory_until_the_worker_is_done():
+    q = IngestQueue(100, max_bytes=1000)
+    assert q.offer(Batch([], size=600))
+    assert not q.offer(Batch([], size=500))  # 1,100 bytes would be held
+    assert q.offer(Batch([], size=400)) and q.bytes == 1000
+    assert q.take(timeout=1).size == 600
+    assert not q.offer(Batch([], size=1))  # a batch being applied still holds its records
+    q.done()
+    assert q.bytes == 400 and q.offer(Batch([], size=600))
+    assert q.take(1).size == 400 and q.take(1).size == 600
+    q.done()
+    q.done()
+    assert q.bytes == 0
+    assert q.offer(Batch([], size=5000))  # larger than the budget, but nothing else is held
+    assert not q.offer(Batch([], size=1))
+
+
+def test_a_full_byte_budget_answers_retry_over_grpc_and_http():
+    import grpc
+    from _otlp import request, run_span, summary_event
+    from _processor import grpc_export, post_traces
+
+    req = request(run_span(run_id="r", events=[summary_event(20, seed=1)]))
+    size = len(req.SerializeToString())
+    with running(queue_bytes=size + size // 2, analyzers=[]) as proc:
+        with proc.lock:  # the worker cannot finish applying a batch while the lock is held
+            assert proc.queue.offer(Batch([], size=size))  # another request, not yet applied
+            assert proc.queue.bytes == size
+            with pytest.raises(grpc.RpcError) as err:
+                grpc_export(proc, req)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert post_traces(proc, req.SerializeToString()).status_code == 503
+            assert proc.queue.bytes == size  # neither refused request was queued
+        assert proc.wait_idle(10)
+        grpc_export(proc, req)  # room again once the worker is done
+
+
 @pytest.mark.parametrize(
     ("field", "bad"),
     [
         ("grpc_port", 70000),
+        ("queue_bytes", 0),
         ("http_port", -1),
         ("queue_size", 0),
         ("max_request_bytes", 0),

@@ -67,6 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     env_option(
         parser,
+        "--queue-bytes",
+        type=byte_size,
+        default=cfg.DEFAULT_QUEUE_BYTES,
+        metavar="SIZE",
+        help="bytes of export requests held for the analyzers (queued or being applied) "
+        "before clients are told to retry; bounds the processor's memory (e.g. 512MiB)",
+    )
+    env_option(
+        parser,
         "--max-series-per-metric",
         type=series_cap,
         default=DEFAULT_MAX_SERIES,
@@ -205,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             max_request_bytes=args.max_request_bytes,
             queue_size=args.queue_size,
+            queue_bytes=args.queue_bytes,
             security=security,
             max_series_per_metric=args.max_series_per_metric,
             state_dir=None

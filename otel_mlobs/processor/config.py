@@ -13,6 +13,7 @@ DEFAULT_HTTP_PORT = 4318
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP spec's recommended minimum to accept
 DEFAULT_QUEUE_SIZE = 1000  # export requests waiting for the worker, like the Collector's queue
+DEFAULT_QUEUE_BYTES = 1024 * 1024 * 1024  # their bytes as received: what bounds memory
 DEFAULT_CHECKPOINT_INTERVAL_S = 30.0
 DEFAULT_STATE_DIR = "mlobs-state"  # the CLI's default, relative to the working directory
 
@@ -23,7 +24,8 @@ class ProcessorConfig:
 
     Port 0 binds a free port; the bound ports are on ``Processor.ports`` after ``start()``.
     ``queue_size`` counts export requests (one gRPC call or HTTP POST each) waiting for the
-    worker; a request larger than the whole queue is still admitted when the queue is empty.
+    worker, ``queue_bytes`` their size as received (held until the worker has applied them);
+    a request larger than the whole byte budget is still admitted when the queue is empty.
     ``analyzers`` defaults to :data:`otel_mlobs.processor.analyzers.DEFAULT_ANALYZERS`.
     ``security`` (tokens, TLS) is off by default; see docs/security.md.
     ``max_series_per_metric`` caps every exported metric family (see ``cardinality.py``).
@@ -38,6 +40,7 @@ class ProcessorConfig:
     metrics_port: int = DEFAULT_METRICS_PORT
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     queue_size: int = DEFAULT_QUEUE_SIZE
+    queue_bytes: int = DEFAULT_QUEUE_BYTES
     grpc_workers: int = 4
     http_workers: int = 2
     retry_after_s: float = 1.0
@@ -53,7 +56,8 @@ class ProcessorConfig:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"Invalid {name!r}: {port!r}; expected an integer in 0..65535")
-        for name in ("max_request_bytes", "queue_size", "grpc_workers", "http_workers"):
+        for name in ("max_request_bytes", "queue_size", "queue_bytes", "grpc_workers",
+                     "http_workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive integer")

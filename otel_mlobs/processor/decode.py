@@ -101,6 +101,9 @@ class DecodeResult:
     # stand for the records in the write-ahead log (see ingest.redacted): logging them costs a
     # write, where encoding the records costs a pass over every array.
     wire: bytes | None = None
+    # Size of the request as received (after decompression), set by the receiver: what the
+    # ingest queue's byte budget charges for the decoded records, which hold about as much.
+    request_bytes: int = 0
 
     @property
     def total_spans(self) -> int:

@@ -1,9 +1,11 @@
 """The bounded hand-off between the receivers and the one worker that owns analyzer state.
 
 Receivers decode on their own threads and ``offer`` the records of one export request as one
-batch; a full queue refuses the batch at once (the receiver answers "retry later") instead of
-blocking a receiving thread or growing without bound. The single worker applies batches to the
-router under the state lock, so analyzers never see concurrent updates.
+batch; a full queue (in requests, or in bytes of requests: the decoded records hold about as
+much memory as the request they came in) refuses the batch at once (the receiver answers
+"retry later") instead of blocking a receiving thread or growing without bound. The single
+worker applies batches to the router under the state lock, so analyzers never see concurrent
+updates.
 
 With a :class:`Journal` (persistence on), ``offer`` numbers each batch in the log under the
 queue's lock, so log order is apply order, and returns only once the batch is durable: the
@@ -36,6 +38,7 @@ class Batch:
     records: list[Record]
     received_at: float = field(default_factory=time.monotonic)
     seq: int = 0  # number in the write-ahead log; 0 without persistence
+    size: int = 0  # bytes of the request as received, charged to the queue's byte budget
     wire: bytes | None = None  # the serialized request, when it decodes to exactly ``records``
 
 
@@ -53,20 +56,44 @@ class Journal(Protocol):
 
 
 class IngestQueue:
-    """A FIFO of batches, bounded in batches (export requests), that knows when work is done."""
+    """A FIFO of batches, bounded in batches (export requests) and in their bytes, that knows
+    when work is done.
 
-    def __init__(self, capacity: int) -> None:
+    The byte bound is what keeps memory bounded: a thousand 64-span requests of run summaries
+    are gigabytes, a thousand small ones are nothing. A batch being applied still counts until
+    :meth:`done`, since its records are still in memory. One batch larger than the whole budget
+    is admitted when nothing else is held, so no single request can wedge the queue.
+    """
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"Invalid 'capacity': {capacity}; expected >= 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"Invalid 'max_bytes': {max_bytes}; expected >= 1 or None")
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: deque[Batch] = deque()
         self._busy = 0  # batches taken but not yet done
+        self._bytes = 0  # sizes of queued batches and of those taken but not yet done
+        self._taken: deque[int] = deque()  # sizes of batches taken, in take order
         self._closed = False
         self._cond = threading.Condition()
         self.journal: Journal | None = None  # set before receivers start, never changed after
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of requests held: queued, or taken and not yet done."""
+        return self._bytes
+
+    def _full(self, size: int) -> bool:
+        """Under the lock: no room for one more batch of ``size`` bytes."""
+        if len(self._items) >= self.capacity:
+            return True
+        held = self._bytes
+        return self.max_bytes is not None and held > 0 and held + size > self.max_bytes
 
     @property
     def records(self) -> int:
@@ -83,22 +110,24 @@ class IngestQueue:
         journal = self.journal
         if journal is None:
             with self._cond:
-                if self._closed or len(self._items) >= self.capacity:
+                if self._closed or self._full(batch.size):
                     return False
                 self._items.append(batch)
+                self._bytes += batch.size
                 self._cond.notify_all()
                 return True
-        if self._closed or len(self._items) >= self.capacity:
+        if self._closed or self._full(batch.size):
             return False  # early answer: do not encode a batch that cannot be queued
         prepared = journal.prepare(batch)
         with self._cond:
-            if self._closed or len(self._items) >= self.capacity:
+            if self._closed or self._full(batch.size):
                 return False
             try:
                 batch.seq = journal.append(prepared)
             except OSError:
                 return False
             self._items.append(batch)
+            self._bytes += batch.size
             self._cond.notify_all()
         try:
             journal.sync(batch.seq)
@@ -117,11 +146,14 @@ class IngestQueue:
             if not self._items:
                 return None
             self._busy += 1
-            return self._items.popleft()
+            batch = self._items.popleft()
+            self._taken.append(batch.size)
+            return batch
 
     def done(self) -> None:
         with self._cond:
             self._busy -= 1
+            self._bytes -= self._taken.popleft()
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -148,7 +180,7 @@ def admit(
     A request without records (only foreign or rejected spans) needs no queue slot.
     """
     enqueued = not result.records or queue.offer(
-        Batch(result.records, received_at, wire=result.wire)
+        Batch(result.records, received_at, wire=result.wire, size=result.request_bytes)
     )
     stats.decoded(transport, result, enqueued)
     return enqueued

@@ -243,6 +243,19 @@ class ProcessorCollector(Collector):
             [({}, self._queue.capacity)],
         )
         add(
+            "mlobs_processor_queue_bytes",
+            "gauge",
+            "Bytes of export requests held for the worker: queued, or being applied.",
+            [({}, self._queue.bytes)],
+        )
+        if self._queue.max_bytes is not None:
+            add(
+                "mlobs_processor_queue_bytes_capacity",
+                "gauge",
+                "Byte budget of the ingest queue.",
+                [({}, self._queue.max_bytes)],
+            )
+        add(
             "mlobs_processor_build_info",
             "gauge",
             "Processor build information (always 1).",

@@ -87,6 +87,7 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         write-ahead log may keep instead of encoding the records."""
         received_at = time.monotonic()
         result = redacted(decode_request(request), body, self._redact)
+        result.request_bytes = len(body) if body is not None else request.ByteSize()
         if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
             self._stats.request(TRANSPORT, grpc.StatusCode.UNAVAILABLE.name)
             message = "ingest queue full; retry later"

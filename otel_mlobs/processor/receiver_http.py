@@ -110,7 +110,9 @@ def parse_body(
             request = parse_trace_request(body)
         except OtlpJsonError as exc:
             raise _Refusal(400, f"invalid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
-    return redacted(decode_request(request), wire, redact)
+    result = redacted(decode_request(request), wire, redact)
+    result.request_bytes = len(body)
+    return result
 
 
 class HttpReceiver:

@@ -87,7 +87,7 @@ class Processor:
         self.stats = Stats()
         analyzers = self.config.analyzers
         self.router = Router(DEFAULT_ANALYZERS if analyzers is None else analyzers)
-        self.queue = IngestQueue(self.config.queue_size)
+        self.queue = IngestQueue(self.config.queue_size, self.config.queue_bytes)
         security = self.config.security
         self.auth_failures = AuthFailures()
         otlp_tokens = TokenSet(security.api_tokens)
