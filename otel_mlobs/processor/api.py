@@ -14,7 +14,8 @@
 (empty when omitted) and passes any other query parameter to ``query(**params)``. An unknown
 analyzer or key is a 404 whose JSON lists what is known. Other methods get 405. Request bodies
 over 64 KiB get 413. With auth on (docs/security.md) every path but ``/healthz`` needs the bearer
-token (``/metrics`` its own, if configured) and answers 401 without it.
+token (``/metrics`` its own, if configured) and answers 401 without it. The two writes answer
+once a checkpoint holds them (``"durable": true``; false when the processor keeps no state).
 """
 
 from __future__ import annotations
@@ -185,6 +186,19 @@ class ApiServer:
         key = Key(*(request.query.get(p, "") for p in _KEY_PARAMS))
         return await self._off_loop(self._verdict, name, key, alert_id, true_positive)
 
+    def _saved(self, result: Any) -> Any:
+        """``result`` of a write, once the state holding it is durable.
+
+        Writes are not in the write-ahead log (it holds export requests), so a write forces a
+        checkpoint before it is answered: acknowledged means it survives a crash. Writes are
+        rare and made by people, so the checkpoint's cost does not matter. ``durable`` says
+        whether that worked (false without persistence, or when the checkpoint failed: then it
+        is counted, and the next checkpoint saves the write).
+        """
+        persistence = self._p.persistence
+        durable = persistence is not None and persistence.checkpoint(force=True)
+        return {**result, "durable": durable} if isinstance(result, dict) else result
+
     def _verdict(self, name: str, key: Key, alert_id: str, true_positive: bool) -> web.Response:
         with self._p.lock:
             instance = self._p.router.get(name, key)
@@ -194,9 +208,10 @@ class ApiServer:
                     {"error": f"no analyzer {name!r} that takes verdicts for {key.labels()}"}, 404
                 )
             try:
-                return json_response(mark(alert_id, true_positive))
+                result = mark(alert_id, true_positive)
             except KeyError:
                 return json_response({"error": f"unknown alert {alert_id!r} on {name!r}"}, 404)
+        return json_response(self._saved(result))
 
     def _flag(self, pointer: str, pipeline: str) -> web.Response:
         known: list[str] = []
@@ -206,9 +221,15 @@ class ApiServer:
                 if flag is None or (pipeline and instance.key.pipeline != pipeline):
                     continue
                 try:
-                    return json_response(flag(pointer))
+                    result = flag(pointer)
                 except KeyError as exc:
                     known.extend(getattr(exc, "known", []))
+                    continue
+                break
+            else:
+                result = None
+        if result is not None:
+            return json_response(self._saved(result))
         return json_response(
             {"error": f"unknown pointer {pointer!r}", "known": sorted(set(known))[:20]}, 404
         )
