@@ -235,7 +235,7 @@ def test_full_queue_answers_503_with_retry_after():
             assert post_traces(proc, body).status_code == 200
             refused = post_traces(proc, to_otlp_json(request(run_span(), run_span())), JSON)
         assert refused.status_code == 503
-        assert refused.headers["Retry-After"] == "3"
+        assert refused.headers["Retry-After"] in {"3", "4", "5"}  # 2.5 to 5 s, whole seconds
         assert "queue full" in refused.json()["message"]
         assert proc.wait_idle(5)
         reg = proc.registry

@@ -179,3 +179,14 @@ def test_refresh_runs_periodically_on_the_worker():
         while len(calls) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
     assert len(calls) >= 2 and set(calls) == {"mlobs-ingest-worker"}
+
+
+def test_retry_delays_spread_refused_clients_over_one_to_two_intervals():
+    from otel_mlobs.processor.ingest import retry_delay
+
+    assert retry_delay(2.0, lambda: 0.0) == 2.0 and retry_delay(2.0, lambda: 0.999) < 4.0
+    delays = [retry_delay(1.0) for _ in range(2000)]
+    assert min(delays) >= 1.0 and max(delays) < 2.0
+    # Spread over the whole interval, not bunched: each quarter gets a fair share.
+    counts = [sum(1.0 + q / 4 <= d < 1.0 + (q + 1) / 4 for d in delays) for q in range(4)]
+    assert min(counts) > 400

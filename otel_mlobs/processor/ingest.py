@@ -16,6 +16,7 @@ receiver acknowledges after that. A batch that carries its request's serialized 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -187,6 +188,16 @@ def admit(
 
 
 Redact = Callable[[DecodeResult], DecodeResult]
+
+
+def retry_delay(base_s: float, draw: Callable[[], float] = random.random) -> float:
+    """How long to tell a refused client to wait: ``base_s`` to twice that, at random.
+
+    Clients refused together by one full queue would otherwise all come back at the same
+    instant and find it full again; spreading them over the interval lets the worker drain
+    between arrivals.
+    """
+    return base_s * (1.0 + draw())
 
 
 def redacted(result: DecodeResult, wire: bytes | None, redact: Redact | None) -> DecodeResult:

@@ -23,7 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from otel_mlobs.processor.decode import DecodeResult, decode_request
-from otel_mlobs.processor.ingest import IngestQueue, admit, redacted
+from otel_mlobs.processor.ingest import IngestQueue, admit, redacted, retry_delay
 from otel_mlobs.processor.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         if not admit(self._queue, self._stats, TRANSPORT, result, received_at):
             self._stats.request(TRANSPORT, grpc.StatusCode.UNAVAILABLE.name)
             message = "ingest queue full; retry later"
-            context.set_trailing_metadata(retry_trailers(message, self._retry_after_s))
+            delay = retry_delay(self._retry_after_s)
+            context.set_trailing_metadata(retry_trailers(message, delay))
             context.abort(grpc.StatusCode.UNAVAILABLE, message)
         self._stats.request(TRANSPORT, grpc.StatusCode.OK.name)
         return result.response()

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_mlobs.processor.auth import AuthFailures, TokenSet, challenge
 from otel_mlobs.processor.decode import DecodeResult, decode_request
-from otel_mlobs.processor.ingest import IngestQueue, admit, redacted
+from otel_mlobs.processor.ingest import IngestQueue, admit, redacted, retry_delay
 from otel_mlobs.processor.otlp_json import OtlpJsonError, parse_trace_request, to_json
 from otel_mlobs.processor.stats import Stats
 
@@ -136,7 +136,7 @@ class HttpReceiver:
         self._stats = stats
         self._executor = executor
         self._limit = max_request_bytes
-        self._retry_after = str(max(1, math.ceil(retry_after_s)))
+        self._retry_after_s = retry_after_s
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -171,7 +171,7 @@ class HttpReceiver:
                 reply_type,
                 503,
                 "ingest queue full; retry later",
-                {"Retry-After": self._retry_after},
+                {"Retry-After": str(max(1, math.ceil(retry_delay(self._retry_after_s))))},
             )
         return self._reply(reply_type, 200, result.response())
 
