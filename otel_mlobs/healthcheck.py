@@ -26,7 +26,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from otel_mlobs.cli import env_option, non_empty, port
+from otel_mlobs.cli import env_option, non_empty, port, positive_seconds
 
 EXIT_UNHEALTHY = 1
 EXIT_USAGE = 2
@@ -96,16 +96,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "healthcheck",
@@ -118,5 +108,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     env_option(p, "--client-cert", type=non_empty, metavar="PEM",
                help="client certificate, when the processor requires mutual TLS")
     env_option(p, "--client-key", type=non_empty, metavar="PEM", help="key of --client-cert")
-    p.add_argument("--timeout", type=_timeout, default=4.0, help="seconds (default 4)")
+    p.add_argument("--timeout", type=positive_seconds, default=4.0, help="seconds (default 4)")
     p.set_defaults(func=run)

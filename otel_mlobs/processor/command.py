@@ -9,7 +9,15 @@ import signal
 import threading
 from types import FrameType
 
-from otel_mlobs.cli import byte_size, env_option, log_level, non_empty, port, positive_int
+from otel_mlobs.cli import (
+    byte_size,
+    env_option,
+    log_level,
+    non_empty,
+    port,
+    positive_int,
+    positive_seconds,
+)
 from otel_mlobs.processor import config as cfg
 from otel_mlobs.processor.auth import SecurityConfig
 from otel_mlobs.processor.cardinality import DEFAULT_MAX_SERIES
@@ -175,16 +183,6 @@ def series_cap(text: str) -> int:
     value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError("must be at least 2 (one place is the overflow series)")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
 
 
