@@ -34,7 +34,7 @@ from otel_mlobs.packing import label_strings
 from otel_mlobs.sdk import _emit, _worker
 from otel_mlobs.sdk._columns import TextColumn, classify
 from otel_mlobs.sdk._snapshot import snapshot
-from otel_mlobs.sdk._strings import as_text, category_text, fixed_width
+from otel_mlobs.sdk._strings import as_text, category_text, factorize_strings, fixed_width
 from otel_mlobs.sdk._tabular import Table, as_table
 from otel_mlobs.sdk.run import current_run, to_event_time
 from otel_mlobs.sdk.setup import background, get_tracer, pipeline_name
@@ -93,7 +93,7 @@ def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
                                where=where, stamp=stamp)
 
     if n and background():
-        id_arr, label_raw = id_arr.copy(), label_raw.copy()
+        id_arr, label_raw, ts = id_arr.copy(), label_raw.copy(), _own(ts, timestamps)
         _defer(emit, f"feedback of {model!r}")
     else:
         _run(emit())
@@ -121,7 +121,7 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
     true_raw = None if true_labels is None else _one_d("true_labels", true_labels, n)
     deferred = n > 0 and background()
     if deferred:  # the worker reads copies: the caller may reuse its arrays at once
-        id_arr = id_arr.copy()
+        id_arr, ts = id_arr.copy(), _own(ts, timestamps)
         score_arr = None if score_arr is None else score_arr.copy()
         label_raw = None if label_raw is None else label_raw.copy()
         true_raw = None if true_raw is None else true_raw.copy()
@@ -285,7 +285,13 @@ def _timestamps(timestamps: Any, n: int) -> np.ndarray:
     if arr.dtype.kind == "O":
         stamps = pd.to_datetime(pd.Series(arr), utc=True)
         return classify(stamps.array)[1]
-    return arr.astype(np.float64)
+    return np.asarray(arr, dtype=np.float64)  # float64 already: read where it lies
+
+
+def _own(ts: np.ndarray, timestamps: Any) -> np.ndarray:
+    """``ts`` itself when :func:`_timestamps` built it, else a copy (the worker must not read
+    the caller's array)."""
+    return ts.copy() if isinstance(timestamps, np.ndarray | pd.Series) else ts
 
 
 def _feature_table(features: Any, n: int) -> Table | None:
@@ -300,6 +306,11 @@ def _feature_table(features: Any, n: int) -> Table | None:
 def _feature(col: Any) -> np.ndarray:
     """One feature's values: float64 (NaN nulls) for numbers, booleans and datetimes (seconds);
     fixed-width text (``""`` for nulls) otherwise."""
+    if isinstance(col, np.ndarray) and col.dtype.kind == "O":
+        text = factorize_strings(col)  # the common case, strings only: one pass
+        if text is not None:
+            codes, uniques = text
+            return category_text(codes, [as_text(u) for u in uniques.tolist()])
     if (isinstance(col, np.ndarray) and col.dtype.kind == "O") or isinstance(
             getattr(col, "dtype", None), pd.StringDtype):
         # Factorize first: one pass over the objects, after which only the distinct values
