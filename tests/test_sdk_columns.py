@@ -117,3 +117,31 @@ def test_empty_and_all_null_columns() -> None:
     nulls = prepare(as_table({"f": np.full(10, np.nan)}))
     assert nulls.nulls.tolist() == [10] and nulls.finite.tolist() == [0]
     assert np.isnan(nulls.min).all() and np.isnan(nulls.std).all()
+
+
+def test_numeric_arrays_read_where_they_lie_match_float64_copies(memory_path) -> None:
+    """1-D integer, float32 and strided columns are converted while their segment is filled;
+    statistics, pointer and summary equal those of contiguous float64 copies."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    pairs = rng.normal(5, 2, size=(n, 2))
+    pairs[rng.random(n) < 0.05, 0] = np.nan
+    raw = {
+        "strided": pairs[:, 0],
+        "ints": rng.integers(-1000, 1000, n).astype(np.int32),
+        "small": rng.normal(size=n).astype(np.float32),
+        "unsigned": rng.integers(0, 2**40, n, dtype=np.uint64),
+        "big": 1.7e9 + rng.normal(0, 60, n),
+    }
+    copies = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in raw.items()}
+    rows = plan(n, 512, 512, None)
+    got, want = prepare(as_table(raw), rows), prepare(as_table(copies), rows)
+    assert got.digest == want.digest
+    for attr in ("count", "nulls", "mean", "std", "min", "max", "bits", "picked"):
+        np.testing.assert_array_equal(getattr(got, attr), getattr(want, attr))
+    assert content_pointer(raw) == content_pointer(copies)
+    a, b = summarize_frame(raw), summarize_frame(copies)
+    assert a.sketches == b.sketches and a.top_values == b.top_values
+    np.testing.assert_array_equal(a.quantiles, b.quantiles)
+    np.testing.assert_array_equal(a.distinct, b.distinct)
+    assert [v.tobytes() for v in a.sample_values] == [v.tobytes() for v in b.sample_values]

@@ -180,3 +180,36 @@ def test_fixed_width_strings() -> None:
     assert fixed_width(np.array([], dtype=object)).tolist() == []
     with pytest.raises(TypeError):
         fixed_width(np.array(["a", None], dtype=object))
+
+
+@pytest.mark.parametrize("values", [
+    ["north", "south", "north", "é", "south"],  # plain strings, not all ASCII
+    ["ab", "c", "ab", "", "c"],  # ragged ASCII with an empty string
+    ["a", None, "b", "a", np.nan],  # nulls: the general path
+    ["a", 1, 2.5, "b", "a"],  # mixed objects: the general path
+    [1, 2.5, None, 4, 5],  # numbers stored as objects: floats
+    ["a\udc80", "b", "a\udc80", "c", "b"],  # a lone surrogate (no UTF-8): the general path
+])
+def test_string_features_match_the_general_path(monkeypatch, values) -> None:
+    """The one-pass factorization of plain strings gives the same bytes as the general path."""
+    from otel_mlobs.sdk import _strings, predictions
+
+    col = np.array(values, dtype=object)
+    fast = predictions._feature(col)
+    monkeypatch.setattr(_strings, "_StringHashTable", None)
+    general = predictions._feature(col)
+    assert fast.dtype == general.dtype
+    assert fast.tobytes() == general.tobytes()
+
+
+def test_factorize_strings_only_takes_plain_strings() -> None:
+    from otel_mlobs.sdk._strings import factorize_strings
+
+    codes, uniques = factorize_strings(np.array(["b", "a", "b", "c"], dtype=object))
+    assert codes.tolist() == [0, 1, 0, 2]
+    assert uniques.tolist() == ["b", "a", "c"]
+    assert factorize_strings(np.array(["a", None], dtype=object)) is None
+    assert factorize_strings(np.array(["a", 1], dtype=object)) is None
+    assert factorize_strings(np.array(["a", "b"])) is None  # fixed-width: not an object array
+    codes, uniques = factorize_strings(np.array([], dtype=object))
+    assert len(codes) == 0 and len(uniques) == 0

@@ -131,7 +131,7 @@ class Columns:
             if at is None and self.detached:
                 at = _positions(self.plan, idx)
             if at is not None:
-                return self.picked[:, at]
+                return np.take(self.picked, at, axis=1)  # C order: rows pack without a copy
         if self.detached:
             raise LookupError("detached columns hold only their planned rows")
         parts = [seg if idx is None else seg[:, idx] for seg in self.segments]
