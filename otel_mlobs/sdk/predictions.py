@@ -289,9 +289,9 @@ def _timestamps(timestamps: Any, n: int) -> np.ndarray:
 
 
 def _own(ts: np.ndarray, timestamps: Any) -> np.ndarray:
-    """``ts`` itself when :func:`_timestamps` built it, else a copy (the worker must not read
-    the caller's array)."""
-    return ts.copy() if isinstance(timestamps, np.ndarray | pd.Series) else ts
+    """``ts`` itself when :func:`_timestamps` built it, else a copy: the worker must not read
+    memory the caller may still change (its array, or a view of its buffer)."""
+    return ts if ts.base is None and ts is not timestamps else ts.copy()
 
 
 def _feature_table(features: Any, n: int) -> Table | None:
