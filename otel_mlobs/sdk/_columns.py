@@ -273,7 +273,7 @@ def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
             part = seg[lo:hi]
             _reduce(part, at + lo, sums)
             if picked is not None:
-                picked[at + lo:at + hi] = part[:, rows]
+                np.take(part, rows, axis=1, out=picked[at + lo:at + hi])  # no temporary
         at += len(seg)
     return segments, kept + rest, sums
 
