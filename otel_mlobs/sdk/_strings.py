@@ -34,15 +34,16 @@ def fixed_width(values: np.ndarray) -> np.ndarray:
     Raises :class:`TypeError` if a value is not a ``str`` (callers convert those themselves).
     """
     items = values.tolist()
-    text = _SEP.join(items)  # TypeError on the first non-str value
     n = len(items)
+    items.append("")  # a trailing separator closes the last row
+    text = _SEP.join(items)  # TypeError on the first non-str value
     if not n:
         return np.zeros(0, dtype="S1")
     if text.isascii():
         data = text.encode("ascii")
         width = len(items[0])
-        if width and len(data) == n * (width + 1) - 1:
-            flat = np.frombuffer(data + b"\x00", dtype=np.uint8)
+        if width and len(data) == n * (width + 1):
+            flat = np.frombuffer(data, dtype=np.uint8)
             rows = flat.reshape(n, width + 1)
             # Equal widths put the n separators at the end of every row; no other NUL byte
             # may exist (a value holding one would shift them).
