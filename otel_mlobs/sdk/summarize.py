@@ -510,12 +510,16 @@ def _text(out: FrameSummary, text: TextColumn, n: int, sketch_rows: int | None,
         _text_statistics(out, i, seen, count, sampled=sketch_idx is not None)
     if not len(sample_idx):
         return None
+    distinct = None  # the sampled strings' distinct values, when they were just counted
     if drawn is None or not _same_rows(sketch_idx, sample_idx, n):
         drawn = _text_values(text, sample_idx)
+    elif drawn[1] is None:  # strings only (no null flags): counted as they are
+        distinct = seen
     items, missing = drawn
     if missing is not None:
         items = ["" if gone else _as_text(v) for v, gone in zip(items, missing, strict=True)]
-    width = max(map(len, items), default=0)
+    # The longest value is among the distinct ones: a few dozen lengths instead of every row's.
+    width = max(map(len, items if distinct is None else distinct), default=0)
     if 4 * width * len(items) > MAX_SAMPLE_COLUMN_BYTES:
         return _OVERSIZED  # judged before the fixed-width array is ever built
     return np.array(items, dtype=f"<U{max(width, 1)}")
