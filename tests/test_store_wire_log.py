@@ -61,13 +61,14 @@ def _id_run(i: int) -> object:
     return run_span(run_id=f"ids{i}", events=[_sample({"trip_id": ids, "fare": np.ones(100)})])
 
 
-def _start(state_dir: Path) -> Processor:
+def _running(state_dir: Path) -> Processor:
+    """A processor on ``state_dir``: ``with`` starts it and stops it on leaving the block."""
     config = ProcessorConfig(
         grpc_port=0, http_port=0, metrics_port=0, state_dir=str(state_dir),
         refresh_interval_s=3600,
     )  # fmt: skip
     config.security.id_hash_key = KEY
-    return Processor(config).start()
+    return Processor(config)
 
 
 def _logged(state_dir: Path) -> list[bytes]:
@@ -93,8 +94,7 @@ def _crash_copy(state_dir: Path, target: Path) -> Path:
 
 
 def test_requests_are_logged_as_sent_and_replay_to_the_same_state(tmp_path):
-    proc = _start(tmp_path / "state")
-    try:
+    with _running(tmp_path / "state") as proc:
         sent = [request(_plain_run(i), _plain_run(i + 10)) for i in range(3)]
         for req in sent[:2]:
             grpc_export(proc, req)
@@ -104,19 +104,13 @@ def test_requests_are_logged_as_sent_and_replay_to_the_same_state(tmp_path):
         assert proc.wait_idle(10)
         expected = _held(proc)
         copy = _crash_copy(tmp_path / "state", tmp_path / "copy")
-    finally:
-        proc.stop()
-    restarted = _start(copy)
-    try:
+    with _running(copy) as restarted:
         assert restarted.persistence.recovery.replayed_batches == 3
         assert _held(restarted) == expected
-    finally:
-        restarted.stop()
 
 
 def test_hashed_identifiers_never_reach_the_log_raw(tmp_path):
-    proc = _start(tmp_path / "state")
-    try:
+    with _running(tmp_path / "state") as proc:
         grpc_export(proc, request(_id_run(0)))
         grpc_export(proc, request(_plain_run(1)))
         logged = _logged(tmp_path / "state")
@@ -125,24 +119,16 @@ def test_hashed_identifiers_never_reach_the_log_raw(tmp_path):
         assert proc.wait_idle(10)
         expected = _held(proc)
         copy = _crash_copy(tmp_path / "state", tmp_path / "copy")
-    finally:
-        proc.stop()
-    restarted = _start(copy)
-    try:
+    with _running(copy) as restarted:
         assert _held(restarted) == expected
-    finally:
-        restarted.stop()
 
 
 def test_requests_with_foreign_or_rejected_spans_log_their_records(tmp_path):
-    proc = _start(tmp_path / "state")
-    try:
+    with _running(tmp_path / "state") as proc:
         grpc_export(proc, request(_plain_run(0), foreign_span()))
         broken = run_span(run_id="bad", extra={sc.SCHEMA: "99.0"})
         grpc_export(proc, request(_plain_run(1), broken))
         assert [p[:1] for p in _logged(tmp_path / "state")] == [b"\x01", b"\x01"]
-    finally:
-        proc.stop()
 
 
 def test_redacted_keeps_the_bytes_only_when_nothing_was_replaced():
@@ -179,8 +165,7 @@ def test_identifier_decisions_survive_a_restart_and_replay_never_rehashes(tmp_pa
     restarted processor would judge a few distinct ``zone_id`` values by their name alone and
     hash them: the replayed state would differ from the one acknowledged."""
     zones = np.array(["north", "south", "east"] * 40)  # 120 values, 3 distinct: categorical
-    proc = _start(tmp_path / "state")
-    try:
+    with _running(tmp_path / "state") as proc:
         grpc_export(proc, request(run_span(run_id="many", events=[_sample({"zone_id": zones})])))
         assert proc.wait_idle(10)
         pipeline = proc.router.keys()["runs"][0].pipeline
@@ -192,10 +177,7 @@ def test_identifier_decisions_survive_a_restart_and_replay_never_rehashes(tmp_pa
         assert _logged(tmp_path / "state")[-1][:1] == b"\x02"  # nothing hashed: logged as sent
         expected = _held(proc)
         copy = _crash_copy(tmp_path / "state", tmp_path / "copy")
-    finally:
-        proc.stop()
-    restarted = _start(copy)
-    try:
+    with _running(copy) as restarted:
         assert restarted.id_hasher.decided(pipeline, "zone_id") is False  # from the checkpoint
         assert restarted.persistence.recovery.replayed_batches == 1
         assert _held(restarted) == expected
@@ -204,8 +186,6 @@ def test_identifier_decisions_survive_a_restart_and_replay_never_rehashes(tmp_pa
         grpc_export(restarted, request(later))
         assert restarted.wait_idle(10)
         assert _logged(copy)[-1][:1] == b"\x02"
-    finally:
-        restarted.stop()
 
 
 def test_hasher_decisions_round_trip_and_bad_blobs_are_refused():
