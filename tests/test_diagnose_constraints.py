@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from otel_mlobs.processor.analyzers.base import BatchFailures
 from otel_mlobs.processor.analyzers.diagnose import ConstraintAnalyzer
 from otel_mlobs.processor.analyzers.diagnose.frames import records
 from otel_mlobs.processor.records import Key, RunRecord
@@ -438,8 +439,10 @@ def test_update_many_keeps_the_batch_when_one_record_is_malformed():
     bad, _ = _run_records(30)
     bad.count = bad.count[:-1]
     good, sample = _run_records(31, fare=np.full(800, np.nan))
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(BatchFailures) as raised:
         a.update_many([bad, good, sample])
+    assert [record for record, _ in raised.value.failures] == [bad]
+    assert "differ in length" in str(raised.value.failures[0][1])
     a.flush()
     assert [x.check for x in broken(a)] == ["not_all_null"]
 

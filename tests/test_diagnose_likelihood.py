@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from otel_mlobs.processor.analyzers.base import BatchFailures
 from otel_mlobs.processor.analyzers.diagnose import LikelihoodAnalyzer
 from otel_mlobs.processor.analyzers.diagnose import discretize as discretize_module
 from otel_mlobs.processor.analyzers.diagnose import likelihood as likelihood_module
@@ -383,6 +384,23 @@ def test_batched_updates_match_single_updates():
     assert [(a.id, a.explanation) for a in one.alerts()] == [
         (a.id, a.explanation) for a in many.alerts()
     ]
+
+
+def test_a_malformed_sample_fails_alone_in_a_batch():
+    one, many = trained(), trained()
+    batch = [
+        SampleRecord(KEY, f"r{run}", T0 + run * DAY, "output", "features", 1, rows(run))
+        for run in range(10, 14)
+    ]
+    broken = rows(20)
+    broken["trip_distance"] = np.ones((len(broken["trip_distance"]), 2))  # not one column
+    bad = SampleRecord(KEY, "r20", T0 + 20 * DAY, "output", "features", 1, broken)
+    with pytest.raises(BatchFailures) as raised:
+        many.update_many([batch[0], batch[1], bad, batch[2], batch[3]])
+    assert [record for record, _ in raised.value.failures] == [bad]
+    for rec in batch:
+        one.update(rec)
+    assert many.query() == one.query()
 
 
 def test_snapshot_leaves_out_scoring_caches_and_restores_the_same_scores():

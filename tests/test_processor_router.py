@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from otel_mlobs.processor.analyzers import DEFAULT_ANALYZERS
-from otel_mlobs.processor.analyzers.base import Analyzer, Histogram, Metric
+from otel_mlobs.processor.analyzers.base import Analyzer, BatchFailures, Histogram, Metric
 from otel_mlobs.processor.analyzers.runs import RunsAnalyzer
 from otel_mlobs.processor.analyzers.traffic import TrafficAnalyzer
 from otel_mlobs.processor.ingest import IngestQueue
@@ -113,8 +113,49 @@ def test_dispatch_many_isolates_failures_per_instance(caplog):
     with caplog.at_level(logging.ERROR):
         router.dispatch_many([_records.run(1), _records.run(2), bad])
     assert router.errors["exploding"] == 3  # one failure per record, each tried
-    assert router.errors["batching"] == 3  # the failed batch counts every record it held
+    assert router.errors["batching"] == 3  # an unexplained batch failure counts every record
     assert router.get("runs", _records.RUN_KEY).runs == 3
+
+
+class Picky(RunsAnalyzer):
+    """Batch-updating analyzer that refuses one record and applies the rest."""
+
+    name: ClassVar[str] = "picky"
+
+    def update_many(self, records):
+        failures = []
+        for record in records:
+            if record.run_id == "bad":
+                failures.append((record, ValueError("bad run")))
+            else:
+                self.update(record)
+        if failures:
+            raise BatchFailures(failures)
+
+
+def test_a_batch_that_names_its_failed_records_counts_only_those(caplog):
+    router = Router([Picky])
+    bad = replace(_records.run(5), run_id="bad")
+    with caplog.at_level(logging.ERROR):
+        router.dispatch_many([_records.run(1), bad, _records.run(2)])
+    assert router.errors["picky"] == 1
+    assert router.get("picky", _records.RUN_KEY).runs == 2
+    assert "ValueError: bad run" in caplog.text
+
+
+def test_the_default_batch_update_applies_around_a_failing_record():
+    class Fussy(RunsAnalyzer):
+        name: ClassVar[str] = "fussy"
+
+        def update(self, record):
+            if record.run_id == "bad":
+                raise ValueError("bad run")
+            super().update(record)
+
+    router = Router([Fussy])
+    router.dispatch_many([_records.run(1), replace(_records.run(5), run_id="bad"), _records.run(2)])
+    assert router.errors["fussy"] == 1
+    assert router.get("fussy", _records.RUN_KEY).runs == 2
 
 
 def test_duplicate_analyzer_names_are_refused():

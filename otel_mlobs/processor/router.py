@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from otel_mlobs.processor.analyzers.base import Analyzer, Metric
+from otel_mlobs.processor.analyzers.base import Analyzer, BatchFailures, Metric
 from otel_mlobs.processor.records import Key, Record
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ class Router:
 
         Instances are independent, so only the order within one instance matters; grouping
         lets an analyzer that overrides :meth:`Analyzer.update_many` pay its fixed costs once
-        per batch instead of once per record. A batch update that fails counts one failure
-        per record it held.
+        per batch instead of once per record. An analyzer reports the records that failed with
+        :class:`BatchFailures` and only those are counted; any other error out of a batch
+        update counts one failure per record the batch held.
         """
         groups: dict[tuple[type[Analyzer], Key], list[Record]] = {}
         for record in records:
@@ -81,15 +82,11 @@ class Router:
                     for record in batch:
                         self._failed(cls.name, "update", record.key)
                     continue
-            if type(instance).update_many is Analyzer.update_many:
-                for record in batch:  # one failing record must not cost the others
-                    try:
-                        instance.update(record)
-                    except Exception:
-                        self._failed(cls.name, "update", record.key)
-                continue
             try:
                 instance.update_many(batch)
+            except BatchFailures as failed:
+                for record, exc in failed.failures:
+                    self._failed(cls.name, "update", record.key, exc)
             except Exception:
                 for record in batch:
                     self._failed(cls.name, "update", record.key)
@@ -112,11 +109,14 @@ class Router:
                 self._failed(instance.name, "metrics", instance.key)
         return out
 
-    def _failed(self, name: str, what: str, key: Key) -> None:
+    def _failed(self, name: str, what: str, key: Key, exc: BaseException | None = None) -> None:
+        """Count one failure; log the first ten and every thousandth, with the traceback of
+        ``exc`` (or of the exception being handled)."""
         self.errors[name] += 1
         if self.errors[name] <= 10 or self.errors[name] % 1000 == 0:
-            logger.exception(
-                "analyzer %s failed in %s for %s (%d failures)", name, what, key, self.errors[name]
+            logger.error(
+                "analyzer %s failed in %s for %s (%d failures)", name, what, key,
+                self.errors[name], exc_info=exc or True,
             )
 
     def instances(self) -> Iterator[Analyzer]:

@@ -24,6 +24,21 @@ from otel_mlobs.processor.records import Key, Record
 MetricKind = Literal["counter", "gauge", "histogram"]
 
 
+class BatchFailures(Exception):
+    """Raised by :meth:`Analyzer.update_many` when some records of a batch failed and every
+    other record was applied, so the router counts exactly the failed ones.
+
+    Any other exception out of ``update_many`` leaves unknown which records were applied; the
+    router then counts every record of the batch as failed.
+    """
+
+    def __init__(self, failures: Sequence[tuple[Record, BaseException]]) -> None:
+        self.failures = list(failures)
+        first = self.failures[0][1] if self.failures else None
+        super().__init__(f"{len(self.failures)} record(s) of the batch failed; first: {first!r}")
+        self.__cause__ = first
+
+
 @dataclass(frozen=True, slots=True)
 class Histogram:
     """Cumulative histogram value: ``buckets`` are (upper bound, cumulative count), +Inf last."""
@@ -81,9 +96,18 @@ class Analyzer(ABC):
         The router hands over every record one ingest batch holds for this instance at once,
         so an analyzer whose per-record cost is mostly fixed overhead can override this and
         work on the whole batch in one vectorized pass. The default applies them one by one.
+
+        A record that fails must not cost the others: apply the rest, then raise
+        :class:`BatchFailures` naming the failed ones.
         """
+        failures: list[tuple[Record, BaseException]] = []
         for record in records:
-            self.update(record)
+            try:
+                self.update(record)
+            except Exception as exc:  # noqa: BLE001 - reported with the batch
+                failures.append((record, exc))
+        if failures:
+            raise BatchFailures(failures)
 
     @abstractmethod
     def metrics(self) -> Iterable[Metric]:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from otel_mlobs.processor.analyzers.base import Analyzer, Metric
+from otel_mlobs.processor.analyzers.base import Analyzer, BatchFailures, Metric
 from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook, Severity
 from otel_mlobs.processor.analyzers.diagnose.columns import (
     ColumnSummary,
@@ -252,10 +252,10 @@ class ConstraintAnalyzer(Analyzer):
         they stood when the batch arrived (runs in one batch do not tighten or widen the band
         for each other; :meth:`update` judges one run at a time). Everything else keeps arrival
         order: alerts, row-sample checks and run closing happen run by run, after the pass. A
-        malformed record is skipped without losing the rest of the batch, and its error is
-        raised once the batch is done.
+        malformed record is skipped without losing the rest of the batch; the records that
+        failed are raised together once the batch is done (:class:`BatchFailures`).
         """
-        error: Exception | None = None
+        failures: list[tuple[Record, BaseException]] = []
         batching = self.ready and len(records) > 1
         if batching:
             self._batch = []
@@ -264,12 +264,12 @@ class ConstraintAnalyzer(Analyzer):
                 try:
                     self.update(record)
                 except Exception as exc:  # noqa: BLE001 - reported after the batch
-                    error = error or exc
+                    failures.append((record, exc))
         finally:
             if batching:
                 self._drain()
-        if error is not None:
-            raise error
+        if failures:
+            raise BatchFailures(failures)
 
     def _drain(self) -> None:
         """Judge what the batch deferred, then replay each run's work and close it in order."""

@@ -24,6 +24,7 @@ batch are coded and scored together (:meth:`LikelihoodAnalyzer.update_many`).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -32,7 +33,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from otel_mlobs.processor.analyzers.base import Analyzer, Metric
+from otel_mlobs.processor.analyzers.base import Analyzer, BatchFailures, Metric
 from otel_mlobs.processor.analyzers.diagnose.alerts import AlertBook
 from otel_mlobs.processor.analyzers.diagnose.discretize import ColumnCoder, RowCoder, fit_coder
 from otel_mlobs.processor.analyzers.diagnose.likelihood import ChowLiuTree, CountLayout, TreeCounts
@@ -335,7 +336,9 @@ class LikelihoodAnalyzer(Analyzer):
     def update_many(self, records: Sequence[Record]) -> None:
         """Apply ``records`` in order; the samples of datasets already modelled are coded and
         scored together first (one coding pass per sample, one scoring pass per dataset), and
-        the per-run bookkeeping then runs record by record, as :meth:`update` would."""
+        the per-run bookkeeping then runs record by record, as :meth:`update` would. A sample
+        the joint pass cannot code is left to be scored on its own, so one malformed record
+        fails alone (:class:`BatchFailures`)."""
         pending: dict[DatasetKey, list[tuple[int, SampleRecord]]] = {}
         for i, rec in enumerate(records):
             if (
@@ -347,9 +350,17 @@ class LikelihoodAnalyzer(Analyzer):
                 pending.setdefault((rec.role, rec.dataset), []).append((i, rec))
         scored: dict[int, _Scored] = {}
         for key, items in pending.items():
-            scored.update(self._score_together(key, items))
+            # on failure each sample of the dataset is scored, or fails, on its own below
+            with contextlib.suppress(Exception):
+                scored.update(self._score_together(key, items))
+        failures: list[tuple[Record, BaseException]] = []
         for i, rec in enumerate(records):
-            self.update(rec, scored.get(i))
+            try:
+                self.update(rec, scored.get(i))
+            except Exception as exc:  # noqa: BLE001 - reported with the batch
+                failures.append((rec, exc))
+        if failures:
+            raise BatchFailures(failures)
 
     def _score_together(
         self, key: DatasetKey, items: list[tuple[int, SampleRecord]]
