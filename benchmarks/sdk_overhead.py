@@ -49,8 +49,8 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -332,12 +332,52 @@ def measure(
     return out
 
 
+def sliced(w: Workload, rows: int) -> Workload:
+    """The first ``rows`` rows of the workload, same forest and columns."""
+    return replace(
+        w,
+        frame=w.frame.iloc[:rows],
+        matrix=w.matrix[:rows],
+        ids=w.ids[:rows],
+        bucket_features={k: v[:rows] for k, v in w.bucket_features.items()},
+        timestamps=w.timestamps[:rows],
+    )
+
+
+def scaling(w: Workload, flush: Callable[[], None], sizes: Sequence[int],
+            calls: int) -> list[dict[str, float]]:
+    """SDK steps (observed call minus its ``predict_proba``, caller-thread CPU) at smaller
+    batches of the same workload: the cost at 10 rows is what every call pays before any value
+    is read (the run span, three log calls, OpenTelemetry's handling of the span and events)."""
+    out = []
+    for rows in sizes:
+        small = sliced(w, rows)
+        sdk, bare = [], []
+        for i in range(calls + 3):
+            marks: list[Mark] = []
+            b0 = time.thread_time()
+            small.forest.predict_proba(small.matrix)
+            b1 = time.thread_time()
+            observed_call(small, marks)
+            if i >= 3:  # warm-ups
+                bare.append(b1 - b0)
+                total = marks[-1][1] - marks[0][1]
+                sdk.append(total - (marks[2][1] - marks[1][1]))
+            if i % 10 == 9:
+                flush()
+        out.append({"rows": rows, "sdk_median_ms": _ms(sdk), "bare_median_ms": _ms(bare)})
+    flush()
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000, help="rows scored per call")
     ap.add_argument("--repeats", type=int, default=41, help="alternating blocks")
     ap.add_argument("--block", type=int, default=5, help="timed calls of each kind per block")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--scaling-calls", type=int, default=30,
+                    help="calls per batch size for the fixed-cost table (0: skip it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", choices=("scenario", "standin"), default="scenario")
     ap.add_argument("--exporter", choices=("otlp-grpc", "otlp-http", "memory"), default="otlp-grpc")
@@ -353,6 +393,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _scaling(w: Workload, flush: Callable[[], None], args: argparse.Namespace) -> list[dict]:
+    if args.scaling_calls <= 0:
+        return []
+    return scaling(w, flush, [n for n in (10, 100, 1_000) if n < args.rows], args.scaling_calls)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     machine = C.machine_info()  # before our own load moves the load average
@@ -365,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if processor is None:
         flush, memory = configure_sdk("memory", None, args.background)
         result = measure(workload, flush, args.repeats, args.warmup, args.block)
+        result["scaling"] = _scaling(workload, flush, args)
         export["spans_exported"] = len(memory.get_finished_spans())
     else:
         with processor as proc:
@@ -375,6 +422,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result = measure(
                 workload, flush, args.repeats, args.warmup, args.block, settle=proc.status
             )
+            result["scaling"] = _scaling(workload, flush, args)
             counters = proc.status()["counters"]
         export.update(
             {
@@ -417,6 +465,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem = "sdk_overhead_background" if args.background else "sdk_overhead"
     C.write_results(stem, payload, render_markdown(payload), args.out_dir)
     return payload
+
+
+def _scaling_lines(p: dict[str, Any]) -> list[str]:
+    """The fixed-cost table: SDK steps at smaller batches against the full call."""
+    r = p["results"]
+    points = r.get("scaling") or []
+    if not points:
+        return []
+    full = r["cpu"]["bare_median_ms"]
+    rows = [
+        [f"{x['rows']:,}", x["bare_median_ms"], x["sdk_median_ms"],
+         f"{x['sdk_median_ms'] / full:.1%}"]
+        for x in points
+    ]
+    rows.append([f"{p['rows']:,}", full, r["cpu"]["sdk_median_ms"],
+                 f"{r['cpu']['overhead_ratio']:.1%}"])
+    smallest = points[0]
+    share = smallest["sdk_median_ms"] / full
+    verdict = "above" if share > p["target_overhead_ratio_max"] else "within"
+    return [
+        "## What every call pays",
+        "",
+        "SDK steps (caller-thread CPU) on the first rows of the same workload, as a share of the "
+        f"bare {p['rows']:,}-row call:",
+        "",
+        C.md_table(["rows", "bare `predict_proba` (ms)", "SDK steps (ms)",
+                    f"share of the {p['rows']:,}-row call"], rows),
+        "",
+        f"At {smallest['rows']} rows the SDK's steps cost {smallest['sdk_median_ms']:.2f} ms, "
+        f"{share:.1%} of the {p['rows']:,}-row call: the per-call cost alone (the run span, "
+        "three log calls, OpenTelemetry's handling of the span and its events) is "
+        f"{verdict} the {p['target_overhead_ratio_max']:.0%} target before any value is read.",
+        "",
+    ]
 
 
 def render_markdown(p: dict[str, Any]) -> str:
@@ -494,6 +576,7 @@ def render_markdown(p: dict[str, Any]) -> str:
             f"flush (which waits for it, then exports) takes {bg['flush_wall_median_ms']:.1f} ms "
             f"wall including the processor's acknowledgement.",
             "",
+            *_scaling_lines(p),
             f"Export: {sink}. Medians over {p['repeats']} blocks of {p['block']} bare and "
             f"{p['block']} timed observed calls (each observed block run back to back, its first "
             f"call untimed), after {p['warmup']} warm-ups.",

@@ -103,10 +103,14 @@ def test_summarize_benchmark_rejects_tiny_rows(tmp_path):
 def test_sdk_overhead_benchmark_exports_to_a_real_processor(tmp_path):
     payload = _run(
         "sdk_overhead.py",
-        *("--rows", "300", "--repeats", "2", "--warmup", "0"),
+        *("--rows", "300", "--repeats", "2", "--warmup", "0", "--scaling-calls", "3"),
         out_dir=tmp_path,
     )
     assert payload["workload"].startswith("taxi scenario forest")
+    scaling = payload["results"]["scaling"]
+    assert [x["rows"] for x in scaling] == [10, 100]  # smaller than the call itself
+    assert all(x["sdk_median_ms"] > 0 and x["bare_median_ms"] > 0 for x in scaling)
+    assert "## What every call pays" in (tmp_path / "sdk_overhead.md").read_text()
     export = payload["export"]
     assert export["exporter"] == "otlp-grpc"
     assert export["background"] is False  # the SDK's default
