@@ -128,6 +128,21 @@ def test_without_samples_effect_sizes_decide():
     alert = a.alerts()[0]
     assert alert.check == "effect_size" and alert.columns[0] == "fare"
     assert "no row sample" in alert.explanation
+    assert "W " in alert.explanation and "JS " in alert.explanation  # every size, not PSI alone
+
+
+def test_psi_alone_equals_the_psi_of_all_sizes():
+    rng = np.random.default_rng(5)
+    ref = es.NumericReference.of(_sketch(rng.normal(0, 1, 5000)), 1.0)
+    for shift in (0.0, 0.3, 2.0):
+        cur = _sketch(rng.normal(shift, 1, 3000))
+        assert ref.psi(cur) == ref.sizes(cur)["psi"]
+    assert ref.psi(b"") is None and ref.sizes(b"") == {}
+    shares, top = {"a": 0.5, "b": 0.3}, {"a": 40, "c": 30}
+    assert es.psi_categorical(shares, top, 100) == es.effect_sizes_categorical(shares, top, 100)[
+        "psi"
+    ]
+    assert es.psi_categorical(shares, {}, 100) is None
 
 
 def test_metrics_waiting_state_feedback_and_snapshot():

@@ -61,15 +61,31 @@ class _Effects:
     # computed when read (a scrape, a query, an alert), at most once per run and column.
     todo: dict[str, tuple] = field(default_factory=dict)
 
+    def _ref(self, name: str) -> es.NumericReference:
+        ref = self.refs.get(name)
+        if ref is None:
+            sketch, std = self.numeric[name]
+            ref = self.refs[name] = es.NumericReference.of(sketch, std)
+        return ref
+
+    def psi(self) -> dict[str, float]:
+        """PSI of every column of the latest run, leaving the other sizes pending: an alert
+        decision per run needs only this, and the full sizes cost twice as much."""
+        out = {c: s["psi"] for c, s in self.last.items() if "psi" in s}
+        for name, item in self.todo.items():
+            if item[0] == "numeric":
+                value = self._ref(name).psi(item[1])
+            else:
+                value = es.psi_categorical(self.categorical[name], item[1], item[2])
+            if value is not None:
+                out[name] = value
+        return out
+
     def resolve(self) -> dict[str, dict[str, float]]:
         """``last`` with every pending column's effect sizes computed."""
         for name, item in self.todo.items():
             if item[0] == "numeric":
-                ref = self.refs.get(name)
-                if ref is None:
-                    sketch, std = self.numeric[name]
-                    ref = self.refs[name] = es.NumericReference.of(sketch, std)
-                sizes = ref.sizes(item[1])
+                sizes = self._ref(name).sizes(item[1])
             else:
                 sizes = es.effect_sizes_categorical(self.categorical[name], item[1], item[2])
             if sizes:
@@ -406,16 +422,16 @@ class DriftAnalyzer(Analyzer):
                     int(rec.count[i]),
                 )
         if key not in self._adversaries:
-            last = effects.resolve()
-            moved = {c: s for c, s in last.items() if s.get("psi", 0) >= self.psi_alert}
+            moved = {c: v for c, v in effects.psi().items() if v >= self.psi_alert}
             source = f"{key[0]}/{key[1]}/effect_size"
             if moved:
-                worst = max(moved.values(), key=lambda s: s["psi"])["psi"]
+                worst = max(moved.values())
+                effects.resolve()  # the explanation shows every size
                 self._fire(
                     key,
                     source,
                     rec,
-                    sorted(moved, key=lambda c: -moved[c]["psi"]),
+                    sorted(moved, key=lambda c: -moved[c]),
                     worst,
                     self.psi_alert,
                     f"{key[0]} {key[1]!r} moved (no row sample to weigh columns jointly): "

@@ -113,6 +113,14 @@ class NumericReference:
             float(ref_std),
         )
 
+    def psi(self, cur_sketch: bytes) -> float | None:
+        """PSI alone of one run's sketch (``None`` where :meth:`sizes` gives nothing): what
+        an alert decision needs, one CDF query, without the quantile function."""
+        q = numeric_shares(cur_sketch, self.edges)
+        if not (np.all(np.isfinite(self.shares)) and np.all(np.isfinite(q))):
+            return None
+        return psi(self.shares, q)
+
     def sizes(self, cur_sketch: bytes) -> dict[str, float]:
         """PSI, normalized Wasserstein and Jensen-Shannon of one run's sketch."""
         p, q = self.shares, numeric_shares(cur_sketch, self.edges)
@@ -130,6 +138,14 @@ class NumericReference:
 def effect_sizes_numeric(ref_sketch: bytes, ref_std: float, cur_sketch: bytes) -> dict[str, float]:
     """PSI, normalized Wasserstein and Jensen-Shannon of one numeric column."""
     return NumericReference.of(ref_sketch, ref_std).sizes(cur_sketch)
+
+
+def psi_categorical(ref_shares: Mapping[str, float], top: Mapping[str, int], count: int
+                    ) -> float | None:
+    """PSI alone of one categorical column (``None`` where there is nothing to compare)."""
+    if not top or count <= 0:
+        return None
+    return psi(*category_shares(ref_shares, top, count))
 
 
 def effect_sizes_categorical(
