@@ -53,6 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 
+from otel_mlobs.sdk.summarize import DEFAULT_SAMPLE_ROWS  # noqa: E402
+
 TARGET_RUN_SPANS_PER_CORE_S = 2_000
 TARGET_PREDICTIONS_PER_CORE_S = 200_000
 T0 = 1_750_000_000.0
@@ -200,8 +202,9 @@ def capture() -> Iterator[Any]:
         provider.shutdown()
 
 
-def run_spans(n: int, rows: int, seed: int) -> list[Any]:
-    """``n`` component runs, each logging a ``rows``-row slice of the 20-column frame."""
+def run_spans(n: int, rows: int, seed: int, sample_rows: int | None = None) -> list[Any]:
+    """``n`` component runs, each logging a ``rows``-row slice of the 20-column frame, with a
+    row sample of the SDK's default size unless ``sample_rows`` says otherwise (0: none)."""
     import otel_mlobs
 
     frame = C.to_pandas(C.make_raw(rows * 4, seed=seed))
@@ -211,7 +214,7 @@ def run_spans(n: int, rows: int, seed: int) -> list[Any]:
             when = T0 + 3600.0 * (i // len(COMPONENTS))
             component = COMPONENTS[i % len(COMPONENTS)]
             with otel_mlobs.observe(component, stage="features", event_time=when) as run:
-                run.log_input("trips", frame.iloc[lo : lo + rows])
+                run.log_input("trips", frame.iloc[lo : lo + rows], sample_rows=sample_rows)
         return list(memory.get_finished_spans())
 
 
@@ -608,7 +611,7 @@ def bench_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
         out["feedback"] = fb.as_dict()
 
         # Latency at half the measured throughput, on fresh spans of the same shape.
-        lat_spans = run_spans(args.latency_runs, args.rows, seed=args.seed + 1)
+        lat_spans = run_spans(args.latency_runs, args.rows, args.seed + 1, args.sample_rows)
         lat_batches = [[s] for s in lat_spans]
         out["run_latency"] = latency_at(child, lat_batches, 2.0 / runs.per_s, "run",
                                         len(lat_spans))
@@ -671,9 +674,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--latency-batches", type=int, default=10)
     ap.add_argument("--no-persistence", action="store_true",
                     help="only the in-memory processor (default: both configurations)")
+    ap.add_argument("--sample-rows", type=int, default=DEFAULT_SAMPLE_ROWS,
+                    help="row sample per logged dataset (default: the SDK's, "
+                    f"{DEFAULT_SAMPLE_ROWS}; 0: summaries only); results other than the default "
+                    "go to ingest_sample_rows_N.*")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out-dir", type=Path, default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.sample_rows < 0:
+        ap.error("--sample-rows must be >= 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -681,7 +691,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine = C.machine_info()  # before our own load moves the load average
     warm = len(COMPONENTS) * 2
     print("[ingest] producing spans through the SDK", file=sys.stderr)
-    spans = run_spans(args.runs + warm, args.rows, args.seed)
+    spans = run_spans(args.runs + warm, args.rows, args.seed, args.sample_rows)
     stream = prediction_stream(args.prediction_batches, args.batch_rows, args.seed)
     costs = {
         "run_span": analyzer_costs(
@@ -708,8 +718,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "workload": {
             "run_span": f"one component run logging a {args.rows}-row slice of the 20-column "
-            "benchmark frame (15 float, 5 categorical) with the SDK's defaults: one summary "
-            "event and one 512-row sample event",
+            "benchmark frame (15 float, 5 categorical): one summary event and "
+            + (
+                f"one {args.sample_rows}-row sample event"
+                if args.sample_rows
+                else "no row sample (--sample-rows 0)"
+            )
+            + (" (the SDK's defaults)" if args.sample_rows == DEFAULT_SAMPLE_ROWS else ""),
             "prediction_batch": f"log_predictions of {args.batch_rows:,} rows: ids, scores, "
             "one bucketing feature, timestamps",
             "feedback_batch": "log_feedback for every second prediction of a batch",
@@ -725,7 +740,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine,
         "code": C.code_version(),
     }
-    C.write_results("ingest", payload, render_markdown(payload), args.out_dir)
+    stem = "ingest"
+    if args.sample_rows != DEFAULT_SAMPLE_ROWS:
+        stem = f"ingest_sample_rows_{args.sample_rows}"
+    C.write_results(stem, payload, render_markdown(payload), args.out_dir)
     return payload
 
 
@@ -744,7 +762,8 @@ def render_markdown(p: dict[str, Any]) -> str:
         f"({p['settings']['senders']} senders). Throughput runs from the first export to the "
         "last record applied. Per core = per second of the processor's own CPU time."
     )
-    lines.append("")
+    lines += ["", f"Run span: {p['workload']['run_span']}, "
+              f"{p['workload']['run_span_bytes'] / 1024:,.0f} KiB on the wire.", ""]
     rows = []
     for r in p["results"]:
         name = "persistence on (default)" if r["persistence"] else "in memory (--no-persistence)"
@@ -858,8 +877,10 @@ def _breakdown_lines(p: dict[str, Any]) -> list[str]:
               "run spans per CPU-second", "in the steps above", "the rest"]  # fmt: skip
     lines += ["", C.md_table(header, rows), ""]
     lines.append(
-        "The rest: gRPC transport (receiving 64-span requests of ~15 MB), thread hand-offs, "
-        "the status polling of this benchmark; in memory, the steps exclude the log."
+        f"The rest: gRPC transport (receiving {p['settings']['batch_spans']}-span requests of "
+        f"~{p['settings']['batch_spans'] * p['workload']['run_span_bytes'] / 1e6:.0f} MB), "
+        "thread hand-offs, the status polling of this benchmark; in memory, the steps exclude "
+        "the log."
     )
     ck = p["analyzer_costs"]["run_span"]["checkpoint"]
     lines.append("")
