@@ -345,9 +345,9 @@ def _exact_items(blob: bytes) -> np.ndarray | None:
     return np.frombuffer(blob, dtype="<f8", count=n, offset=40)
 
 
-def weighted_items(blob: bytes) -> np.ndarray | None:
-    """Every value a serialized KLL doubles sketch stands for: each retained item repeated by
-    its weight (2 to the power of its level), unsorted; ``None`` for a layout not understood."""
+def _weighted(blob: bytes) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """(retained items, their weights, min, max) of a serialized KLL doubles sketch, read in
+    place; ``None`` for a layout not understood. An item at level ``h`` weighs ``2**h``."""
     if len(blob) < 20 or blob[0] != 5 or blob[1] != 1 or blob[2] != 15 or blob[3] & 0b101:
         return None
     levels = blob[18]
@@ -361,8 +361,18 @@ def weighted_items(blob: bytes) -> np.ndarray | None:
     if (np.diff(bounds) < 0).any():
         return None
     items = np.frombuffer(blob, dtype="<f8", count=retained, offset=head)
-    out = np.repeat(items, np.repeat(2 ** np.arange(levels), np.diff(bounds)))
-    return out if len(out) == n else None
+    weights = np.repeat(2 ** np.arange(levels, dtype=np.int64), np.diff(bounds))
+    if int(weights.sum()) != n:
+        return None
+    low, high = struct.unpack_from("<dd", blob, head - 16)
+    return items, weights, low, high
+
+
+def weighted_items(blob: bytes) -> np.ndarray | None:
+    """Every value a serialized KLL doubles sketch stands for: each retained item repeated by
+    its weight (2 to the power of its level), unsorted; ``None`` for a layout not understood."""
+    parsed = _weighted(blob)
+    return None if parsed is None else np.repeat(parsed[0], parsed[1])
 
 
 def _deserialize(blob: bytes | None) -> kll_doubles_sketch | None:
@@ -482,24 +492,61 @@ def sketch_size(blob: bytes) -> int:
 _MAX_K = 65_535  # the sketch library's largest k
 
 
-def merge_sketches(blobs: Sequence[bytes], exact_up_to: int = 0) -> bytes:
-    """One serialized sketch of the union of ``blobs`` (``b""`` when all are empty).
+MERGED_VALUES = 4_096
+"""Values a merged reference keeps when its inputs hold more: rank error at most 1/4096 on top
+of the inputs' own, finer than a KLL merge at the inputs' k, and 32 KiB per column."""
 
-    With ``exact_up_to``, sketches that together hold at most that many values are merged
-    into a sketch large enough to keep every value (exact mode: no compaction, so the same
-    inputs always give the same reference); otherwise the merge takes the first sketch's size.
+
+def merge_sketches(blobs: Sequence[bytes], exact_up_to: int = 0) -> bytes:
+    """One serialized sketch of the union of ``blobs`` (``b""`` when all are empty), the same
+    bytes for the same inputs in any process.
+
+    The inputs' values (each retained item with its weight) are pooled. When there are at most
+    ``max(exact_up_to, MERGED_VALUES)`` of them (and the sketch library's largest ``k``), the
+    result keeps every one; otherwise it keeps that many evenly spaced order statistics of the
+    pool, the pool's minimum and maximum among them. Either way it is an exact-mode sketch:
+    the library's own merge compacts with its process-wide random generator, so merged
+    references (and everything judged against them) would differ from run to run and from
+    shard to shard on the same stream.
     """
-    sketches = [s for s in (load_sketch(blob) for blob in blobs) if s is not None]
-    if not sketches:
+    parts = [p for p in (_pooled_part(blob) for blob in blobs) if p is not None]
+    if not parts:
         return b""
-    total = sum(int(s.n) for s in sketches)
-    if total <= min(exact_up_to, _MAX_K):
-        merged = kll_doubles_sketch(max(total, 8))
+    items = np.concatenate([p[0] for p in parts])
+    weights = np.concatenate([p[1] for p in parts])
+    low, high = min(p[2] for p in parts), max(p[3] for p in parts)
+    total = float(weights.sum())
+    keep = max(1, min(max(exact_up_to, MERGED_VALUES), _MAX_K, round(total)))
+    if total <= keep and (weights == np.round(weights)).all():
+        values = np.repeat(items, weights.astype(np.int64))
     else:
-        merged = kll_doubles_sketch(sketches[0].k)
-    for sketch in sketches:
-        merged.merge(sketch)
+        order = np.argsort(items, kind="stable")
+        items, cum = items[order], np.cumsum(weights[order], dtype=np.float64)
+        ranks = (np.arange(keep) + 0.5) * (cum[-1] / keep)
+        values = items[np.minimum(np.searchsorted(cum, ranks, "right"), len(items) - 1)]
+        if keep > 1:
+            values[0], values[-1] = low, high
+    merged = kll_doubles_sketch(max(len(values), 8))
+    merged.update(values)
     return merged.serialize()
+
+
+def _pooled_part(blob: bytes) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """(items, weights, min, max) of one input to :func:`merge_sketches`: read in place, or
+    for a layout this module does not parse (a single-item sketch), evenly spaced quantiles
+    from the library, each weighing an equal share of its count."""
+    blob = bytes(blob or b"")
+    parsed = _weighted(blob) if blob else None
+    if parsed is not None:
+        return parsed if len(parsed[0]) else None
+    sketch = load_sketch(blob)
+    if sketch is None:
+        return None
+    m = int(min(sketch.n, 1_024))
+    levels = ((np.arange(m) + 0.5) / m).tolist()
+    items = np.asarray(sketch.get_quantiles(levels), dtype=np.float64)
+    return (items, np.full(m, sketch.n / m), float(sketch.get_min_value()),
+            float(sketch.get_max_value()))
 
 
 # An exact-mode sketch (every value weighted 1, what producers send for a row sample) answers
