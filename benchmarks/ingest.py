@@ -386,8 +386,9 @@ def latency_histogram(child: Child) -> list[tuple[float, float]]:
     return sorted(out)
 
 
-def histogram_quantile(before: list[tuple[float, float]], after: list[tuple[float, float]],
-                       q: float) -> float:
+def histogram_quantile(
+    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
+) -> float:
     """Upper bound of the bucket holding quantile ``q`` of the observations in between."""
     counts = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
     total = counts[-1][1] if counts else 0
@@ -403,8 +404,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
-def latency_at(child: Child, batches: Sequence[Sequence[Any]], interval_s: float,
-               kind: str, expected: int) -> dict[str, float]:
+def latency_at(
+    child: Child, batches: Sequence[Sequence[Any]], interval_s: float, kind: str, expected: int
+) -> dict[str, float]:
     before = latency_histogram(child)
     start = child.records()[kind]
     client = paced(child, batches, interval_s)
@@ -575,8 +577,9 @@ def _pipeline_pass(bodies: Sequence[bytes]) -> Counter[str]:
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def bench_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
-                 stream: PredictionStream) -> dict[str, Any]:
+def bench_config(
+    args: argparse.Namespace, persistence: bool, spans: list[Any], stream: PredictionStream
+) -> dict[str, Any]:
     """Every end-to-end figure against one processor configuration."""
     out: dict[str, Any] = {"persistence": persistence}
     with processor_child(persistence=persistence) as child:
@@ -590,33 +593,50 @@ def bench_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
 
         timed = spans[len(warm) :]
         batches = [timed[i : i + args.batch_spans] for i in range(0, len(timed), args.batch_spans)]
-        runs = measure(child, lambda: send(child, batches, args.senders), "run", len(timed),
-                       len(timed))
-        print(f"[ingest] persistence={persistence}: {runs.per_s:,.1f} run spans/s "
-              f"({runs.per_cpu_s:,.1f} per processor CPU-s)", file=sys.stderr)
+        runs = measure(
+            child, lambda: send(child, batches, args.senders), "run", len(timed), len(timed)
+        )
+        print(
+            f"[ingest] persistence={persistence}: {runs.per_s:,.1f} run spans/s "
+            f"({runs.per_cpu_s:,.1f} per processor CPU-s)",
+            file=sys.stderr,
+        )
         out["run_spans"] = runs.as_dict()
         if persistence:
             out["checkpoints_after_run_spans"] = child.status()["persistence"]["checkpoints"]
 
         pred_events = sum(count_events(b, "mlobs.predictions") for b in stream.batches)
-        preds = measure(child, lambda: send(child, stream.batches, args.senders),
-                        "predictions", pred_events, stream.rows * len(stream.batches))
-        print(f"[ingest] persistence={persistence}: {preds.per_s:,.0f} predictions/s "
-              f"({preds.per_cpu_s:,.0f} per processor CPU-s)", file=sys.stderr)
+        preds = measure(
+            child,
+            lambda: send(child, stream.batches, args.senders),
+            "predictions",
+            pred_events,
+            stream.rows * len(stream.batches),
+        )
+        print(
+            f"[ingest] persistence={persistence}: {preds.per_s:,.0f} predictions/s "
+            f"({preds.per_cpu_s:,.0f} per processor CPU-s)",
+            file=sys.stderr,
+        )
         out["predictions"] = preds.as_dict()
 
         fb_events = sum(count_events(b, "mlobs.feedback") for b in stream.feedback)
-        fb = measure(child, lambda: send(child, stream.feedback, args.senders), "feedback",
-                     fb_events, stream.feedback_rows * len(stream.feedback))
+        fb = measure(
+            child,
+            lambda: send(child, stream.feedback, args.senders),
+            "feedback",
+            fb_events,
+            stream.feedback_rows * len(stream.feedback),
+        )
         out["feedback"] = fb.as_dict()
 
         # Latency at half the measured throughput, on fresh spans of the same shape.
         lat_spans = run_spans(args.latency_runs, args.rows, args.seed + 1, args.sample_rows)
         lat_batches = [[s] for s in lat_spans]
-        out["run_latency"] = latency_at(child, lat_batches, 2.0 / runs.per_s, "run",
-                                        len(lat_spans))
-        lat_stream = prediction_stream(args.latency_batches, args.batch_rows, args.seed + 2,
-                                       model="tip_latency")
+        out["run_latency"] = latency_at(child, lat_batches, 2.0 / runs.per_s, "run", len(lat_spans))
+        lat_stream = prediction_stream(
+            args.latency_batches, args.batch_rows, args.seed + 2, model="tip_latency"
+        )
         events = sum(count_events(b, "mlobs.predictions") for b in lat_stream.batches)
         before = child.records()["predictions"]
         send(child, [lat_stream.reference], 1)
@@ -631,8 +651,9 @@ def bench_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
     return out
 
 
-def overhead_config(args: argparse.Namespace, persistence: bool, spans: list[Any],
-                    repeats: int = 3) -> dict[str, Any]:
+def overhead_config(
+    args: argparse.Namespace, persistence: bool, spans: list[Any], repeats: int = 3
+) -> dict[str, Any]:
     """The processor's CPU per run span with no analyzer registered: receiving, parsing,
     decoding, redaction, the log, the queue and the worker's bookkeeping, end to end.
 
@@ -646,8 +667,9 @@ def overhead_config(args: argparse.Namespace, persistence: bool, spans: list[Any
         timed = spans[len(warm) :] * repeats
         batches = [timed[i : i + args.batch_spans] for i in range(0, len(timed), args.batch_spans)]
         user0, sys0 = child.cpu_split()
-        runs = measure(child, lambda: send(child, batches, args.senders), "run", len(timed),
-                       len(timed))
+        runs = measure(
+            child, lambda: send(child, batches, args.senders), "run", len(timed), len(timed)
+        )
         user1, sys1 = child.cpu_split()
         out = runs.as_dict()
         out["cpu_ms_per_span"] = runs.cpu_s * 1e3 / len(timed)
@@ -655,8 +677,11 @@ def overhead_config(args: argparse.Namespace, persistence: bool, spans: list[Any
         out["system_ms_per_span"] = (sys1 - sys0) * 1e3 / len(timed)
         if persistence:
             out["checkpoints"] = child.status()["persistence"].get("checkpoints")
-    print(f"[ingest] no analyzers, persistence={persistence}: "
-          f"{out['cpu_ms_per_span']:.3f} ms CPU per run span", file=sys.stderr)
+    print(
+        f"[ingest] no analyzers, persistence={persistence}: "
+        f"{out['cpu_ms_per_span']:.3f} ms CPU per run span",
+        file=sys.stderr,
+    )
     return out
 
 
@@ -664,20 +689,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=400, help="timed run spans (default 400)")
     ap.add_argument("--rows", type=int, default=2_000, help="rows per logged dataset")
-    ap.add_argument("--batch-spans", type=int, default=64,
-                    help="run spans per export call, like the batch span processor (default 64)")
-    ap.add_argument("--prediction-batches", type=int, default=20,
-                    help="timed prediction batches (default 20)")
+    ap.add_argument(
+        "--batch-spans",
+        type=int,
+        default=64,
+        help="run spans per export call, like the batch span processor (default 64)",
+    )
+    ap.add_argument(
+        "--prediction-batches", type=int, default=20, help="timed prediction batches (default 20)"
+    )
     ap.add_argument("--batch-rows", type=int, default=100_000, help="rows per prediction batch")
     ap.add_argument("--senders", type=int, default=2, help="concurrent exporters (default 2)")
     ap.add_argument("--latency-runs", type=int, default=40)
     ap.add_argument("--latency-batches", type=int, default=10)
-    ap.add_argument("--no-persistence", action="store_true",
-                    help="only the in-memory processor (default: both configurations)")
-    ap.add_argument("--sample-rows", type=int, default=DEFAULT_SAMPLE_ROWS,
-                    help="row sample per logged dataset (default: the SDK's, "
-                    f"{DEFAULT_SAMPLE_ROWS}; 0: summaries only); results other than the default "
-                    "go to ingest_sample_rows_N.*")
+    ap.add_argument(
+        "--no-persistence",
+        action="store_true",
+        help="only the in-memory processor (default: both configurations)",
+    )
+    ap.add_argument(
+        "--sample-rows",
+        type=int,
+        default=DEFAULT_SAMPLE_ROWS,
+        help="row sample per logged dataset (default: the SDK's, "
+        f"{DEFAULT_SAMPLE_ROWS}; 0: summaries only); results other than the default "
+        "go to ingest_sample_rows_N.*",
+    )
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out-dir", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -762,17 +799,27 @@ def render_markdown(p: dict[str, Any]) -> str:
         f"({p['settings']['senders']} senders). Throughput runs from the first export to the "
         "last record applied. Per core = per second of the processor's own CPU time."
     )
-    lines += ["", f"Run span: {p['workload']['run_span']}, "
-              f"{p['workload']['run_span_bytes'] / 1024:,.0f} KiB on the wire.", ""]
+    lines += [
+        "",
+        f"Run span: {p['workload']['run_span']}, "
+        f"{p['workload']['run_span_bytes'] / 1024:,.0f} KiB on the wire.",
+        "",
+    ]
     rows = []
     for r in p["results"]:
         name = "persistence on (default)" if r["persistence"] else "in memory (--no-persistence)"
-        for key, label in (("run_spans", "run spans"), ("predictions", "predictions"),
-                           ("feedback", "feedback labels")):
+        for key, label in (
+            ("run_spans", "run spans"),
+            ("predictions", "predictions"),
+            ("feedback", "feedback labels"),
+        ):
             x = r[key]
             rows.append([name, label, x["items"], x["per_s"], x["per_processor_cpu_s"]])
-    lines.append(C.md_table(["processor", "stream", "items", "per second (wall)",
-                             "per processor CPU-second"], rows))
+    lines.append(
+        C.md_table(
+            ["processor", "stream", "items", "per second (wall)", "per processor CPU-second"], rows
+        )
+    )
     lines.append("")
     best = p["results"][0]
     for r in p["results"]:
@@ -789,30 +836,58 @@ def render_markdown(p: dict[str, Any]) -> str:
     rows = []
     for r in p["results"]:
         name = "persistence on" if r["persistence"] else "in memory"
-        for key, label in (("run_latency", "1 run span per request"),
-                           ("prediction_latency", "1 prediction batch per request")):
+        for key, label in (
+            ("run_latency", "1 run span per request"),
+            ("prediction_latency", "1 prediction batch per request"),
+        ):
             x = r[key]
-            rows.append([name, label, x["requests"], x["client_ack_p50_s"] * 1e3,
-                         x["client_ack_p99_s"] * 1e3, f"<= {x['processor_p50_le_s']:g}",
-                         f"<= {x['processor_p99_le_s']:g}"])
-    lines.append(C.md_table(["processor", "requests", "n", "ack p50 (ms)", "ack p99 (ms)",
-                             "applied p50 (s)", "applied p99 (s)"], rows))
+            rows.append(
+                [
+                    name,
+                    label,
+                    x["requests"],
+                    x["client_ack_p50_s"] * 1e3,
+                    x["client_ack_p99_s"] * 1e3,
+                    f"<= {x['processor_p50_le_s']:g}",
+                    f"<= {x['processor_p99_le_s']:g}",
+                ]
+            )
+    lines.append(
+        C.md_table(
+            [
+                "processor",
+                "requests",
+                "n",
+                "ack p50 (ms)",
+                "ack p99 (ms)",
+                "applied p50 (s)",
+                "applied p99 (s)",
+            ],
+            rows,
+        )
+    )
     lines.append("")
-    lines.append("Ack: the export call as the client sees it (the processor answers once a request "
-                 "is decoded, queued and, with persistence, in the write-ahead log). Applied: "
-                 "arrival to the last record applied, from `mlobs_processor_processing_latency_"
-                 "seconds` (bucket upper bounds).")
+    lines.append(
+        "Ack: the export call as the client sees it (the processor answers once a request "
+        "is decoded, queued and, with persistence, in the write-ahead log). Applied: "
+        "arrival to the last record applied, from `mlobs_processor_processing_latency_"
+        "seconds` (bucket upper bounds)."
+    )
     lines += ["", "## Where the time goes per run span", ""]
     lines += _breakdown_lines(p)
     lines += ["", "## Analyzer cost through `Router.dispatch_many`", ""]
-    lines.append("Each analyzer on its own router, fed every export request's records at once "
-                 "as the worker feeds them (run spans in requests of "
-                 f"{p['settings']['batch_spans']}, one prediction or feedback batch per "
-                 "request); this thread's CPU time.")
+    lines.append(
+        "Each analyzer on its own router, fed every export request's records at once "
+        "as the worker feeds them (run spans in requests of "
+        f"{p['settings']['batch_spans']}, one prediction or feedback batch per "
+        "request); this thread's CPU time."
+    )
     lines.append("")
-    for key, unit in (("run_span", "ms per run span"),
-                      ("prediction_batch_100k", "ms per 100,000-row prediction batch"),
-                      ("feedback_batch_50k", "ms per 50,000-label feedback batch")):
+    for key, unit in (
+        ("run_span", "ms per run span"),
+        ("prediction_batch_100k", "ms per 100,000-row prediction batch"),
+        ("feedback_batch_50k", "ms per 50,000-label feedback batch"),
+    ):
         c = p["analyzer_costs"][key]
         lines.append(f"### {key.replace('_', ' ')} ({unit})")
         lines.append("")

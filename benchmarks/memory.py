@@ -71,8 +71,7 @@ def run(args: argparse.Namespace, persistence: bool) -> dict[str, Any]:
     n_batches = args.predictions // args.batch_rows
     every = max(1, args.sample_every // args.batch_rows)
     samples: list[dict[str, float]] = []
-    with ingest.processor_child(persistence=persistence) as child, \
-            ingest.capture() as memory:
+    with ingest.processor_child(persistence=persistence) as child, ingest.capture() as memory:
         exporter = ingest.exporter(child)
         ref = min(args.batch_rows, 20_000)
         truth = rng.integers(0, 2, size=ref)
@@ -111,17 +110,30 @@ def run(args: argparse.Namespace, persistence: bool) -> dict[str, Any]:
                     "processor_cpu_s": child.cpu_seconds() - cpu0,
                 }
                 samples.append(sample)
-                print(f"[memory] {sent:>11,} predictions: RSS {sample['rss_bytes'] / 2**20:,.0f} "
-                      f"MiB (peak {sample['peak_rss_bytes'] / 2**20:,.0f} MiB)", file=sys.stderr)
+                print(
+                    f"[memory] {sent:>11,} predictions: RSS {sample['rss_bytes'] / 2**20:,.0f} "
+                    f"MiB (peak {sample['peak_rss_bytes'] / 2**20:,.0f} MiB)",
+                    file=sys.stderr,
+                )
         exporter.shutdown()
         counted = child.metrics_samples()
-    live = sum(v for (name, labels), v in counted.items()
-               if name == "mlobs_predictions_total" and ("set", "live") in labels)
+    live = sum(
+        v
+        for (name, labels), v in counted.items()
+        if name == "mlobs_predictions_total" and ("set", "live") in labels
+    )
     rss = [x["rss_bytes"] for x in samples]
     spread = (max(rss) - min(rss)) / (max(rss) + min(rss)) if rss else float("nan")
-    return {"persistence": persistence, "idle_rss_bytes": idle_rss, "samples": samples,
-            "spread": spread, "flat": bool(spread <= TARGET_SPREAD),
-            "predictions_counted": live, "predictions_sent": sent, "feedback_sent": labelled}
+    return {
+        "persistence": persistence,
+        "idle_rss_bytes": idle_rss,
+        "samples": samples,
+        "spread": spread,
+        "flat": bool(spread <= TARGET_SPREAD),
+        "predictions_counted": live,
+        "predictions_sent": sent,
+        "feedback_sent": labelled,
+    }
 
 
 def _export(exporter: Any, spans: list) -> None:
@@ -135,10 +147,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--predictions", type=int, default=10_000_000)
     ap.add_argument("--batch-rows", type=int, default=100_000)
-    ap.add_argument("--sample-every", type=int, default=1_000_000,
-                    help="predictions between memory readings (default 1,000,000)")
-    ap.add_argument("--no-persistence", action="store_true",
-                    help="only the in-memory processor (default: both configurations)")
+    ap.add_argument(
+        "--sample-every",
+        type=int,
+        default=1_000_000,
+        help="predictions between memory readings (default 1,000,000)",
+    )
+    ap.add_argument(
+        "--no-persistence",
+        action="store_true",
+        help="only the in-memory processor (default: both configurations)",
+    )
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out-dir", type=Path, default=None)
     return ap.parse_args(argv)
@@ -176,11 +195,32 @@ def render_markdown(p: dict[str, Any]) -> str:
     for r in p["runs"]:
         name = "persistence on (default)" if r["persistence"] else "in memory (--no-persistence)"
         lines += ["", f"## {name}", ""]
-        rows = [[x["predictions"], x["rss_bytes"] / mib, x["rss_anon_bytes"] / mib,
-                 x["rss_file_bytes"] / mib, x["peak_rss_bytes"] / mib, x["elapsed_s"],
-                 x["processor_cpu_s"]] for x in r["samples"]]
-        lines.append(C.md_table(["predictions", "RSS (MiB)", "anonymous", "file-backed",
-                                 "peak RSS (MiB)", "elapsed (s)", "processor CPU (s)"], rows))
+        rows = [
+            [
+                x["predictions"],
+                x["rss_bytes"] / mib,
+                x["rss_anon_bytes"] / mib,
+                x["rss_file_bytes"] / mib,
+                x["peak_rss_bytes"] / mib,
+                x["elapsed_s"],
+                x["processor_cpu_s"],
+            ]
+            for x in r["samples"]
+        ]
+        lines.append(
+            C.md_table(
+                [
+                    "predictions",
+                    "RSS (MiB)",
+                    "anonymous",
+                    "file-backed",
+                    "peak RSS (MiB)",
+                    "elapsed (s)",
+                    "processor CPU (s)",
+                ],
+                rows,
+            )
+        )
         lines.append("")
         rss = [x["rss_bytes"] / mib for x in r["samples"]]
         lines.append(
@@ -192,8 +232,10 @@ def render_markdown(p: dict[str, Any]) -> str:
         )
     lines.append("")
     m = p["machine"]
-    lines.append(f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}; "
-                 f"load average at start {m['load_avg_1m_5m_15m'][0]}.")
+    lines.append(
+        f"Machine: {m['cpu_count']} CPUs ({m['processor']}), Python {m['python']}; "
+        f"load average at start {m['load_avg_1m_5m_15m'][0]}."
+    )
     lines.append("")
     lines.append(C.code_line(p["code"]))
     lines.append("")

@@ -57,8 +57,13 @@ from otel_mlobs.scenarios.pipeline import MODEL, PIPELINE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEAN_AFTER_DAYS = 7  # a week of history before clean-run scores are judged
-CODE_PATHS = ("otel_mlobs/processor/analyzers/react", "otel_mlobs/processor/records.py",
-              "otel_mlobs/processor/decode.py", "otel_mlobs/sdk", "otel_mlobs/scenarios")
+CODE_PATHS = (
+    "otel_mlobs/processor/analyzers/react",
+    "otel_mlobs/processor/records.py",
+    "otel_mlobs/processor/decode.py",
+    "otel_mlobs/sdk",
+    "otel_mlobs/scenarios",
+)
 """What the figures exercise: the analyzers, and the replay's SDK, scenario and decoder."""
 
 
@@ -95,23 +100,32 @@ def run_seed(seed: int, rows: int) -> dict[str, Any]:
             offset = (day.date - t.start).days
             if t.columns and offset in (0, 1):
                 a = rc.analysis()
-                suspects = [{"rank": s.rank, "component": s.component, "all_columns": s.columns}
-                            for s in a.ranking.suspects[:20]]
+                suspects = [
+                    {"rank": s.rank, "component": s.component, "all_columns": s.columns}
+                    for s in a.ranking.suspects[:20]
+                ]
                 ranks[t.incident]["onset" if offset == 0 else "onset+1"] = _rank_of(
-                    suspects, t.component, t.columns)
+                    suspects, t.component, t.columns
+                )
                 if t.incident == "staleness":
                     v = a.views[t.component]
-                    idx = [i for i, (_, ds, c) in enumerate(v.scores.ids)
-                           if ds == t.dataset and c in t.columns]
+                    idx = [
+                        i
+                        for i, (_, ds, c) in enumerate(v.scores.ids)
+                        if ds == t.dataset and c in t.columns
+                    ]
                     stale[str(day.date)] = round(float(v.scores.staleness[idx].max()), 2)
             if t.effect == "feedback" and 0 <= offset <= 3 and "found_day" not in outage:
                 zone = t.segment.get("pickup_zone", "")
                 for p in fb.patterns():
                     preds = p["predicates"]
-                    if (p["coverage"] >= 0.9 and len(preds) == 1
-                            and preds[0]["value"] == zone):
-                        outage.update(found_day=offset, pattern=p["pattern"],
-                                      coverage=p["coverage"], lift=p["lift"])
+                    if p["coverage"] >= 0.9 and len(preds) == 1 and preds[0]["value"] == zone:
+                        outage.update(
+                            found_day=offset,
+                            pattern=p["pattern"],
+                            coverage=p["coverage"],
+                            lift=p["lift"],
+                        )
                         break
 
     t0 = time.perf_counter()
@@ -120,8 +134,14 @@ def run_seed(seed: int, rows: int) -> dict[str, Any]:
     incidents = []
     for name, r in ranks.items():
         best = min((v for v in r.values() if v), default=0)
-        incidents.append({"incident": name, "rank_onset": r.get("onset", 0),
-                          "rank_onset_plus_1": r.get("onset+1", 0), "best_within_1_day": best})
+        incidents.append(
+            {
+                "incident": name,
+                "rank_onset": r.get("onset", 0),
+                "rank_onset_plus_1": r.get("onset+1", 0),
+                "best_within_1_day": best,
+            }
+        )
     firsts = sum(1 for i in incidents if i["best_within_1_day"] == 1)
     top3 = sum(1 for i in incidents if 1 <= i["best_within_1_day"] <= 3)
     return {
@@ -168,11 +188,15 @@ def run_clean(seed: int, rows: int) -> dict[str, Any]:
                 stale_days[comp] = stale_days.get(comp, 0) + int(m.value)
 
     replay(scenario, on_day, n_estimators=30, n_jobs=1)
-    return {"days_judged": len(scenario) - CLEAN_AFTER_DAYS,
-            "max_staleness": worst["score"], "max_staleness_column": worst["column"],
-            "is_airport_max_staleness": airport[0],
-            "column_runs_over_threshold": over[0], "column_runs_judged": over[1],
-            "days_run_stale": stale_days}
+    return {
+        "days_judged": len(scenario) - CLEAN_AFTER_DAYS,
+        "max_staleness": worst["score"],
+        "max_staleness_column": worst["column"],
+        "is_airport_max_staleness": airport[0],
+        "column_runs_over_threshold": over[0],
+        "column_runs_judged": over[1],
+        "days_run_stale": stale_days,
+    }
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -187,8 +211,14 @@ def _median_ms(fn: Callable[[], Any], repeat: int = 7) -> float:
     return statistics.median(times) * 1000
 
 
-def synthetic_day(names: list[str], edges: list[tuple[str, str]], columns: int, day: int,
-                  rng: np.random.Generator, spacing_s: float = 86_400.0) -> list[Record]:
+def synthetic_day(
+    names: list[str],
+    edges: list[tuple[str, str]],
+    columns: int,
+    day: int,
+    rng: np.random.Generator,
+    spacing_s: float = 86_400.0,
+) -> list[Record]:
     """One run of every component with provenance along ``edges`` and a noisy summary."""
     cols = [f"x{j}" for j in range(columns)]
     levels = np.array([0.25, 0.5, 0.75])
@@ -197,23 +227,59 @@ def synthetic_day(names: list[str], edges: list[tuple[str, str]], columns: int, 
     out: list[Record] = []
     for i, c in enumerate(names):
         rid = f"{c}-{day}"
-        out.append(RunRecord(Key("bench", c), rid, "features", t + i, 1.0, True, "",
-                             tuple(f"{p}-{day}" for p in parents[c]), (rid,), "v", "", rid, ""))
+        out.append(
+            RunRecord(
+                Key("bench", c),
+                rid,
+                "features",
+                t + i,
+                1.0,
+                True,
+                "",
+                tuple(f"{p}-{day}" for p in parents[c]),
+                (rid,),
+                "v",
+                "",
+                rid,
+                "",
+            )
+        )
         mean = 10 + rng.normal(0, 0.1, columns)
         std = 1 + rng.normal(0, 0.01, columns)
-        out.append(SummaryRecord(
-            Key("bench", c), rid, t + i, "output", "d", 1000, rid, cols,
-            ["numeric"] * columns, np.full(columns, 1000), np.zeros(columns, np.int64),
-            mean, std, mean - 3, mean + 3, levels,
-            mean[:, None] + std[:, None] * np.array([-0.67, 0.0, 0.67]), [b""] * columns,
-            np.full(columns, 100.0), [{}] * columns))
+        out.append(
+            SummaryRecord(
+                Key("bench", c),
+                rid,
+                t + i,
+                "output",
+                "d",
+                1000,
+                rid,
+                cols,
+                ["numeric"] * columns,
+                np.full(columns, 1000),
+                np.zeros(columns, np.int64),
+                mean,
+                std,
+                mean - 3,
+                mean + 3,
+                levels,
+                mean[:, None] + std[:, None] * np.array([-0.67, 0.0, 0.67]),
+                [b""] * columns,
+                np.full(columns, 100.0),
+                [{}] * columns,
+            )
+        )
     return out
 
 
 def _chain(components: int) -> tuple[list[str], list[tuple[str, str]]]:
     names = [f"c{i}" for i in range(components)]
-    edges = [(names[i], names[j]) for i in range(components)
-             for j in range(i + 1, min(components, i + 4))]
+    edges = [
+        (names[i], names[j])
+        for i in range(components)
+        for j in range(i + 1, min(components, i + 4))
+    ]
     return names, edges
 
 
@@ -226,8 +292,11 @@ def update_speed(components: int = 10, columns: int = 20, runs: int = 3_000) -> 
     rng = np.random.default_rng(1)
     names, edges = _chain(components)
     days = runs // components
-    records = [r for d in range(days)
-               for r in synthetic_day(names, edges, columns, d, rng, spacing_s=3600.0)]
+    records = [
+        r
+        for d in range(days)
+        for r in synthetic_day(names, edges, columns, d, rng, spacing_s=3600.0)
+    ]
     best: dict[str, float] = {}
     for _ in range(3):
         a = RootCauseAnalyzer(Key("bench"))
@@ -241,11 +310,17 @@ def update_speed(components: int = 10, columns: int = 20, runs: int = 3_000) -> 
         a.metrics()
         refresh = time.process_time() - c1
         if not best or cpu < best["update_cpu_s"]:
-            best = {"update_cpu_s": cpu, "update_wall_s": wall, "refresh_cpu_s": refresh,
-                    "runs_scored_by_refresh": scored}
+            best = {
+                "update_cpu_s": cpu,
+                "update_wall_s": wall,
+                "refresh_cpu_s": refresh,
+                "runs_scored_by_refresh": scored,
+            }
     n = days * components
     return {
-        "components": components, "columns": columns, "runs": n,
+        "components": components,
+        "columns": columns,
+        "runs": n,
         "records_per_run": 2,
         "update_runs_per_s_cpu": round(n / best["update_cpu_s"]),
         "update_runs_per_s_wall": round(n / best["update_wall_s"]),
@@ -254,7 +329,8 @@ def update_speed(components: int = 10, columns: int = 20, runs: int = 3_000) -> 
         "refresh_cpu_s": round(best["refresh_cpu_s"], 3),
         "refresh_us_per_run_cpu": round(best["refresh_cpu_s"] / n * 1e6, 1),
         "update_plus_refresh_runs_per_s_cpu": round(
-            n / (best["update_cpu_s"] + best["refresh_cpu_s"])),
+            n / (best["update_cpu_s"] + best["refresh_cpu_s"])
+        ),
     }
 
 
@@ -262,8 +338,9 @@ def ranking_speed(components: int = 50, columns: int = 100, history: int = 20) -
     """Full ranking refresh (scores, groups, walk), a cold rebuild, the walk alone, metrics."""
     rng = np.random.default_rng(0)
     names, edges = _chain(components)
-    nodes = [Node(c, f"g{j}", float(z)) for c in names
-             for j, z in enumerate(0.5 + rng.random(columns))]
+    nodes = [
+        Node(c, f"g{j}", float(z)) for c in names for j, z in enumerate(0.5 + rng.random(columns))
+    ]
     walk_ms = _median_ms(lambda: rank(nodes, edges, sinks=[names[-1]], k=10))
 
     a = RootCauseAnalyzer(Key("bench"))
@@ -300,15 +377,20 @@ def ranking_speed(components: int = 50, columns: int = 100, history: int = 20) -
     samples = len(a.metrics())
     metrics_ms = (time.perf_counter() - t0) * 1000
     metrics_cached_ms = _median_ms(a.metrics)
-    return {"components": components, "columns": columns, "edges": len(edges),
-            "history_runs": history,
-            "rank_walk_ms": round(walk_ms, 2),
-            "refresh_one_new_run_per_component_ms": round(refresh_ms, 1),
-            "refresh_one_new_run_per_component_cpu_ms": round(refresh_cpu_ms, 1),
-            "cold_rebuild_ms": round(cold_ms, 1),
-            "first_refresh_all_runs_pending_ms": round(first_ms, 1),
-            "metrics_build_ms": round(metrics_ms, 1), "metrics_samples": samples,
-            "metrics_cached_ms": round(metrics_cached_ms, 3)}
+    return {
+        "components": components,
+        "columns": columns,
+        "edges": len(edges),
+        "history_runs": history,
+        "rank_walk_ms": round(walk_ms, 2),
+        "refresh_one_new_run_per_component_ms": round(refresh_ms, 1),
+        "refresh_one_new_run_per_component_cpu_ms": round(refresh_cpu_ms, 1),
+        "cold_rebuild_ms": round(cold_ms, 1),
+        "first_refresh_all_runs_pending_ms": round(first_ms, 1),
+        "metrics_build_ms": round(metrics_ms, 1),
+        "metrics_samples": samples,
+        "metrics_cached_ms": round(metrics_cached_ms, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,56 +418,81 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["# React benchmark", "", f"`{result['command'].strip()}` on {result['date']}, "
-             f"load average {result['machine']['load_avg_1m_5m_15m']}. "
-             f"{code_line(result['code'])}", ""]
+    lines = [
+        "# React benchmark",
+        "",
+        f"`{result['command'].strip()}` on {result['date']}, "
+        f"load average {result['machine']['load_avg_1m_5m_15m']}. "
+        f"{code_line(result['code'])}",
+        "",
+    ]
     for s in result["seeds"]:
-        lines += [f"## Taxi scenario, seed {s['seed']} ({s['rows_per_day']} trips/day)", "",
-                  "| incident | rank at onset day | rank day after | best within 1 day |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            f"## Taxi scenario, seed {s['seed']} ({s['rows_per_day']} trips/day)",
+            "",
+            "| incident | rank at onset day | rank day after | best within 1 day |",
+            "| --- | --- | --- | --- |",
+        ]
         for i in s["incidents"]:
-            lines.append(f"| {i['incident']} | {i['rank_onset'] or '-'} | "
-                         f"{i['rank_onset_plus_1'] or '-'} | {i['best_within_1_day'] or '-'} |")
+            lines.append(
+                f"| {i['incident']} | {i['rank_onset'] or '-'} | "
+                f"{i['rank_onset_plus_1'] or '-'} | {i['best_within_1_day'] or '-'} |"
+            )
         o = s["feedback_outage"]
-        found = ("not found" if o.get("found_day") is None else
-                 f"`{o['pattern']}` coverage {o['coverage']:.2f}, lift {o['lift']:.1f}, "
-                 f"{o['found_day']} day(s) after onset")
+        found = (
+            "not found"
+            if o.get("found_day") is None
+            else f"`{o['pattern']}` coverage {o['coverage']:.2f}, lift {o['lift']:.1f}, "
+            f"{o['found_day']} day(s) after onset"
+        )
         stale = ", ".join(f"{d}: {v:.1f}" for d, v in s["staleness_score_frozen_columns"].items())
         c = s["clean"]
         stale_runs = ", ".join(f"{k} {v}" for k, v in sorted(c["days_run_stale"].items()))
-        lines += ["", f"- ranked first: {s['ranked_first_share']:.0%}; within top 3: "
-                      f"{s['top3_share']:.0%} (rank 0/'-' = not among the suspects)",
-                  f"- feedback outage: {found}",
-                  f"- staleness score of the frozen rider-history columns (threshold "
-                  f"{s['staleness_threshold']}): {stale}",
-                  f"- clean run, last {c['days_judged']} days: highest staleness "
-                  f"{c['max_staleness']} ({c['max_staleness_column']}), `is_airport` "
-                  f"{c['is_airport_max_staleness']}; column-runs at or over the threshold "
-                  f"{c['column_runs_over_threshold']} of {c['column_runs_judged']}; days a "
-                  f"component's latest run was stale: {stale_runs or 'none'}", ""]
+        lines += [
+            "",
+            f"- ranked first: {s['ranked_first_share']:.0%}; within top 3: "
+            f"{s['top3_share']:.0%} (rank 0/'-' = not among the suspects)",
+            f"- feedback outage: {found}",
+            f"- staleness score of the frozen rider-history columns (threshold "
+            f"{s['staleness_threshold']}): {stale}",
+            f"- clean run, last {c['days_judged']} days: highest staleness "
+            f"{c['max_staleness']} ({c['max_staleness_column']}), `is_airport` "
+            f"{c['is_airport_max_staleness']}; column-runs at or over the threshold "
+            f"{c['column_runs_over_threshold']} of {c['column_runs_judged']}; days a "
+            f"component's latest run was stale: {stale_runs or 'none'}",
+            "",
+        ]
     u = result["update_speed"]
-    lines += ["## Update throughput", "",
-              f"{u['components']} components, runs of one run record and one {u['columns']}-"
-              f"column summary, {u['runs']} runs an hour apart: `update()` "
-              f"{u['update_runs_per_s_cpu']:,} runs/s CPU ({u['update_runs_per_s_wall']:,} wall; "
-              f"{u['update_us_per_run_cpu']} µs per run); the refresh that scores them "
-              f"{u['refresh_cpu_s']} s CPU, {u['refresh_us_per_run_cpu']} µs per run; both "
-              f"together {u['update_plus_refresh_runs_per_s_cpu']:,} runs/s.", ""]
+    lines += [
+        "## Update throughput",
+        "",
+        f"{u['components']} components, runs of one run record and one {u['columns']}-"
+        f"column summary, {u['runs']} runs an hour apart: `update()` "
+        f"{u['update_runs_per_s_cpu']:,} runs/s CPU ({u['update_runs_per_s_wall']:,} wall; "
+        f"{u['update_us_per_run_cpu']} µs per run); the refresh that scores them "
+        f"{u['refresh_cpu_s']} s CPU, {u['refresh_us_per_run_cpu']} µs per run; both "
+        f"together {u['update_plus_refresh_runs_per_s_cpu']:,} runs/s.",
+        "",
+    ]
     sp = result["ranking_speed"]
-    lines += ["## Ranking speed", "",
-              f"{sp['components']} components × {sp['columns']} columns, {sp['edges']} edges, "
-              f"{sp['history_runs']} runs of history (medians, wall time):", "",
-              "| step | ms |", "| --- | --- |",
-              f"| refresh after one new run of every component (scores, groups, walk) | "
-              f"{sp['refresh_one_new_run_per_component_ms']} "
-              f"({sp['refresh_one_new_run_per_component_cpu_ms']} CPU) |",
-              f"| cold rebuild of every view and the ranking | {sp['cold_rebuild_ms']} |",
-              f"| first refresh, every run pending | "
-              f"{sp['first_refresh_all_runs_pending_ms']} |",
-              f"| graph walk alone (5,000 nodes) | {sp['rank_walk_ms']} |",
-              f"| `metrics()` built ({sp['metrics_samples']:,} samples) | "
-              f"{sp['metrics_build_ms']} |",
-              f"| `metrics()` when nothing changed | {sp['metrics_cached_ms']} |", ""]
+    lines += [
+        "## Ranking speed",
+        "",
+        f"{sp['components']} components × {sp['columns']} columns, {sp['edges']} edges, "
+        f"{sp['history_runs']} runs of history (medians, wall time):",
+        "",
+        "| step | ms |",
+        "| --- | --- |",
+        f"| refresh after one new run of every component (scores, groups, walk) | "
+        f"{sp['refresh_one_new_run_per_component_ms']} "
+        f"({sp['refresh_one_new_run_per_component_cpu_ms']} CPU) |",
+        f"| cold rebuild of every view and the ranking | {sp['cold_rebuild_ms']} |",
+        f"| first refresh, every run pending | {sp['first_refresh_all_runs_pending_ms']} |",
+        f"| graph walk alone (5,000 nodes) | {sp['rank_walk_ms']} |",
+        f"| `metrics()` built ({sp['metrics_samples']:,} samples) | {sp['metrics_build_ms']} |",
+        f"| `metrics()` when nothing changed | {sp['metrics_cached_ms']} |",
+        "",
+    ]
     return "\n".join(lines)
 
 

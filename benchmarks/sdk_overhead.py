@@ -180,7 +180,10 @@ def configure_sdk(
     else:
         protocol = {"otlp-grpc": "grpc", "otlp-http": "http/protobuf"}[exporter]
         otel_mlobs.configure(
-            pipeline="bench", service_name="mlobs-bench", endpoint=endpoint, protocol=protocol,
+            pipeline="bench",
+            service_name="mlobs-bench",
+            endpoint=endpoint,
+            protocol=protocol,
             background=background,
         )
 
@@ -344,8 +347,9 @@ def sliced(w: Workload, rows: int) -> Workload:
     )
 
 
-def scaling(w: Workload, flush: Callable[[], None], sizes: Sequence[int],
-            calls: int) -> list[dict[str, float]]:
+def scaling(
+    w: Workload, flush: Callable[[], None], sizes: Sequence[int], calls: int
+) -> list[dict[str, float]]:
     """SDK steps (observed call minus its ``predict_proba``, caller-thread CPU) at smaller
     batches of the same workload: the cost at 10 rows is what every call pays before any value
     is read (the run span, three log calls, OpenTelemetry's handling of the span and events)."""
@@ -376,14 +380,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=41, help="alternating blocks")
     ap.add_argument("--block", type=int, default=5, help="timed calls of each kind per block")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--scaling-calls", type=int, default=30,
-                    help="calls per batch size for the fixed-cost table (0: skip it)")
+    ap.add_argument(
+        "--scaling-calls",
+        type=int,
+        default=30,
+        help="calls per batch size for the fixed-cost table (0: skip it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", choices=("scenario", "standin"), default="scenario")
     ap.add_argument("--exporter", choices=("otlp-grpc", "otlp-http", "memory"), default="otlp-grpc")
-    ap.add_argument("--background", action="store_true",
-                    help="turn the SDK's background worker on (default: off, as the SDK ships); "
-                    "results go to sdk_overhead_background.*")
+    ap.add_argument(
+        "--background",
+        action="store_true",
+        help="turn the SDK's background worker on (default: off, as the SDK ships); "
+        "results go to sdk_overhead_background.*",
+    )
     ap.add_argument("--out-dir", type=Path, default=C.RESULTS_DIR)
     args = ap.parse_args(argv)
     if args.rows < 10:
@@ -475,12 +486,17 @@ def _scaling_lines(p: dict[str, Any]) -> list[str]:
         return []
     full = r["cpu"]["bare_median_ms"]
     rows = [
-        [f"{x['rows']:,}", x["bare_median_ms"], x["sdk_median_ms"],
-         f"{x['sdk_median_ms'] / full:.1%}"]
+        [
+            f"{x['rows']:,}",
+            x["bare_median_ms"],
+            x["sdk_median_ms"],
+            f"{x['sdk_median_ms'] / full:.1%}",
+        ]
         for x in points
     ]
-    rows.append([f"{p['rows']:,}", full, r["cpu"]["sdk_median_ms"],
-                 f"{r['cpu']['overhead_ratio']:.1%}"])
+    rows.append(
+        [f"{p['rows']:,}", full, r["cpu"]["sdk_median_ms"], f"{r['cpu']['overhead_ratio']:.1%}"]
+    )
     smallest = points[0]
     share = smallest["sdk_median_ms"] / full
     verdict = "above" if share > p["target_overhead_ratio_max"] else "within"
@@ -490,8 +506,15 @@ def _scaling_lines(p: dict[str, Any]) -> list[str]:
         "SDK steps (caller-thread CPU) on the first rows of the same workload, as a share of the "
         f"bare {p['rows']:,}-row call:",
         "",
-        C.md_table(["rows", "bare `predict_proba` (ms)", "SDK steps (ms)",
-                    f"share of the {p['rows']:,}-row call"], rows),
+        C.md_table(
+            [
+                "rows",
+                "bare `predict_proba` (ms)",
+                "SDK steps (ms)",
+                f"share of the {p['rows']:,}-row call",
+            ],
+            rows,
+        ),
         "",
         f"At {smallest['rows']} rows the SDK's steps cost {smallest['sdk_median_ms']:.2f} ms, "
         f"{share:.1%} of the {p['rows']:,}-row call: the per-call cost alone (the run span, "
@@ -557,9 +580,11 @@ def render_markdown(p: dict[str, Any]) -> str:
             f"{p['workload']}.",
             "",
             "SDK background worker: "
-            + ("**on** (`--background`): summaries finished after the call returns."
-               if ex.get("background") else
-               "off (the SDK's default): summaries made on the caller's thread."),
+            + (
+                "**on** (`--background`): summaries finished after the call returns."
+                if ex.get("background")
+                else "off (the SDK's default): summaries made on the caller's thread."
+            ),
             "",
             C.md_table(["median per call", "user-thread CPU (ms)", "wall (ms)"], rows),
             "",

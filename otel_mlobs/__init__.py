@@ -10,11 +10,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_SDK_NAMES = frozenset({
-    "CheckFailed", "CheckFailedWarning", "DEFAULT_QUANTILE_LEVELS", "FrameSummary", "Run",
-    "component", "configure", "content_pointer", "current_run", "flush", "log_feedback",
-    "log_predictions", "log_reference", "observe", "shutdown", "stats", "summarize_frame",
-})
+_SDK_NAMES = frozenset(
+    {
+        "CheckFailed",
+        "CheckFailedWarning",
+        "DEFAULT_QUANTILE_LEVELS",
+        "FrameSummary",
+        "Run",
+        "component",
+        "configure",
+        "content_pointer",
+        "current_run",
+        "flush",
+        "log_feedback",
+        "log_predictions",
+        "log_reference",
+        "observe",
+        "shutdown",
+        "stats",
+        "summarize_frame",
+    }
+)
 
 __all__ = sorted(_SDK_NAMES)
 

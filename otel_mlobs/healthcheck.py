@@ -105,8 +105,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     env_option(p, "--metrics-port", type=port, default=9464, help="the processor's API port")
     p.add_argument("--host", default="127.0.0.1", help="address to probe (default 127.0.0.1)")
-    env_option(p, "--client-cert", type=non_empty, metavar="PEM",
-               help="client certificate, when the processor requires mutual TLS")
+    env_option(
+        p,
+        "--client-cert",
+        type=non_empty,
+        metavar="PEM",
+        help="client certificate, when the processor requires mutual TLS",
+    )
     env_option(p, "--client-key", type=non_empty, metavar="PEM", help="key of --client-cert")
     p.add_argument("--timeout", type=positive_seconds, default=4.0, help="seconds (default 4)")
     p.set_defaults(func=run)

@@ -135,9 +135,7 @@ def split_request(
                 endpoint = ring.endpoint_for(routing_key(values, names))
                 part = parts.get(endpoint)
                 if part is None:
-                    target = out.setdefault(
-                        endpoint, trace_service_pb2.ExportTraceServiceRequest()
-                    )
+                    target = out.setdefault(endpoint, trace_service_pb2.ExportTraceServiceRequest())
                     holder: ResourceSpans = target.resource_spans.add(
                         resource=resource_spans.resource, schema_url=resource_spans.schema_url
                     )
@@ -254,8 +252,9 @@ class LoadBalancer(trace_service_pb2_grpc.TraceServiceServicer):
             try:
                 answer = self._forward(name, part)
             except grpc.RpcError as exc:
-                logger.warning("backend %s (%s) refused a part: %s", name, self.backends[name],
-                               exc.code())
+                logger.warning(
+                    "backend %s (%s) refused a part: %s", name, self.backends[name], exc.code()
+                )
                 context.abort(
                     grpc.StatusCode.UNAVAILABLE, f"backend {name} unavailable: {exc.details()}"
                 )

@@ -64,21 +64,29 @@ class Client:
         import requests
 
         try:
-            resp = requests.request(method, self.url + path, timeout=self.timeout,
-                                    headers=self._headers, **self._tls, **kw)
+            resp = requests.request(
+                method,
+                self.url + path,
+                timeout=self.timeout,
+                headers=self._headers,
+                **self._tls,
+                **kw,
+            )
         except requests.RequestException as exc:
             raise QueryError(
                 f"cannot reach the processor at {self.url} ({type(exc).__name__}); is "
                 "`mlobs processor` running? Point --url or MLOBS_URL at it.",
-                EXIT_UNREACHABLE) from None
+                EXIT_UNREACHABLE,
+            ) from None
         try:
             body = resp.json()
         except ValueError:
             body = {"error": resp.text.strip()[:500]}
         if resp.status_code == 401:
             hint = "pass --token or set MLOBS_TOKEN" if not self._headers else "check the token"
-            raise QueryError(f"the processor refused the request: {_error_text(body, 401)} "
-                             f"({hint})")
+            raise QueryError(
+                f"the processor refused the request: {_error_text(body, 401)} ({hint})"
+            )
         if resp.status_code >= 400:
             raise QueryError(_error_text(body, resp.status_code))
         return body
@@ -134,8 +142,7 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in cells]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
 
@@ -163,30 +170,48 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def cmd_suspects(args: argparse.Namespace, client: Client) -> None:
-    answers = [client.query(ROOT_CAUSES, k, view="suspects", at=args.at, k=args.k)
-               for k in _pipeline_keys(client, ROOT_CAUSES, args.pipeline)]
+    answers = [
+        client.query(ROOT_CAUSES, k, view="suspects", at=args.at, k=args.k)
+        for k in _pipeline_keys(client, ROOT_CAUSES, args.pipeline)
+    ]
     parts = []
     for a in answers:
         rows = []
         for s in a["suspects"]:
             evidence = "; ".join(e for c in s["columns"][:2] for e in c["evidence"][:1]) or "-"
-            rows.append([s["rank"], s["component"], s["group"], s["group_size"], s["score"],
-                         s["zeta"], evidence])
+            rows.append(
+                [
+                    s["rank"],
+                    s["component"],
+                    s["group"],
+                    s["group_size"],
+                    s["score"],
+                    s["zeta"],
+                    evidence,
+                ]
+            )
         head = f"pipeline {a['pipeline']}: suspects as of {a.get('at_iso') or a.get('now_iso')}"
-        parts.append(head + "\n" + table(rows, ["rank", "component", "group", "columns",
-                                                "score", "zeta", "evidence"]))
+        parts.append(
+            head
+            + "\n"
+            + table(rows, ["rank", "component", "group", "columns", "score", "zeta", "evidence"])
+        )
         if a.get("cycles"):
-            parts.append("lineage cycles (ignored for ranking): "
-                         + "; ".join(" -> ".join(c) for c in a["cycles"]))
+            parts.append(
+                "lineage cycles (ignored for ranking): "
+                + "; ".join(" -> ".join(c) for c in a["cycles"])
+            )
     _emit(args, answers if len(answers) > 1 else answers[0], "\n\n".join(parts))
 
 
 def _tree(node: dict[str, Any], depth: int, out: list[str]) -> None:
     stale = f"  STALE: {'; '.join(node['stale'])}" if node.get("stale") else ""
     elided = " (shown above)" if node.get("elided") else ""
-    out.append(f"{'  ' * depth}{node['pointer'] or '(link)'} <- {node['component']} run "
-               f"{node['run_id']} at {when(node['event_time'])}"
-               f"{'' if node['ok'] else ' FAILED'}{elided}{stale}")
+    out.append(
+        f"{'  ' * depth}{node['pointer'] or '(link)'} <- {node['component']} run "
+        f"{node['run_id']} at {when(node['event_time'])}"
+        f"{'' if node['ok'] else ' FAILED'}{elided}{stale}"
+    )
     for parent in node.get("parents", []):
         _tree(parent, depth + 1, out)
 
@@ -212,43 +237,77 @@ def cmd_history(args: argparse.Namespace, client: Client) -> None:
     errors = []
     for key in _pipeline_keys(client, ROOT_CAUSES, args.pipeline):
         try:
-            a = client.query(ROOT_CAUSES, key, view="history", of=args.component,
-                             limit=args.limit)
+            a = client.query(ROOT_CAUSES, key, view="history", of=args.component, limit=args.limit)
         except QueryError as exc:
             if exc.code != EXIT_REFUSED:
                 raise
             errors.append(str(exc))
             continue
-        runs = [[when(r["event_time"]), r["run_id"], "ok" if r["ok"] else "FAILED",
-                 ", ".join(r["outputs"]) or "-", "; ".join(r["stale"]) or "-"] for r in a["runs"]]
+        runs = [
+            [
+                when(r["event_time"]),
+                r["run_id"],
+                "ok" if r["ok"] else "FAILED",
+                ", ".join(r["outputs"]) or "-",
+                "; ".join(r["stale"]) or "-",
+            ]
+            for r in a["runs"]
+        ]
         worst = sorted(a["columns"], key=lambda c: -c["zeta"])[:10]
-        cols = [[c["column"], c["zeta"], c["corruption"], c["staleness"],
-                 "; ".join(c["evidence"]) or "-"] for c in worst]
-        text = (f"pipeline {a['pipeline']}, component {a['component']} ({a['stage'] or '?'})\n"
-                + table(runs, ["time", "run", "status", "outputs", "stale"])
-                + "\n\ncolumns with the highest error scores (latest run)\n"
-                + table(cols, ["column", "zeta", "corruption", "staleness", "evidence"]))
+        cols = [
+            [
+                c["column"],
+                c["zeta"],
+                c["corruption"],
+                c["staleness"],
+                "; ".join(c["evidence"]) or "-",
+            ]
+            for c in worst
+        ]
+        text = (
+            f"pipeline {a['pipeline']}, component {a['component']} ({a['stage'] or '?'})\n"
+            + table(runs, ["time", "run", "status", "outputs", "stale"])
+            + "\n\ncolumns with the highest error scores (latest run)\n"
+            + table(cols, ["column", "zeta", "corruption", "staleness", "evidence"])
+        )
         _emit(args, a, text)
         return
     raise QueryError("\n".join(errors))
 
 
 def cmd_review(args: argparse.Namespace, client: Client) -> None:
-    answers = [client.query(ROOT_CAUSES, k, view="review", k=args.k)
-               for k in _pipeline_keys(client, ROOT_CAUSES, args.pipeline)]
+    answers = [
+        client.query(ROOT_CAUSES, k, view="review", k=args.k)
+        for k in _pipeline_keys(client, ROOT_CAUSES, args.pipeline)
+    ]
     parts = []
     for a in answers:
-        rows = [[r["rank"], r["component"], r["run_id"], when(r["event_time"]),
-                 r["flagged_outputs"], "; ".join(r["stale"]) or "-"] for r in a["review"]]
-        parts.append(f"pipeline {a['pipeline']}: {len(a['flags'])} flagged output(s)\n"
-                     + table(rows, ["rank", "component", "run", "time", "flagged", "stale"]))
+        rows = [
+            [
+                r["rank"],
+                r["component"],
+                r["run_id"],
+                when(r["event_time"]),
+                r["flagged_outputs"],
+                "; ".join(r["stale"]) or "-",
+            ]
+            for r in a["review"]
+        ]
+        parts.append(
+            f"pipeline {a['pipeline']}: {len(a['flags'])} flagged output(s)\n"
+            + table(rows, ["rank", "component", "run", "time", "flagged", "stale"])
+        )
     _emit(args, answers if len(answers) > 1 else answers[0], "\n\n".join(parts))
 
 
 def cmd_flag(args: argparse.Namespace, client: Client) -> None:
     answer = client.post("/api/v1/flags", {"pointer": args.pointer, "pipeline": args.pipeline})
-    _emit(args, answer, f"flagged {args.pointer}: {answer.get('runs_in_lineage', '?')} run(s) "
-                        "in its lineage; `mlobs review` ranks them")
+    _emit(
+        args,
+        answer,
+        f"flagged {args.pointer}: {answer.get('runs_in_lineage', '?')} run(s) "
+        "in its lineage; `mlobs review` ranks them",
+    )
 
 
 def cmd_delays(args: argparse.Namespace, client: Client) -> None:
@@ -256,18 +315,27 @@ def cmd_delays(args: argparse.Namespace, client: Client) -> None:
     if args.model:
         keys = [k for k in keys if k.get("model") == args.model]
         if not keys:
-            raise QueryError(f"unknown model {args.model!r}; known models: "
-                             f"{sorted({k.get('model') for k in client.keys(STUCK_FEEDBACK)})}")
+            raise QueryError(
+                f"unknown model {args.model!r}; known models: "
+                f"{sorted({k.get('model') for k in client.keys(STUCK_FEEDBACK)})}"
+            )
     answers = [client.query(STUCK_FEEDBACK, k) for k in keys]
     parts = []
     for a in answers:
-        rows = [[p["rank"], p["pattern"], p["coverage"], p["lift"], p["overdue_sampled"]]
-                for p in a["patterns"]]
-        head = (f"pipeline {a['pipeline']}, model {a.get('model', '')}: "
-                f"{a['overdue_sampled']} of {a['sampled']} sampled predictions overdue "
-                f"(after {a['overdue_after_s'] / 3600:.1f} h without feedback)")
-        body = table(rows, ["rank", "pattern", "coverage", "lift", "overdue"]) if rows else \
-            "no stuck-feedback pattern: overdue predictions are as usual"
+        rows = [
+            [p["rank"], p["pattern"], p["coverage"], p["lift"], p["overdue_sampled"]]
+            for p in a["patterns"]
+        ]
+        head = (
+            f"pipeline {a['pipeline']}, model {a.get('model', '')}: "
+            f"{a['overdue_sampled']} of {a['sampled']} sampled predictions overdue "
+            f"(after {a['overdue_after_s'] / 3600:.1f} h without feedback)"
+        )
+        body = (
+            table(rows, ["rank", "pattern", "coverage", "lift", "overdue"])
+            if rows
+            else "no stuck-feedback pattern: overdue predictions are as usual"
+        )
         parts.append(head + "\n" + body)
     _emit(args, answers if len(answers) > 1 else answers[0], "\n\n".join(parts))
 
@@ -290,11 +358,23 @@ def cmd_alerts(args: argparse.Namespace, client: Client) -> None:
             for alert in answer.get("alerts", []) if isinstance(answer, dict) else []:
                 alerts.append({"analyzer": entry["name"], **alert})
     alerts.sort(key=lambda a: (-float(a.get("last_event_time") or 0), a.get("severity", "")))
-    rows = [[when(a.get("last_event_time")), a.get("severity"), a.get("component"),
-             a.get("dataset"), ",".join(a.get("columns", [])), a.get("check"),
-             a.get("explanation")] for a in alerts]
-    text = table(rows, ["time", "severity", "component", "dataset", "columns", "check",
-                        "explanation"]) if rows else "no active alerts"
+    rows = [
+        [
+            when(a.get("last_event_time")),
+            a.get("severity"),
+            a.get("component"),
+            a.get("dataset"),
+            ",".join(a.get("columns", [])),
+            a.get("check"),
+            a.get("explanation"),
+        ]
+        for a in alerts
+    ]
+    text = (
+        table(rows, ["time", "severity", "component", "dataset", "columns", "check", "explanation"])
+        if rows
+        else "no active alerts"
+    )
     _emit(args, {"alerts": alerts}, text)
 
 
@@ -312,13 +392,28 @@ COMMANDS = {
 def add_connection_options(p: argparse.ArgumentParser) -> None:
     """``--url``, ``--token`` and the TLS files, each backed by its ``MLOBS_`` variable."""
     env_option(p, "--url", type=non_empty, default=DEFAULT_URL, help="processor API base URL")
-    env_option(p, "--token", type=non_empty, metavar="TOKEN",
-               help="bearer token of a processor with auth on (prefer the variable: command "
-               "lines are visible to other local users)")
-    env_option(p, "--cacert", type=non_empty, metavar="PEM",
-               help="CA that signed the processor's TLS certificate")
-    env_option(p, "--client-cert", type=non_empty, metavar="PEM",
-               help="client certificate, for a processor requiring mutual TLS")
+    env_option(
+        p,
+        "--token",
+        type=non_empty,
+        metavar="TOKEN",
+        help="bearer token of a processor with auth on (prefer the variable: command "
+        "lines are visible to other local users)",
+    )
+    env_option(
+        p,
+        "--cacert",
+        type=non_empty,
+        metavar="PEM",
+        help="CA that signed the processor's TLS certificate",
+    )
+    env_option(
+        p,
+        "--client-cert",
+        type=non_empty,
+        metavar="PEM",
+        help="client certificate, for a processor requiring mutual TLS",
+    )
     env_option(p, "--client-key", type=non_empty, metavar="PEM", help="key of --client-cert")
 
 
@@ -337,8 +432,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--pipeline", default=None, help="pipeline (default: every known one)")
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         if name == "suspects":
-            p.add_argument("--at", default=None, metavar="TIME",
-                           help="rank as of this event time (epoch seconds or ISO 8601)")
+            p.add_argument(
+                "--at",
+                default=None,
+                metavar="TIME",
+                help="rank as of this event time (epoch seconds or ISO 8601)",
+            )
             p.add_argument("-k", type=int, default=5, help="suspects to show")
         elif name in ("trace", "flag"):
             p.add_argument("pointer", help="an output pointer (URI or sha256:...)")

@@ -84,8 +84,7 @@ def collect(client: Client, pipeline: str | None = None) -> ReportData:
     An unreachable processor raises :class:`QueryError` (code 3); a single analyzer that
     refuses a query is noted in ``problems`` and the rest of the report still comes out.
     """
-    data = ReportData(url=client.url, generated_at=time.time(),
-                      status=client.get("/api/v1/status"))
+    data = ReportData(url=client.url, generated_at=time.time(), status=client.get("/api/v1/status"))
     listing = client.get("/api/v1/analyzers").get("analyzers", [])
     keys = {entry["name"]: entry.get("keys", []) for entry in listing}
     known = sorted({k.get("pipeline", "") for ks in keys.values() for k in ks})
@@ -93,8 +92,9 @@ def collect(client: Client, pipeline: str | None = None) -> ReportData:
         raise QueryError(f"unknown pipeline {pipeline!r}; known pipelines: {known}")
 
     def wanted(analyzer: str) -> list[dict[str, str]]:
-        return [k for k in keys.get(analyzer, [])
-                if pipeline is None or k.get("pipeline") == pipeline]
+        return [
+            k for k in keys.get(analyzer, []) if pipeline is None or k.get("pipeline") == pipeline
+        ]
 
     def ask(analyzer: str, key: dict[str, str], **params: Any) -> dict[str, Any] | None:
         try:
@@ -108,15 +108,20 @@ def collect(client: Client, pipeline: str | None = None) -> ReportData:
     for key in wanted(MODEL_ACCURACY):
         answer = ask(MODEL_ACCURACY, key, daily="true")
         if answer is not None:
-            data.models.append(ModelView(key.get("pipeline", ""), key.get("model", ""),
-                                         answer.get("daily", []), answer.get("windows", {}),
-                                         answer.get("feedback_delay_p95_s")))
+            data.models.append(
+                ModelView(
+                    key.get("pipeline", ""),
+                    key.get("model", ""),
+                    answer.get("daily", []),
+                    answer.get("windows", {}),
+                    answer.get("feedback_delay_p95_s"),
+                )
+            )
     seen: set[str] = set()
     for analyzer in DIAGNOSE:
         for key in wanted(analyzer):
             answer = ask(analyzer, key, constraints="false")
-            for alert in (answer or {}).get("alerts", []) + (answer or {}).get(
-                    "recent_alerts", []):
+            for alert in (answer or {}).get("alerts", []) + (answer or {}).get("recent_alerts", []):
                 if alert.get("id") not in seen:
                     seen.add(alert.get("id"))
                     data.alerts.append(alert)
@@ -176,9 +181,14 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
     """Rows of already-escaped cells."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -186,65 +196,108 @@ def _summary(data: ReportData) -> str:
     rows = []
     for m in data.models:
         day = m.windows.get("1d", {})
-        rows.append([escape(m.pipeline), escape(m.model),
-                     _band_text(_estimate(day, "combined")), _band_text(_estimate(day, "realized")),
-                     _band_text(_estimate(day, "estimated")),
-                     f"{int(day.get('joined') or 0):,} / {int(day.get('predictions') or 0):,}"])
+        rows.append(
+            [
+                escape(m.pipeline),
+                escape(m.model),
+                _band_text(_estimate(day, "combined")),
+                _band_text(_estimate(day, "realized")),
+                _band_text(_estimate(day, "estimated")),
+                f"{int(day.get('joined') or 0):,} / {int(day.get('predictions') or 0):,}",
+            ]
+        )
     active = [a for a in data.alerts if a.get("active")]
-    by_severity = {s: sum(1 for a in active if a.get("severity") == s)
-                   for s in ("critical", "warning", "info")}
-    top = [f"{escape(s['pipeline'])}: {escape(s['suspects'][0]['component'])} / "
-           f"{escape(s['suspects'][0]['group'])}" for s in data.suspects if s.get("suspects")]
+    by_severity = {
+        s: sum(1 for a in active if a.get("severity") == s) for s in ("critical", "warning", "info")
+    }
+    top = [
+        f"{escape(s['pipeline'])}: {escape(s['suspects'][0]['component'])} / "
+        f"{escape(s['suspects'][0]['group'])}"
+        for s in data.suspects
+        if s.get("suspects")
+    ]
     parts = ["<h2>Summary</h2>"]
     if rows:
-        parts.append(_table(["pipeline", "model", "combined (last day)", "realized", "estimated",
-                             "labelled / predictions"], rows))
+        parts.append(
+            _table(
+                [
+                    "pipeline",
+                    "model",
+                    "combined (last day)",
+                    "realized",
+                    "estimated",
+                    "labelled / predictions",
+                ],
+                rows,
+            )
+        )
     else:
         parts.append('<p class="note">No model has reported predictions yet.</p>')
     parts.append(
-        f"<p>Active alerts: <span class=\"sev-critical\">{by_severity['critical']} critical"
-        f"</span>, <span class=\"sev-warning\">{by_severity['warning']} warning</span>, "
-        f"<span class=\"sev-info\">{by_severity['info']} info</span>. Top suspect: "
-        f"{'; '.join(top) or 'none'}.</p>")
+        f'<p>Active alerts: <span class="sev-critical">{by_severity["critical"]} critical'
+        f'</span>, <span class="sev-warning">{by_severity["warning"]} warning</span>, '
+        f'<span class="sev-info">{by_severity["info"]} info</span>. Top suspect: '
+        f"{'; '.join(top) or 'none'}.</p>"
+    )
     return "".join(parts)
 
 
 def _accuracy_section(data: ReportData) -> str:
-    parts = ["<h2>Accuracy over time</h2>",
-             '<p class="note">Per UTC day of prediction time. Realized: predictions whose '
-             "feedback arrived. Estimated: label-free. Combined: realized where labelled, "
-             "estimated elsewhere. Shaded: 95% bands.</p>"]
+    parts = [
+        "<h2>Accuracy over time</h2>",
+        '<p class="note">Per UTC day of prediction time. Realized: predictions whose '
+        "feedback arrived. Estimated: label-free. Combined: realized where labelled, "
+        "estimated elsewhere. Shaded: 95% bands.</p>",
+    ]
     if not data.models:
         parts.append('<p class="note">No model data.</p>')
     for m in data.models:
-        parts.append(f"<h3>{escape(m.model)} <span class=\"meta\">pipeline "
-                     f"{escape(m.pipeline)}</span></h3>")
+        parts.append(
+            f'<h3>{escape(m.model)} <span class="meta">pipeline {escape(m.pipeline)}</span></h3>'
+        )
         days = [d for d in m.daily if d.get("predictions")]
         xs = [float(d["day_start"]) for d in days]
         series = []
         for method in METHODS:
             ests = [d.get(method) or {} for d in days]
             if any(e.get("value") is not None for e in ests):
-                series.append(plots.Series(method, plots.PALETTE[method], xs,
-                                           [e.get("value") for e in ests],
-                                           [e.get("lower") for e in ests],
-                                           [e.get("upper") for e in ests]))
+                series.append(
+                    plots.Series(
+                        method,
+                        plots.PALETTE[method],
+                        xs,
+                        [e.get("value") for e in ests],
+                        [e.get("lower") for e in ests],
+                        [e.get("upper") for e in ests],
+                    )
+                )
         if not series:
-            parts.append('<p class="note">No accuracy figure yet: no labels arrived and no '
-                         "reference set to estimate from.</p>")
+            parts.append(
+                '<p class="note">No accuracy figure yet: no labels arrived and no '
+                "reference set to estimate from.</p>"
+            )
             continue
-        parts.append(plots.line_chart(series, label=f"accuracy of {m.model} per day",
-                                      y_unit="%"))
-        volume = [plots.Series("predictions", "#7f7f7f", xs,
-                               [float(d.get("predictions") or 0) for d in days]),
-                  plots.Series("labelled", plots.PALETTE["realized"], xs,
-                               [float(d.get("joined") or 0) for d in days])]
-        parts.append(plots.line_chart(volume, label=f"predictions and labels of {m.model}",
-                                      height=170))
+        parts.append(plots.line_chart(series, label=f"accuracy of {m.model} per day", y_unit="%"))
+        volume = [
+            plots.Series(
+                "predictions", "#7f7f7f", xs, [float(d.get("predictions") or 0) for d in days]
+            ),
+            plots.Series(
+                "labelled",
+                plots.PALETTE["realized"],
+                xs,
+                [float(d.get("joined") or 0) for d in days],
+            ),
+        ]
+        parts.append(
+            plots.line_chart(volume, label=f"predictions and labels of {m.model}", height=170)
+        )
         if m.feedback_delay_p95_s is not None:
-            parts.append(f'<p class="note">Feedback arrives within '
-                         f"{m.feedback_delay_p95_s / 3600:.1f} h for 95% of labelled "
-                         "predictions.</p>")
+            parts.append(
+                f'<p class="note">Feedback arrives within '
+                f"{m.feedback_delay_p95_s / 3600:.1f} h for 95% of labelled "
+                "predictions.</p>"
+            )
     return "".join(parts)
 
 
@@ -252,8 +305,9 @@ def _alerts_section(data: ReportData) -> str:
     parts = ["<h2>Alert timeline</h2>"]
     if not data.alerts:
         return "".join(parts) + '<p class="note">No alert was raised.</p>'
-    shown = sorted(data.alerts, key=lambda a: (not a.get("active"),
-                                               -(a.get("first_event_time") or 0)))[:MAX_TIMELINE]
+    shown = sorted(
+        data.alerts, key=lambda a: (not a.get("active"), -(a.get("first_event_time") or 0))
+    )[:MAX_TIMELINE]
     shown.sort(key=lambda a: (a.get("first_event_time") or 0, a.get("component", "")))
     ends = [a.get("resolved_event_time") or a.get("last_event_time") or 0 for a in data.alerts]
     now = max([*ends, *(a.get("first_event_time") or 0 for a in data.alerts)])
@@ -261,35 +315,64 @@ def _alerts_section(data: ReportData) -> str:
     for a in shown:
         cols = ",".join(a.get("columns", [])) or "*"
         label = f"{a.get('component', '')}/{a.get('dataset', '')}: {cols} ({a.get('check', '')})"
-        end = None if a.get("active") else (a.get("resolved_event_time")
-                                            or a.get("last_event_time"))
-        title = (f"{a.get('severity')} {a.get('class')} ({a.get('method')}): "
-                 f"{a.get('explanation', '')}")
-        bars.append(plots.Bar(label, float(a.get("first_event_time") or now),
-                              None if end is None else float(end),
-                              plots.PALETTE.get(a.get("severity", ""), "#888"), title))
+        end = (
+            None if a.get("active") else (a.get("resolved_event_time") or a.get("last_event_time"))
+        )
+        title = (
+            f"{a.get('severity')} {a.get('class')} ({a.get('method')}): {a.get('explanation', '')}"
+        )
+        bars.append(
+            plots.Bar(
+                label,
+                float(a.get("first_event_time") or now),
+                None if end is None else float(end),
+                plots.PALETTE.get(a.get("severity", ""), "#888"),
+                title,
+            )
+        )
     parts.append(plots.timeline(bars, now=now, label="alert timeline"))
     if len(data.alerts) > len(shown):
-        parts.append(f'<p class="note">{len(data.alerts) - len(shown)} older resolved alerts '
-                     "not drawn.</p>")
-    rows = [[_when(a.get("first_event_time")),
-             "active" if a.get("active") else f"resolved {_when(a.get('resolved_event_time'))}",
-             f'<span class="sev-{escape(a.get("severity", ""))}">'
-             f'{escape(a.get("severity", ""))}</span>',
-             escape(f"{a.get('class', '')} / {a.get('method', '')}"),
-             escape(a.get("component", "")),
-             escape(f"{a.get('role', '')} {a.get('dataset', '')}"),
-             escape(", ".join(a.get("columns", []))), escape(a.get("explanation", ""))]
-            for a in reversed(shown)]
-    parts.append(_table(["since", "state", "severity", "class / method", "component", "dataset",
-                         "columns", "explanation"], rows))
+        parts.append(
+            f'<p class="note">{len(data.alerts) - len(shown)} older resolved alerts not drawn.</p>'
+        )
+    rows = [
+        [
+            _when(a.get("first_event_time")),
+            "active" if a.get("active") else f"resolved {_when(a.get('resolved_event_time'))}",
+            f'<span class="sev-{escape(a.get("severity", ""))}">'
+            f"{escape(a.get('severity', ''))}</span>",
+            escape(f"{a.get('class', '')} / {a.get('method', '')}"),
+            escape(a.get("component", "")),
+            escape(f"{a.get('role', '')} {a.get('dataset', '')}"),
+            escape(", ".join(a.get("columns", []))),
+            escape(a.get("explanation", "")),
+        ]
+        for a in reversed(shown)
+    ]
+    parts.append(
+        _table(
+            [
+                "since",
+                "state",
+                "severity",
+                "class / method",
+                "component",
+                "dataset",
+                "columns",
+                "explanation",
+            ],
+            rows,
+        )
+    )
     return "".join(parts)
 
 
 def _suspects_section(data: ReportData) -> str:
-    parts = ["<h2>Ranked suspects</h2>",
-             '<p class="note">Components and column groups ranked by path score: column error '
-             "scores multiplied along lineage towards the model's outputs.</p>"]
+    parts = [
+        "<h2>Ranked suspects</h2>",
+        '<p class="note">Components and column groups ranked by path score: column error '
+        "scores multiplied along lineage towards the model's outputs.</p>",
+    ]
     if not any(s.get("suspects") for s in data.suspects):
         return "".join(parts) + '<p class="note">No suspect: no column is off its baseline.</p>'
     for answer in data.suspects:
@@ -297,24 +380,45 @@ def _suspects_section(data: ReportData) -> str:
         if not suspects:
             continue
         as_of = answer.get("at_iso") or answer.get("now_iso") or "-"
-        parts.append(f"<h3>pipeline {escape(answer.get('pipeline', ''))} "
-                     f"<span class=\"meta\">as of {escape(as_of)}</span></h3>")
-        items = [(f"{s['rank']}. {s['component']} / {s['group']}", float(s["score"]),
-                  f"score {s['score']:.3f}, zeta {s['zeta']:.2f}, {s['group_size']} column(s)")
-                 for s in suspects]
+        parts.append(
+            f"<h3>pipeline {escape(answer.get('pipeline', ''))} "
+            f'<span class="meta">as of {escape(as_of)}</span></h3>'
+        )
+        items = [
+            (
+                f"{s['rank']}. {s['component']} / {s['group']}",
+                float(s["score"]),
+                f"score {s['score']:.3f}, zeta {s['zeta']:.2f}, {s['group_size']} column(s)",
+            )
+            for s in suspects
+        ]
         top = max([1.0, *(value for _, value, _ in items)])
-        parts.append(plots.bar_chart(items, label=f"suspects of {answer.get('pipeline', '')}",
-                                     max_value=top))
+        parts.append(
+            plots.bar_chart(items, label=f"suspects of {answer.get('pipeline', '')}", max_value=top)
+        )
         rows = []
         for s in suspects:
             found = [e for c in s.get("columns", []) for e in c.get("evidence", [])[:1]]
             evidence = "; ".join(dict.fromkeys(found))  # a group's columns often agree
             cols = ", ".join(c.get("name", c.get("column", "")) for c in s.get("columns", [])[:6])
-            rows.append([str(s["rank"]), escape(s["component"]), escape(s["group"]),
-                         f"{s['score']:.3f}", f"{s['zeta']:.2f}", escape(cols),
-                         escape(evidence or "-")])
-        parts.append(_table(["rank", "component", "group", "score", "zeta", "columns",
-                             "evidence"], rows, numeric={0, 3, 4}))
+            rows.append(
+                [
+                    str(s["rank"]),
+                    escape(s["component"]),
+                    escape(s["group"]),
+                    f"{s['score']:.3f}",
+                    f"{s['zeta']:.2f}",
+                    escape(cols),
+                    escape(evidence or "-"),
+                ]
+            )
+        parts.append(
+            _table(
+                ["rank", "component", "group", "score", "zeta", "columns", "evidence"],
+                rows,
+                numeric={0, 3, 4},
+            )
+        )
     return "".join(parts)
 
 
@@ -325,24 +429,45 @@ def _stuck_section(data: ReportData) -> str:
     for answer in data.stuck:
         overdue, sampled = answer.get("overdue_sampled", 0), answer.get("sampled", 0)
         after = (answer.get("overdue_after_s") or 0) / 3600
-        parts.append(f"<h3>{escape(answer.get('model', ''))} <span class=\"meta\">pipeline "
-                     f"{escape(answer.get('pipeline', ''))}</span></h3>"
-                     f"<p>{overdue:,} of {sampled:,} sampled predictions are overdue (no "
-                     f"feedback after {after:.1f} h).</p>")
+        parts.append(
+            f'<h3>{escape(answer.get("model", ""))} <span class="meta">pipeline '
+            f"{escape(answer.get('pipeline', ''))}</span></h3>"
+            f"<p>{overdue:,} of {sampled:,} sampled predictions are overdue (no "
+            f"feedback after {after:.1f} h).</p>"
+        )
         patterns = answer.get("patterns", [])
         if not patterns:
-            parts.append('<p class="note">No pattern: overdue predictions are spread as '
-                         "usual.</p>")
+            parts.append('<p class="note">No pattern: overdue predictions are spread as usual.</p>')
             continue
-        items = [(p["pattern"], float(p["lift"]),
-                  f"lift {p['lift']:.2f}, coverage {p['coverage'] * 100:.0f}%, "
-                  f"{p['overdue_sampled']} overdue") for p in patterns]
-        parts.append(plots.bar_chart(items, label=f"stuck feedback of {answer.get('model')}",
-                                     unit="x"))
-        rows = [[str(p["rank"]), escape(p["pattern"]), f"{p['lift']:.2f}",
-                 f"{p['coverage'] * 100:.0f}%", str(p["overdue_sampled"])] for p in patterns]
-        parts.append(_table(["rank", "pattern", "lift", "coverage of overdue", "overdue"], rows,
-                            numeric={0, 2, 3, 4}))
+        items = [
+            (
+                p["pattern"],
+                float(p["lift"]),
+                f"lift {p['lift']:.2f}, coverage {p['coverage'] * 100:.0f}%, "
+                f"{p['overdue_sampled']} overdue",
+            )
+            for p in patterns
+        ]
+        parts.append(
+            plots.bar_chart(items, label=f"stuck feedback of {answer.get('model')}", unit="x")
+        )
+        rows = [
+            [
+                str(p["rank"]),
+                escape(p["pattern"]),
+                f"{p['lift']:.2f}",
+                f"{p['coverage'] * 100:.0f}%",
+                str(p["overdue_sampled"]),
+            ]
+            for p in patterns
+        ]
+        parts.append(
+            _table(
+                ["rank", "pattern", "lift", "coverage of overdue", "overdue"],
+                rows,
+                numeric={0, 2, 3, 4},
+            )
+        )
     return "".join(parts)
 
 
@@ -356,17 +481,20 @@ def render(data: ReportData, title: str = "otel-mlobs report") -> str:
         items = "".join(f"<li>{escape(p)}</li>" for p in data.problems)
         problems = f'<div class="problems">Some queries failed:<ul>{items}</ul></div>'
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{escape(title)}</title><meta name=\"viewport\" "
-        f"content=\"width=device-width,initial-scale=1\"><style>{_CSS}</style></head><body>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<title>{escape(title)}</title><meta name="viewport" '
+        f'content="width=device-width,initial-scale=1"><style>{_CSS}</style></head><body>'
         f"<h1>{escape(title)}</h1>"
-        f"<p class=\"meta\">Generated {_when(data.generated_at)} UTC from {escape(data.url)} "
+        f'<p class="meta">Generated {_when(data.generated_at)} UTC from {escape(data.url)} '
         f"(processor {escape(str(status.get('version', '?')))}, up "
         f"{(status.get('uptime_s') or 0) / 3600:.1f} h, "
         f"{int(counters.get('spans_accepted') or 0):,} spans accepted, {rejected:,} rejected)"
         f".</p>{problems}"
-        + _summary(data) + _accuracy_section(data) + _alerts_section(data)
-        + _suspects_section(data) + _stuck_section(data)
+        + _summary(data)
+        + _accuracy_section(data)
+        + _alerts_section(data)
+        + _suspects_section(data)
+        + _stuck_section(data)
         + "</body></html>\n"
     )
 
@@ -377,13 +505,20 @@ def render(data: ReportData, title: str = "otel-mlobs report") -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``mlobs report`` to the ``mlobs`` command."""
     parser = subparsers.add_parser(
-        "report", help="write a self-contained HTML report from a running processor",
+        "report",
+        help="write a self-contained HTML report from a running processor",
         description="Write one HTML page (inline SVG charts, nothing fetched) with accuracy "
         "over time, the alert timeline, ranked suspects and stuck-feedback patterns, from the "
-        "processor's JSON API.")
+        "processor's JSON API.",
+    )
     add_connection_options(parser)
-    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="FILE",
-                        help=f"where to write the page [{DEFAULT_OUTPUT}]")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="FILE",
+        help=f"where to write the page [{DEFAULT_OUTPUT}]",
+    )
     parser.add_argument("--pipeline", default=None, help="only this pipeline [all]")
     parser.add_argument("--title", default="otel-mlobs report", help="page title")
     parser.set_defaults(func=run)
@@ -418,6 +553,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mlobs report: cannot write {path}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"wrote {path} ({len(data.models)} model(s), {len(data.alerts)} alert(s), "
-          f"{sum(len(s.get('suspects', [])) for s in data.suspects)} suspect(s))")
+    print(
+        f"wrote {path} ({len(data.models)} model(s), {len(data.alerts)} alert(s), "
+        f"{sum(len(s.get('suspects', [])) for s in data.suspects)} suspect(s))"
+    )
     return 0

@@ -73,9 +73,12 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _svg(height: int, body: list[str], label: str) -> str:
-    return (f'<svg class="plot" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
-            f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
-            + "".join(body) + "</svg>")
+    return (
+        f'<svg class="plot" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+        + "".join(body)
+        + "</svg>"
+    )
 
 
 def _segments(points: list[tuple[float, float] | None]) -> list[list[tuple[float, float]]]:
@@ -89,8 +92,14 @@ def _segments(points: list[tuple[float, float] | None]) -> list[list[tuple[float
     return [s for s in out if s]
 
 
-def line_chart(series: Sequence[Series], *, label: str, y_unit: str = "",
-               y_range: tuple[float, float] | None = None, height: int = 260) -> str:
+def line_chart(
+    series: Sequence[Series],
+    *,
+    label: str,
+    y_unit: str = "",
+    y_range: tuple[float, float] | None = None,
+    height: int = 260,
+) -> str:
     """Lines over event time with shaded bands; y from the data (or ``y_range``)."""
     xs = [x for s in series for x in s.xs]
     values = [v for s in series for seq in (s.ys, s.lower, s.upper) for v in seq if _finite(v)]
@@ -118,15 +127,19 @@ def line_chart(series: Sequence[Series], *, label: str, y_unit: str = "",
     for tick in nice_ticks(y0, y1):
         ty = sy(tick)
         text = f"{tick * 100:.0f}%" if y_unit == "%" else _fmt(tick)
-        body.append(f'<line class="grid" x1="{_MARGIN_LEFT}" x2="{WIDTH - _MARGIN_RIGHT}" '
-                    f'y1="{ty:.1f}" y2="{ty:.1f}"/>'
-                    f'<text class="tick" x="{_MARGIN_LEFT - 6}" y="{ty + 4:.1f}" '
-                    f'text-anchor="end">{escape(text)}</text>')
+        body.append(
+            f'<line class="grid" x1="{_MARGIN_LEFT}" x2="{WIDTH - _MARGIN_RIGHT}" '
+            f'y1="{ty:.1f}" y2="{ty:.1f}"/>'
+            f'<text class="tick" x="{_MARGIN_LEFT - 6}" y="{ty + 4:.1f}" '
+            f'text-anchor="end">{escape(text)}</text>'
+        )
     ticks = sorted(set(xs))
     stride = max(1, math.ceil(len(ticks) / 8))
     for x in ticks[::stride]:
-        body.append(f'<text class="tick" x="{sx(x):.1f}" y="{height - 12}" '
-                    f'text-anchor="middle">{escape(_date(x))}</text>')
+        body.append(
+            f'<text class="tick" x="{sx(x):.1f}" y="{height - 12}" '
+            f'text-anchor="middle">{escape(_date(x))}</text>'
+        )
     for s in series:
         for seg in _segments(_band_points(s)):
             top = [(sx(x), sy(u)) for x, _, u in seg]
@@ -135,19 +148,24 @@ def line_chart(series: Sequence[Series], *, label: str, y_unit: str = "",
                 (px, pu), (_, pl) = top[0], bottom[0]
                 top, bottom = [(px - 3, pu), (px + 3, pu)], [(px + 3, pl), (px - 3, pl)]
             pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in top + bottom)
-            body.append(f'<polygon class="band" points="{pts}" fill="{s.color}" '
-                        f'fill-opacity="0.15"><title>{escape(s.name)} 95% band</title></polygon>')
+            body.append(
+                f'<polygon class="band" points="{pts}" fill="{s.color}" '
+                f'fill-opacity="0.15"><title>{escape(s.name)} 95% band</title></polygon>'
+            )
     for s in series:
         points = [(x, y) if _finite(y) else None for x, y in zip(s.xs, s.ys, strict=True)]
         for seg in _segments(points):
             d = "M" + " L".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in seg)
-            body.append(f'<path class="line" d="{d}" stroke="{s.color}" fill="none" '
-                        f'stroke-width="2"/>')
+            body.append(
+                f'<path class="line" d="{d}" stroke="{s.color}" fill="none" stroke-width="2"/>'
+            )
             for x, y in seg:
                 value = f"{y * 100:.1f}%" if y_unit == "%" else _fmt(y)
-                body.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{s.color}">'
-                            f"<title>{escape(s.name)} {escape(_date(x))}: {value}</title>"
-                            "</circle>")
+                body.append(
+                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{s.color}">'
+                    f"<title>{escape(s.name)} {escape(_date(x))}: {value}</title>"
+                    "</circle>"
+                )
     body.append(_legend([(s.name, s.color) for s in series]))
     return _svg(height, body, label)
 
@@ -155,22 +173,28 @@ def line_chart(series: Sequence[Series], *, label: str, y_unit: str = "",
 def _band_points(s: Series) -> list[tuple[float, float, float] | None]:
     if not s.lower or not s.upper:
         return []
-    return [(x, lo, hi) if _finite(lo) and _finite(hi) else None
-            for x, lo, hi in zip(s.xs, s.lower, s.upper, strict=True)]
+    return [
+        (x, lo, hi) if _finite(lo) and _finite(hi) else None
+        for x, lo, hi in zip(s.xs, s.lower, s.upper, strict=True)
+    ]
 
 
 def _axes(height: int, plot_w: int, plot_h: int) -> str:
-    return (f'<rect class="frame" x="{_MARGIN_LEFT}" y="{_MARGIN_TOP}" width="{plot_w}" '
-            f'height="{plot_h}" fill="none"/>')
+    return (
+        f'<rect class="frame" x="{_MARGIN_LEFT}" y="{_MARGIN_TOP}" width="{plot_w}" '
+        f'height="{plot_h}" fill="none"/>'
+    )
 
 
 def _legend(items: list[tuple[str, str]]) -> str:
     parts = []
     x = _MARGIN_LEFT + 8
     for name, color in items:
-        parts.append(f'<rect x="{x}" y="{_MARGIN_TOP + 6}" width="12" height="4" '
-                     f'fill="{color}"/><text class="legend" x="{x + 16}" '
-                     f'y="{_MARGIN_TOP + 12}">{escape(name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{_MARGIN_TOP + 6}" width="12" height="4" '
+            f'fill="{color}"/><text class="legend" x="{x + 16}" '
+            f'y="{_MARGIN_TOP + 12}">{escape(name)}</text>'
+        )
         x += 24 + 7 * len(name)
     return "".join(parts)
 
@@ -202,35 +226,53 @@ def timeline(bars: Sequence[Bar], *, now: float, label: str, row_height: int = 2
     def sx(x: float) -> float:
         return label_w + (x - x0) / (x1 - x0) * plot_w
 
-    body = [f'<rect class="frame" x="{label_w}" y="{_MARGIN_TOP}" width="{plot_w}" '
-            f'height="{row_height * len(bars)}" fill="none"/>']
+    body = [
+        f'<rect class="frame" x="{label_w}" y="{_MARGIN_TOP}" width="{plot_w}" '
+        f'height="{row_height * len(bars)}" fill="none"/>'
+    ]
     span_days = (x1 - x0) / 86400
     for tick in nice_ticks(x0 / 86400, x1 / 86400, 6 if span_days > 1 else 3):
         tx = sx(tick * 86400)
         if label_w <= tx <= WIDTH - _MARGIN_RIGHT:
-            body.append(f'<line class="grid" x1="{tx:.1f}" x2="{tx:.1f}" y1="{_MARGIN_TOP}" '
-                        f'y2="{height - _MARGIN_BOTTOM}"/><text class="tick" x="{tx:.1f}" '
-                        f'y="{height - 12}" text-anchor="middle">'
-                        f"{escape(_date(tick * 86400, with_time=span_days < 2))}</text>")
+            body.append(
+                f'<line class="grid" x1="{tx:.1f}" x2="{tx:.1f}" y1="{_MARGIN_TOP}" '
+                f'y2="{height - _MARGIN_BOTTOM}"/><text class="tick" x="{tx:.1f}" '
+                f'y="{height - 12}" text-anchor="middle">'
+                f"{escape(_date(tick * 86400, with_time=span_days < 2))}</text>"
+            )
     for i, (bar, end) in enumerate(zip(bars, ends, strict=True)):
         y = _MARGIN_TOP + i * row_height
         left, right = sx(bar.start), max(sx(end), sx(bar.start) + 4)
         text = bar.label if len(bar.label) <= 38 else bar.label[:35] + "..."
-        body.append(f'<text class="rowlabel" x="{label_w - 6}" y="{y + row_height * 0.68:.1f}" '
-                    f'text-anchor="end">{escape(text)}</text>')
-        shape = (f'M{left:.1f},{y + 4} L{right:.1f},{y + 4} L{right:.1f},{y + row_height - 4} '
-                 f'L{left:.1f},{y + row_height - 4} Z')
+        body.append(
+            f'<text class="rowlabel" x="{label_w - 6}" y="{y + row_height * 0.68:.1f}" '
+            f'text-anchor="end">{escape(text)}</text>'
+        )
+        shape = (
+            f"M{left:.1f},{y + 4} L{right:.1f},{y + 4} L{right:.1f},{y + row_height - 4} "
+            f"L{left:.1f},{y + row_height - 4} Z"
+        )
         if bar.end is None:  # still active: an arrow head at "now"
             mid = y + row_height / 2
-            shape = (f'M{left:.1f},{y + 4} L{right:.1f},{y + 4} L{right + 7:.1f},{mid:.1f} '
-                     f'L{right:.1f},{y + row_height - 4} L{left:.1f},{y + row_height - 4} Z')
-        body.append(f'<path class="bar" d="{shape}" fill="{bar.color}">'
-                    f"<title>{escape(bar.title)}</title></path>")
+            shape = (
+                f"M{left:.1f},{y + 4} L{right:.1f},{y + 4} L{right + 7:.1f},{mid:.1f} "
+                f"L{right:.1f},{y + row_height - 4} L{left:.1f},{y + row_height - 4} Z"
+            )
+        body.append(
+            f'<path class="bar" d="{shape}" fill="{bar.color}">'
+            f"<title>{escape(bar.title)}</title></path>"
+        )
     return _svg(height, body, label)
 
 
-def bar_chart(items: Sequence[tuple[str, float, str]], *, label: str, unit: str = "",
-              max_value: float | None = None, row_height: int = 22) -> str:
+def bar_chart(
+    items: Sequence[tuple[str, float, str]],
+    *,
+    label: str,
+    unit: str = "",
+    max_value: float | None = None,
+    row_height: int = 22,
+) -> str:
     """Horizontal bars: (label, value, tooltip) each, longest first as given."""
     if not items:
         raise ValueError("bar_chart needs at least one item")
@@ -245,10 +287,12 @@ def bar_chart(items: Sequence[tuple[str, float, str]], *, label: str, unit: str 
         w = max(min(value / top, 1.0), 0.0) * plot_w
         text = name if len(name) <= 44 else name[:41] + "..."
         shown = f"{value * 100:.0f}%" if unit == "%" else f"{value:.3g}{unit}"
-        body.append(f'<text class="rowlabel" x="{label_w - 6}" y="{y + row_height * 0.68:.1f}" '
-                    f'text-anchor="end">{escape(text)}</text>'
-                    f'<path class="bar" d="M{label_w},{y + 4} h{w:.1f} v{row_height - 8} '
-                    f'h{-w:.1f} Z" fill="{PALETTE["bar"]}"><title>{escape(tip)}</title></path>'
-                    f'<text class="tick" x="{label_w + w + 6:.1f}" y="{y + row_height * 0.68:.1f}">'
-                    f"{escape(shown)}</text>")
+        body.append(
+            f'<text class="rowlabel" x="{label_w - 6}" y="{y + row_height * 0.68:.1f}" '
+            f'text-anchor="end">{escape(text)}</text>'
+            f'<path class="bar" d="M{label_w},{y + 4} h{w:.1f} v{row_height - 8} '
+            f'h{-w:.1f} Z" fill="{PALETTE["bar"]}"><title>{escape(tip)}</title></path>'
+            f'<text class="tick" x="{label_w + w + 6:.1f}" y="{y + row_height * 0.68:.1f}">'
+            f"{escape(shown)}</text>"
+        )
     return _svg(height, body, label)

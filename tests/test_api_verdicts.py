@@ -108,4 +108,3 @@ def test_an_answered_verdict_survives_a_crash(tmp_path) -> None:
         provider.shutdown()
     with running(state_dir=str(crashed)) as restarted:
         assert target["id"] not in {a["id"] for a in _alerts(_base(restarted))}
-

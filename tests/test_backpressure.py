@@ -147,12 +147,18 @@ def _requests() -> list[list[ReadableSpan]]:
                     run.log_input("frame", frame)
             ids = np.char.add(f"r{r}-", np.arange(PREDICTIONS_PER_REQUEST).astype(str))
             mlobs.log_predictions(
-                "tip", ids, scores=rng.uniform(size=PREDICTIONS_PER_REQUEST),
+                "tip",
+                ids,
+                scores=rng.uniform(size=PREDICTIONS_PER_REQUEST),
                 timestamps=np.full(PREDICTIONS_PER_REQUEST, when),
             )
             half = ids[: PREDICTIONS_PER_REQUEST // 2]
-            mlobs.log_feedback("tip", half, rng.integers(0, 2, size=len(half)),
-                               timestamps=np.full(len(half), when + 60))
+            mlobs.log_feedback(
+                "tip",
+                half,
+                rng.integers(0, 2, size=len(half)),
+                timestamps=np.full(len(half), when + 60),
+            )
             batches.append(list(memory.get_finished_spans()))
             memory.clear()
     finally:

@@ -118,9 +118,12 @@ def test_long_label_values_are_shortened_and_stay_unique():
 def _feed(proc, components: int) -> None:
     for c in range(components):
         for day in range(2):
-            run = run_span(component=f"wide{c}", run_id=f"r{c}-{day}",
-                           event_time=T0 + day * 86_400,
-                           events=[summary_event(N_COLUMNS, seed=day, rows=1000)])
+            run = run_span(
+                component=f"wide{c}",
+                run_id=f"r{c}-{day}",
+                event_time=T0 + day * 86_400,
+                events=[summary_event(N_COLUMNS, seed=day, rows=1000)],
+            )
             assert grpc_export(proc, request(run)).partial_success.rejected_spans == 0
     assert proc.wait_idle(timeout=60)
 
@@ -133,8 +136,7 @@ def _families(proc) -> tuple[dict, int]:
 
 
 def _series(family) -> set[tuple]:
-    return {tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
-            for s in family.samples}
+    return {tuple(sorted((k, v) for k, v in s.labels.items() if k != "le")) for s in family.samples}
 
 
 def _total(family) -> float:
@@ -163,8 +165,7 @@ def _wide(cap: int | None) -> Wide:
         cap = proc.config.max_series_per_metric
     raw: dict[str, dict[tuple, float]] = {}
     for m in samples:
-        raw.setdefault(m.name.removesuffix("_total"), {})[tuple(sorted(m.labels.items()))] = (
-            m.value)
+        raw.setdefault(m.name.removesuffix("_total"), {})[tuple(sorted(m.labels.items()))] = m.value
     return Wide(cap, first, second, size, raw)
 
 
@@ -185,13 +186,15 @@ def test_a_10000_column_pipeline_cannot_flood_a_scrape(default_cap):
     assert "mlobs_column_quantile" in over  # the wide pipeline really overflows a family
     for name, family in wide.first.items():
         assert len(_series(family)) <= wide.cap, name
-    dropped = {s.labels["metric"]: s.value
-               for s in wide.first["mlobs_processor_series_dropped"].samples}
+    dropped = {
+        s.labels["metric"]: s.value for s in wide.first["mlobs_processor_series_dropped"].samples
+    }
     assert {n.removesuffix("_total") for n in dropped} == over
     for name, n in dropped.items():
         assert n == len(wide.raw[name.removesuffix("_total")]) - (wide.cap - 1)
-    overflow = {s.labels["metric"]: s.value
-                for s in wide.first["mlobs_processor_series_overflow"].samples}
+    overflow = {
+        s.labels["metric"]: s.value for s in wide.first["mlobs_processor_series_overflow"].samples
+    }
     assert overflow == dropped
     quantile = wide.first["mlobs_column_quantile"]
     assert not any(OVERFLOW in s.labels.values() for s in quantile.samples)  # a gauge: dropped
@@ -202,18 +205,25 @@ def test_a_10000_column_pipeline_cannot_flood_a_scrape(default_cap):
 
 def test_counters_over_the_cap_keep_their_sum_in_the_overflow_series(low_cap):
     wide = low_cap
-    counters = [n for n, f in wide.first.items() if f.type == "counter"
-                and not n.startswith("mlobs_processor_") and len(wide.raw.get(n, ())) > wide.cap]
+    counters = [
+        n
+        for n, f in wide.first.items()
+        if f.type == "counter"
+        and not n.startswith("mlobs_processor_")
+        and len(wide.raw.get(n, ())) > wide.cap
+    ]
     assert "mlobs_column_values" in counters
     for name in counters:
         family = wide.first[name]
         assert len(_series(family)) == wide.cap
         assert any(OVERFLOW in s.labels.values() for s in family.samples)
         assert _total(family) == pytest.approx(sum(wide.raw[name].values()))
-    dropped = {s.labels["metric"]: s.value
-               for s in wide.second["mlobs_processor_series_dropped"].samples}
-    first = {s.labels["metric"]: s.value
-             for s in wide.first["mlobs_processor_series_dropped"].samples}
+    dropped = {
+        s.labels["metric"]: s.value for s in wide.second["mlobs_processor_series_dropped"].samples
+    }
+    first = {
+        s.labels["metric"]: s.value for s in wide.first["mlobs_processor_series_dropped"].samples
+    }
     assert dropped == {k: 2 * v for k, v in first.items()}  # counted again at each scrape
     for name in counters:
         assert _series(wide.second[name]) == _series(wide.first[name])

@@ -70,8 +70,9 @@ def unknown_names(board: dict, exported: set[str], rules: set[str]) -> set[str]:
 
 
 def test_the_committed_json_is_what_the_generator_builds() -> None:
-    spec = importlib.util.spec_from_file_location("build_dashboards",
-                                                  ROOT / "grafana" / "build_dashboards.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_dashboards", ROOT / "grafana" / "build_dashboards.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -83,8 +84,13 @@ def test_the_committed_json_is_what_the_generator_builds() -> None:
 
 def test_the_five_dashboards_exist_with_their_variables() -> None:
     boards = {b["uid"]: b for b in dashboards().values()}
-    assert set(boards) == {"mlobs-overview", "mlobs-model", "mlobs-data", "mlobs-root-causes",
-                           "mlobs-processor"}
+    assert set(boards) == {
+        "mlobs-overview",
+        "mlobs-model",
+        "mlobs-data",
+        "mlobs-root-causes",
+        "mlobs-processor",
+    }
     names = {uid: [v["name"] for v in b["templating"]["list"]] for uid, b in boards.items()}
     assert names["mlobs-model"][:2] == ["pipeline", "model"]
     assert names["mlobs-data"][:2] == ["pipeline", "component"]
@@ -109,8 +115,11 @@ def test_dashboard_structure(name: str) -> None:
         pos = panel["gridPos"]
         assert set(pos) == {"x", "y", "w", "h"} and all(isinstance(v, int) for v in pos.values())
         assert pos["x"] >= 0 and pos["x"] + pos["w"] <= GRID and pos["w"] > 0 and pos["h"] > 0
-        area = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
-                for y in range(pos["y"], pos["y"] + pos["h"])}
+        area = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
         assert not area & cells, f"panel {panel['title']!r} overlaps another"
         cells |= area
         assert panel["datasource"] == DATASOURCE, panel["title"]
@@ -126,11 +135,21 @@ def test_dashboard_structure(name: str) -> None:
 
 
 def test_unknown_series_are_caught() -> None:
-    board = {"panels": [{"targets": [{"expr": 'rate(mlobs_no_such_total{a="mlobs_x"}[5m])'},
-                                     {"expr": "job:not_recorded:ratio + up"}]}],
-             "templating": {"list": []}}
-    assert unknown_names(board, {"mlobs_other"}, set()) == {"mlobs_no_such_total",
-                                                             "job:not_recorded:ratio"}
+    board = {
+        "panels": [
+            {
+                "targets": [
+                    {"expr": 'rate(mlobs_no_such_total{a="mlobs_x"}[5m])'},
+                    {"expr": "job:not_recorded:ratio + up"},
+                ]
+            }
+        ],
+        "templating": {"list": []},
+    }
+    assert unknown_names(board, {"mlobs_other"}, set()) == {
+        "mlobs_no_such_total",
+        "job:not_recorded:ratio",
+    }
 
 
 # --- against the fed processor and Prometheus -------------------------------------------------
@@ -143,8 +162,9 @@ def stack(request: pytest.FixtureRequest) -> FedStack:
 
 def test_every_series_a_dashboard_reads_exists(stack: FedStack) -> None:
     rules = recorded()
-    missing = {name: sorted(unknown_names(b, stack.families, rules))
-               for name, b in dashboards().items()}
+    missing = {
+        name: sorted(unknown_names(b, stack.families, rules)) for name, b in dashboards().items()
+    }
     assert {k: v for k, v in missing.items() if v} == {}
 
 

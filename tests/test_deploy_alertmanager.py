@@ -27,9 +27,7 @@ def config() -> dict[str, Any]:
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [need("amtool"), *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([need("amtool"), *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.prometheus

@@ -139,9 +139,9 @@ def test_psi_alone_equals_the_psi_of_all_sizes():
         assert ref.psi(cur) == ref.sizes(cur)["psi"]
     assert ref.psi(b"") is None and ref.sizes(b"") == {}
     shares, top = {"a": 0.5, "b": 0.3}, {"a": 40, "c": 30}
-    assert es.psi_categorical(shares, top, 100) == es.effect_sizes_categorical(shares, top, 100)[
-        "psi"
-    ]
+    assert (
+        es.psi_categorical(shares, top, 100) == es.effect_sizes_categorical(shares, top, 100)["psi"]
+    )
     assert es.psi_categorical(shares, {}, 100) is None
 
 

@@ -38,7 +38,10 @@ def test_the_same_inputs_merge_to_the_same_bytes_in_every_process():
     given = "\n".join(b.hex() for b in blobs)
     runs = {
         subprocess.run(
-            [sys.executable, "-c", _SCRIPT], input=given, capture_output=True, text=True,
+            [sys.executable, "-c", _SCRIPT],
+            input=given,
+            capture_output=True,
+            text=True,
             check=True,
         ).stdout
         for _ in range(2)

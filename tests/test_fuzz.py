@@ -86,8 +86,22 @@ def packed_arrays(draw: st.DrawFn) -> bytes:
     if kind == "huge":
         return draw(st.sampled_from(_HUGE_PACKED))
     if kind == "bad_header":
-        header = draw(st.sampled_from([b"|O8", b"<V8", b"<M8[ns]", b"", b"<U0", b"{", b"f8" * 9,
-                                       b"<c16", b"[('a','<f8')]", b">f8"]))
+        header = draw(
+            st.sampled_from(
+                [
+                    b"|O8",
+                    b"<V8",
+                    b"<M8[ns]",
+                    b"",
+                    b"<U0",
+                    b"{",
+                    b"f8" * 9,
+                    b"<c16",
+                    b"[('a','<f8')]",
+                    b">f8",
+                ]
+            )
+        )
         return header + b"\n" + draw(st.binary(max_size=32))
     if kind == "ragged":
         return b"<f8\n" + draw(st.binary(min_size=1, max_size=31)).ljust(9, b"\1")[:9]
@@ -161,12 +175,23 @@ def mutated_spans(draw: st.DrawFn) -> Span:
     for _ in range(draw(st.integers(1, 3))):
         targets = [span.attributes] + [e.attributes for e in span.events]
         attrs = draw(st.sampled_from(targets))
-        action = draw(st.sampled_from(
-            ["replace", "numbers", "numbers", "columns", "drop", "add", "rename"]))
+        action = draw(
+            st.sampled_from(["replace", "numbers", "numbers", "columns", "drop", "add", "rename"])
+        )
         if action == "rename" and span.events:
             draw(st.sampled_from(list(span.events))).name = draw(
-                st.sampled_from([sc.EVENT_SUMMARY, sc.EVENT_SAMPLE, sc.EVENT_PREDICTIONS,
-                                 sc.EVENT_FEEDBACK, sc.EVENT_KPI, sc.EVENT_CHECK, "other"]))
+                st.sampled_from(
+                    [
+                        sc.EVENT_SUMMARY,
+                        sc.EVENT_SAMPLE,
+                        sc.EVENT_PREDICTIONS,
+                        sc.EVENT_FEEDBACK,
+                        sc.EVENT_KPI,
+                        sc.EVENT_CHECK,
+                        "other",
+                    ]
+                )
+            )
         elif action == "add" or not attrs:
             attrs.append(KeyValue(key=draw(st.sampled_from(_KEYS)), value=draw(any_values())))
         else:
@@ -202,19 +227,38 @@ def _length(value: AnyValue) -> int:
 @st.composite
 def wild_spans(draw: st.DrawFn) -> Span:
     """Spans built from scratch: a role, random mlobs attributes, random events."""
-    attrs = {sc.SCHEMA: AnyValue(string_value=sc.SCHEMA_VERSION),
-             sc.SPAN_ROLE: AnyValue(string_value=draw(st.sampled_from(sc.SPAN_ROLES)))}
+    attrs = {
+        sc.SCHEMA: AnyValue(string_value=sc.SCHEMA_VERSION),
+        sc.SPAN_ROLE: AnyValue(string_value=draw(st.sampled_from(sc.SPAN_ROLES))),
+    }
     for key in draw(st.lists(st.sampled_from(_KEYS), max_size=8)):
         attrs[key] = draw(any_values())
     events = [
-        Span.Event(name=draw(st.sampled_from([sc.EVENT_SUMMARY, sc.EVENT_PREDICTIONS,
-                                              sc.EVENT_FEEDBACK, sc.EVENT_SAMPLE, sc.EVENT_KPI])),
-                   attributes=[KeyValue(key=k, value=draw(any_values(4)))
-                               for k in draw(st.lists(st.sampled_from(_KEYS), max_size=8))])
+        Span.Event(
+            name=draw(
+                st.sampled_from(
+                    [
+                        sc.EVENT_SUMMARY,
+                        sc.EVENT_PREDICTIONS,
+                        sc.EVENT_FEEDBACK,
+                        sc.EVENT_SAMPLE,
+                        sc.EVENT_KPI,
+                    ]
+                )
+            ),
+            attributes=[
+                KeyValue(key=k, value=draw(any_values(4)))
+                for k in draw(st.lists(st.sampled_from(_KEYS), max_size=8))
+            ],
+        )
         for _ in range(draw(st.integers(0, 2)))
     ]
-    return Span(name="wild", attributes=[KeyValue(key=k, value=v) for k, v in attrs.items()],
-                events=events, start_time_unix_nano=int(T0 * 1e9))
+    return Span(
+        name="wild",
+        attributes=[KeyValue(key=k, value=v) for k, v in attrs.items()],
+        events=events,
+        start_time_unix_nano=int(T0 * 1e9),
+    )
 
 
 # --- decoder properties ----------------------------------------------------------------------
@@ -372,8 +416,10 @@ def _nested_request(depth: int) -> bytes:
 
 def _deeply_nested() -> list[tuple[bytes, str]]:
     """Bodies nested deeper than any parser recurses: JSON text, OTLP/JSON values, protobuf."""
-    json_attr = ('{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"mlobs.x",'
-                 '"value":' + '{"arrayValue":{"values":[' * 3000 + "]}}" * 3000 + "}]}]}]}]}")
+    json_attr = (
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"mlobs.x",'
+        '"value":' + '{"arrayValue":{"values":[' * 3000 + "]}}" * 3000 + "}]}]}]}]}"
+    )
     return [
         (b"[" * 100_000, "application/json"),
         (b'{"resourceSpans":' + b"[" * 50_000 + b"]" * 50_000 + b"}", "application/json"),
@@ -389,7 +435,9 @@ def _counts(p) -> dict[str, float]:
         "requests_http": sum(n for (t, _), n in snap.requests.items() if t == "http"),
         "requests_grpc": sum(n for (t, _), n in snap.requests.items() if t == "grpc"),
         "received": sum(snap.spans_received.values()),
-        "settled": snap.spans_accepted + sum(snap.spans_rejected.values()) + snap.spans_ignored
+        "settled": snap.spans_accepted
+        + sum(snap.spans_rejected.values())
+        + snap.spans_ignored
         + sum(snap.spans_refused.values()),
         "internal": snap.spans_rejected.get(INTERNAL_ERROR, 0),
     }
@@ -399,8 +447,9 @@ def _post(p, body: bytes, content_type: str, encoding: str | None = None) -> int
     headers = {"Content-Type": content_type}
     if encoding:
         headers["Content-Encoding"] = encoding
-    response = requests.post(f"http://127.0.0.1:{p.ports.http}/v1/traces", data=body,
-                             headers=headers, timeout=10)  # a hang fails the test
+    response = requests.post(
+        f"http://127.0.0.1:{p.ports.http}/v1/traces", data=body, headers=headers, timeout=10
+    )  # a hang fails the test
     return response.status_code
 
 
@@ -410,8 +459,9 @@ def test_http_answers_every_mutated_body_and_counts_it(proc):
     bodies = st.one_of(
         mutated_bytes(_VALID_PB).map(lambda b: (b, "application/x-protobuf", None)),
         mutated_json().map(lambda b: (b, "application/json", None)),
-        mutated_bytes(gzip.compress(_VALID_PB)).map(lambda b: (b, "application/x-protobuf",
-                                                               "gzip")),
+        mutated_bytes(gzip.compress(_VALID_PB)).map(
+            lambda b: (b, "application/x-protobuf", "gzip")
+        ),
         st.binary(max_size=64).map(lambda b: (b, "application/json", "deflate")),
     )
 
@@ -480,4 +530,3 @@ def test_decodable_requests_settle_every_span_in_the_exposition(proc):
     )
     assert received == settled
     assert received > 0
-

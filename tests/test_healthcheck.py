@@ -10,10 +10,10 @@ from otel_mlobs.cli import main
 from otel_mlobs.processor.auth import SecurityConfig
 
 
-def probe(monkeypatch: pytest.MonkeyPatch, capsys, port: int, env: dict[str, str],
-          *extra: str) -> tuple[int, str]:
-    for name in ("MLOBS_TLS_CERT", "MLOBS_TLS_CLIENT_CA", "MLOBS_CLIENT_CERT",
-                 "MLOBS_CLIENT_KEY"):
+def probe(
+    monkeypatch: pytest.MonkeyPatch, capsys, port: int, env: dict[str, str], *extra: str
+) -> tuple[int, str]:
+    for name in ("MLOBS_TLS_CERT", "MLOBS_TLS_CLIENT_CA", "MLOBS_CLIENT_CERT", "MLOBS_CLIENT_KEY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -32,7 +32,9 @@ def test_plain_processor_is_healthy_and_a_stopped_one_is_not(monkeypatch, capsys
 
 
 def test_tls_processor_is_probed_over_https_pinning_its_own_certificate(
-    monkeypatch, capsys, pki: Pki  # noqa: F811
+    monkeypatch,
+    capsys,
+    pki: Pki,  # noqa: F811
 ):
     security = SecurityConfig(tls_cert=pki.server_cert, tls_key=pki.server_key)
     with running(security=security) as proc:
@@ -47,8 +49,7 @@ def test_tls_processor_is_probed_over_https_pinning_its_own_certificate(
         assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in err
 
 
-def test_mutual_tls_needs_a_client_certificate_and_says_so(monkeypatch, capsys,
-                                                           pki: Pki):  # noqa: F811
+def test_mutual_tls_needs_a_client_certificate_and_says_so(monkeypatch, capsys, pki: Pki):  # noqa: F811
     security = SecurityConfig(
         tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca
     )
@@ -57,8 +58,11 @@ def test_mutual_tls_needs_a_client_certificate_and_says_so(monkeypatch, capsys,
         port = proc.ports.metrics
         code, err = probe(monkeypatch, capsys, port, env)
         assert code == 2 and "MLOBS_CLIENT_CERT" in err
-        with_cert = {**env, "MLOBS_CLIENT_CERT": pki.client_cert,
-                     "MLOBS_CLIENT_KEY": pki.client_key}
+        with_cert = {
+            **env,
+            "MLOBS_CLIENT_CERT": pki.client_cert,
+            "MLOBS_CLIENT_KEY": pki.client_key,
+        }
         assert probe(monkeypatch, capsys, port, with_cert) == (0, "")
         rogue = {**env, "MLOBS_CLIENT_CERT": pki.rogue_cert, "MLOBS_CLIENT_KEY": pki.rogue_key}
         code, err = probe(monkeypatch, capsys, port, rogue, "--timeout", "2")

@@ -59,9 +59,12 @@ def runs(memory: InMemorySpanExporter) -> dict[str, list]:
 
 
 def batches(memory: InMemorySpanExporter, model: str) -> list:
-    return [s for s in memory.get_finished_spans()
-            if s.attributes.get(sc.SPAN_ROLE) == sc.SPAN_ROLE_PREDICTIONS
-            and s.attributes[sc.MODEL] == model]
+    return [
+        s
+        for s in memory.get_finished_spans()
+        if s.attributes.get(sc.SPAN_ROLE) == sc.SPAN_ROLE_PREDICTIONS
+        and s.attributes[sc.MODEL] == model
+    ]
 
 
 def column(spans: list, key: str) -> np.ndarray:
@@ -73,8 +76,11 @@ def text(values: np.ndarray) -> list[str]:
 
 
 def summaries(span) -> set[tuple[str, str]]:
-    return {(e.attributes[sc.DATA_ROLE], e.attributes[sc.DATA_NAME])
-            for e in span.events if e.name == sc.EVENT_SUMMARY}
+    return {
+        (e.attributes[sc.DATA_ROLE], e.attributes[sc.DATA_NAME])
+        for e in span.events
+        if e.name == sc.EVENT_SUMMARY
+    }
 
 
 def test_an_unmodified_script_is_observed(exporter, capsys) -> None:
@@ -136,20 +142,22 @@ def test_regressors_get_summaries_but_no_prediction_batch(exporter) -> None:
     model.predict(X)
     got = runs(exporter)
     assert set(got) == {"LinearRegression.fit", "LinearRegression.predict"}
-    assert summaries(got["LinearRegression.predict"][0]) == {("input", "X"),
-                                                             ("output", "predictions")}
+    assert summaries(got["LinearRegression.predict"][0]) == {
+        ("input", "X"),
+        ("output", "predictions"),
+    }
     assert batches(exporter, "LinearRegression") == []
 
 
 def test_grid_search_is_one_run_and_named_components_keep_their_name(exporter) -> None:
-    search = GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2]}, cv=2,
-                          n_jobs=2)
+    search = GridSearchCV(
+        DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2]}, cv=2, n_jobs=2
+    )
     name_component(search, "tip_model")
     search.fit(X, Y)
     search.predict_proba(pd.DataFrame(X, index=[f"r{i}" for i in range(len(X))]))
     got = runs(exporter)
-    assert {c: len(s) for c, s in got.items()} == {"tip_model.fit": 1,
-                                                   "tip_model.predict_proba": 1}
+    assert {c: len(s) for c, s in got.items()} == {"tip_model.fit": 1, "tip_model.predict_proba": 1}
     assert text(column(batches(exporter, "tip_model"), sc.PRED_IDS))[0] == "r0"
 
 
@@ -169,7 +177,8 @@ def test_the_libraries_own_error_is_recorded_and_reraised_unchanged(exporter) ->
     span = runs(exporter)["LogisticRegression.fit"][0]
     assert span.status.status_code == StatusCode.ERROR
     assert [e.attributes["exception.type"] for e in span.events if e.name == "exception"] == [
-        "ValueError"]
+        "ValueError"
+    ]
     assert type(original) is ValueError and "NaN" in str(original)
     # The traceback ends in scikit-learn, not in the instrumentation.
     frames = []
@@ -205,8 +214,12 @@ def test_instrumentation_failures_never_reach_user_code(exporter, monkeypatch, c
 def test_uninstrument_restores_the_originals() -> None:
     originals = {
         (cls, name): vars(cls)[name]
-        for cls, name in [(Pipeline, "fit"), (Pipeline, "predict_proba"),
-                          (LogisticRegression, "fit"), (StandardScaler, "transform")]
+        for cls, name in [
+            (Pipeline, "fit"),
+            (Pipeline, "predict_proba"),
+            (LogisticRegression, "fit"),
+            (StandardScaler, "transform"),
+        ]
     }
     instrumentor = SklearnInstrumentor()
     instrumentor.instrument()
@@ -268,8 +281,13 @@ def test_the_opentelemetry_instrument_launcher_observes_the_script() -> None:
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
         env.pop("MLOBS_PIPELINE", None)
-        result = subprocess.run([str(launcher), sys.executable, str(SCRIPT)], env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [str(launcher), sys.executable, str(SCRIPT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "pipeline accuracy" in result.stdout
         deadline = time.monotonic() + 20
@@ -283,13 +301,38 @@ def test_the_opentelemetry_instrument_launcher_observes_the_script() -> None:
         def value(name: str, **labels: str) -> float | None:
             return proc.registry.get_sample_value(name, labels)
 
-        for component, stage in [("Pipeline(scale,clf).fit", "train"),
-                                 ("Pipeline(scale,clf).predict_proba", "inference"),
-                                 ("RandomForestClassifier.predict", "inference"),
-                                 ("StandardScaler.fit_transform", "features")]:
-            assert value("mlobs_component_runs_total", pipeline="sk_script",
-                         component=component, stage=stage, status="ok") == 1.0, component
-        assert value("mlobs_predictions_total", pipeline="sk_script",
-                     model="Pipeline(scale,clf)", set="live") == 200.0
-        assert value("mlobs_dataset_rows_total", pipeline="sk_script",
-                     component="Pipeline(scale,clf).fit", role="input", dataset="X") == 400.0
+        for component, stage in [
+            ("Pipeline(scale,clf).fit", "train"),
+            ("Pipeline(scale,clf).predict_proba", "inference"),
+            ("RandomForestClassifier.predict", "inference"),
+            ("StandardScaler.fit_transform", "features"),
+        ]:
+            assert (
+                value(
+                    "mlobs_component_runs_total",
+                    pipeline="sk_script",
+                    component=component,
+                    stage=stage,
+                    status="ok",
+                )
+                == 1.0
+            ), component
+        assert (
+            value(
+                "mlobs_predictions_total",
+                pipeline="sk_script",
+                model="Pipeline(scale,clf)",
+                set="live",
+            )
+            == 200.0
+        )
+        assert (
+            value(
+                "mlobs_dataset_rows_total",
+                pipeline="sk_script",
+                component="Pipeline(scale,clf).fit",
+                role="input",
+                dataset="X",
+            )
+            == 400.0
+        )

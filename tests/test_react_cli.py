@@ -40,10 +40,23 @@ def proc():
         pipeline(14, fault=corrupt, analyzer=Sink(Key("p")))
         ids = np.arange(400).astype(str)
         zone = np.array(["A", "B", "C", "D"] * 100)
-        records.append(PredictionBatch(Key("p", "serve", "m"), "1", ids, np.full(400, 13 * DAY),
-                                       None, (), None, {"zone": zone}))
-        records.append(FeedbackBatch(Key("p", "", "m"), ids[zone != "B"], ids[zone != "B"],
-                                     np.full(300, 13 * DAY + 600)))
+        records.append(
+            PredictionBatch(
+                Key("p", "serve", "m"),
+                "1",
+                ids,
+                np.full(400, 13 * DAY),
+                None,
+                (),
+                None,
+                {"zone": zone},
+            )
+        )
+        records.append(
+            FeedbackBatch(
+                Key("p", "", "m"), ids[zone != "B"], ids[zone != "B"], np.full(300, 13 * DAY + 600)
+            )
+        )
         with p.lock:
             for r in records:
                 p.router.dispatch(r)

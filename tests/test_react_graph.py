@@ -47,21 +47,33 @@ def test_a_frozen_join_is_one_finding_not_five():
     assert s[0]["component"] == "features" and s[0]["group_size"] == 5
     assert {c["column"] for c in s[0]["columns"]} == {f"feats.c{i}" for i in range(2, 7)}
     assert sum(1 for x in s if x["component"] == "features" and x["zeta"] > 1) == 1
-    members = [m for m in a.metrics()
-               if m.name == "mlobs_column_group" and m.labels["component"] == "features"]
+    members = [
+        m
+        for m in a.metrics()
+        if m.name == "mlobs_column_group" and m.labels["component"] == "features"
+    ]
     assert len(members) == 5 and {m.labels["group"] for m in members} == {"feats.c2"}
 
 
 def test_ranking_on_a_known_dag():
     # src -> mid -> sink, side -> sink ; predictions come out of sink
-    nodes = [Node("src", "a", 4.0), Node("src", "b", 0.5), Node("mid", "a", 3.0),
-             Node("side", "x", 2.0), Node("sink", "p", 0.8)]
+    nodes = [
+        Node("src", "a", 4.0),
+        Node("src", "b", 0.5),
+        Node("mid", "a", 3.0),
+        Node("side", "x", 2.0),
+        Node("sink", "p", 0.8),
+    ]
     edges = [("src", "mid"), ("mid", "sink"), ("side", "sink")]
     r = rank(nodes, edges, sinks=["sink"], k=5)
     got = [(s.component, s.group, round(s.phi, 6)) for s in r.suspects]
-    assert got == [("src", "a", round(4.0 * 3.0 * 0.8, 6)), ("mid", "a", round(3.0 * 0.8, 6)),
-                   ("side", "x", round(2.0 * 0.8, 6)), ("src", "b", round(0.5 * 3 * 0.8, 6)),
-                   ("sink", "p", 0.8)]
+    assert got == [
+        ("src", "a", round(4.0 * 3.0 * 0.8, 6)),
+        ("mid", "a", round(3.0 * 0.8, 6)),
+        ("side", "x", round(2.0 * 0.8, 6)),
+        ("src", "b", round(0.5 * 3 * 0.8, 6)),
+        ("sink", "p", 0.8),
+    ]
     assert r.suspects[0].path == [("src", "a"), ("mid", "a"), ("sink", "p")]
     assert r.cycles == []
 
@@ -77,10 +89,8 @@ def test_a_cycle_is_reported_and_the_walk_ends():
     # through the analyzer: the cycle in declared lineage is exported and served
     a = RootCauseAnalyzer(Key(PIPELINE))
     a.update(run("train", "t1", 0.0, inputs=("fb-0",), outputs=("model-1",), stage="train"))
-    a.update(run("serve", "s1", 10.0, inputs=("model-1",), outputs=("pred-1",),
-                 stage="inference"))
-    a.update(run("feedback", "f1", 20.0, inputs=("pred-1",), outputs=("fb-0",),
-                 stage="feedback"))
+    a.update(run("serve", "s1", 10.0, inputs=("model-1",), outputs=("pred-1",), stage="inference"))
+    a.update(run("feedback", "f1", 20.0, inputs=("pred-1",), outputs=("fb-0",), stage="feedback"))
     a.update(run("train", "t2", 30.0, inputs=("fb-0",), outputs=("model-2",), stage="train"))
     assert a.query(view="graph")["cycles"]
     assert [m.value for m in a.metrics() if m.name == "mlobs_lineage_cycles"] == [1.0]
@@ -88,8 +98,11 @@ def test_a_cycle_is_reported_and_the_walk_ends():
 
 def test_ranking_fifty_components_by_a_hundred_columns_is_fast():
     rng = np.random.default_rng(0)
-    nodes = [Node(f"c{i}", f"g{j}", float(z)) for i in range(50) for j, z in
-             enumerate(0.5 + rng.random(100))]
+    nodes = [
+        Node(f"c{i}", f"g{j}", float(z))
+        for i in range(50)
+        for j, z in enumerate(0.5 + rng.random(100))
+    ]
     edges = [(f"c{i}", f"c{j}") for i in range(50) for j in range(i + 1, min(50, i + 4))]
     t0 = time.perf_counter()
     r = rank(nodes, edges, sinks=["c49"], k=10)
@@ -103,10 +116,14 @@ def lineage_pipeline() -> RootCauseAnalyzer:
         a.update(run("ingest", f"i{d}", d * DAY, outputs=(f"raw-{d}",)))
     a.update(run("features", "f3", 3 * DAY + 60, inputs=("raw-3",), outputs=("feat-3",)))
     a.update(run("features", "f4", 4 * DAY, inputs=("raw-1",), outputs=("feat-4",)))  # old
-    a.update(run("serve", "s4", 4 * DAY + 60, inputs=("feat-4",), outputs=("pred-4",),
-                 stage="inference"))
-    a.update(run("serve", "s5", 4 * DAY + 120, inputs=("feat-3",), outputs=("pred-5",),
-                 stage="inference"))
+    a.update(
+        run("serve", "s4", 4 * DAY + 60, inputs=("feat-4",), outputs=("pred-4",), stage="inference")
+    )
+    a.update(
+        run(
+            "serve", "s5", 4 * DAY + 120, inputs=("feat-3",), outputs=("pred-5",), stage="inference"
+        )
+    )
     return a
 
 
@@ -125,8 +142,11 @@ def test_stale_runs_by_age_and_by_supersession():
 def test_trace_flag_and_review():
     a = lineage_pipeline()
     t = a.query(view="trace", pointer="pred-4")["trace"]
-    assert (t["component"], t["parents"][0]["run_id"], t["parents"][0]["parents"][0]["run_id"]) \
-        == ("serve", "f4", "i1")
+    assert (t["component"], t["parents"][0]["run_id"], t["parents"][0]["parents"][0]["run_id"]) == (
+        "serve",
+        "f4",
+        "i1",
+    )
     with pytest.raises(UnknownName) as err:
         a.query(view="trace", pointer="pred-404")
     assert "pred-5" in err.value.known and "known:" in str(err.value)
@@ -150,20 +170,35 @@ def test_lineage_memory_is_bounded():
 
 
 def test_ranking_whole_components_matches_ranking_nodes():
-    nodes = [Node("src", "a", 4.0, ["a", "a2"]), Node("src", "b", 0.5, ["b"]),
-             Node("mid", "a", 3.0, ["m"]), Node("side", "x", 2.0, ["x"]),
-             Node("sink", "p", 0.8, ["p"])]
+    nodes = [
+        Node("src", "a", 4.0, ["a", "a2"]),
+        Node("src", "b", 0.5, ["b"]),
+        Node("mid", "a", 3.0, ["m"]),
+        Node("side", "x", 2.0, ["x"]),
+        Node("sink", "p", 0.8, ["p"]),
+    ]
     edges = [("src", "mid"), ("mid", "sink"), ("side", "sink")]
     tables = {}
     for n in nodes:
         tables.setdefault(n.component, []).append(n)
     by_table = rank_tables(
-        [GroupTable(c, [n.group for n in ns], np.array([n.zeta for n in ns]),
-                    lambda i, ns=ns: list(ns[i].columns)) for c, ns in tables.items()],
-        edges, sinks=["sink"], k=5)
+        [
+            GroupTable(
+                c,
+                [n.group for n in ns],
+                np.array([n.zeta for n in ns]),
+                lambda i, ns=ns: list(ns[i].columns),
+            )
+            for c, ns in tables.items()
+        ],
+        edges,
+        sinks=["sink"],
+        k=5,
+    )
     by_node = rank(nodes, edges, sinks=["sink"], k=5)
-    assert [(s.component, s.group, s.phi, s.columns, s.path) for s in by_table.suspects] == \
-        [(s.component, s.group, s.phi, s.columns, s.path) for s in by_node.suspects]
+    assert [(s.component, s.group, s.phi, s.columns, s.path) for s in by_table.suspects] == [
+        (s.component, s.group, s.phi, s.columns, s.path) for s in by_node.suspects
+    ]
     clone = pickle.loads(pickle.dumps(by_table))  # columns listed on demand still pickle
     assert clone.suspects[0].columns == ["a", "a2"]
 
@@ -201,14 +236,31 @@ def model_pipeline(days: int, retrain: tuple[int, ...] = (0,)) -> RootCauseAnaly
         a.update(run("features", f"f{d}", t, outputs=(f"feat-{d}",), stage="features"))
         if d in retrain:
             window = tuple(f"feat-{i}" for i in range(max(0, d - 4), d + 1))
-            a.update(run("train", f"t{d}", t + 10, inputs=window, outputs=(f"model-{d}",),
-                         stage="train"))
+            a.update(
+                run("train", f"t{d}", t + 10, inputs=window, outputs=(f"model-{d}",), stage="train")
+            )
             model = f"model-{d}"
-        a.update(run("serve", f"s{d}", t + 20, inputs=(f"feat-{d}", model),
-                     outputs=(f"pred-{d}",), stage="inference"))
+        a.update(
+            run(
+                "serve",
+                f"s{d}",
+                t + 20,
+                inputs=(f"feat-{d}", model),
+                outputs=(f"pred-{d}",),
+                stage="inference",
+            )
+        )
         labelled = tuple(f"pred-{i}" for i in range(max(0, d - 3), d + 1))
-        a.update(run("feedback", f"l{d}", t + 30, inputs=labelled, outputs=(f"labels-{d}",),
-                     stage="feedback"))
+        a.update(
+            run(
+                "feedback",
+                f"l{d}",
+                t + 30,
+                inputs=labelled,
+                outputs=(f"labels-{d}",),
+                stage="feedback",
+            )
+        )
     return a
 
 
@@ -228,8 +280,16 @@ def test_a_model_reused_for_weeks_and_labels_of_old_predictions_are_not_stale():
 
 def test_a_model_replaced_by_a_newer_one_is_stale_input():
     a = model_pipeline(10, retrain=(0, 8))
-    a.update(run("serve", "s-late", 9 * DAY + 40, inputs=("feat-9", "model-0"),
-                 outputs=("pred-x",), stage="inference"))  # still serving the first model
+    a.update(
+        run(
+            "serve",
+            "s-late",
+            9 * DAY + 40,
+            inputs=("feat-9", "model-0"),
+            outputs=("pred-x",),
+            stage="inference",
+        )
+    )  # still serving the first model
     hist = {r["run_id"]: r for r in a.query(view="history", of="serve")["runs"]}
     assert any("superseded by run t8" in s for s in hist["s-late"]["stale"])
     assert hist["s9"]["stale"] == []
@@ -237,8 +297,16 @@ def test_a_model_replaced_by_a_newer_one_is_stale_input():
 
 def test_a_training_window_is_judged_by_its_freshest_input():
     a = model_pipeline(10)
-    a.update(run("train", "t-old", 9 * DAY + 50, inputs=("feat-2", "feat-3", "feat-4"),
-                 outputs=("model-old",), stage="train"))  # a window that ends five days ago
+    a.update(
+        run(
+            "train",
+            "t-old",
+            9 * DAY + 50,
+            inputs=("feat-2", "feat-3", "feat-4"),
+            outputs=("model-old",),
+            stage="train",
+        )
+    )  # a window that ends five days ago
     hist = {r["run_id"]: r for r in a.query(view="history", of="train")["runs"]}
     assert hist["t0"]["stale"] == []
     reasons = hist["t-old"]["stale"]

@@ -89,10 +89,22 @@ def test_schema_change_vanished_column_and_renamed_category():
     kinds = ["numeric", "categorical"]
     for d in range(10):
         top = {"Credit card": 600 + d, "Cash": 400 - d}
-        _one(a, d, columns=["x", "pay"], kinds=kinds, means=np.array([5.0 + 0.1 * np.sin(d),
-             np.nan]), top_values=[{}, top])
-    _one(a, 10, columns=["x", "pay"], kinds=kinds, means=np.array([5.0, np.nan]),
-         top_values=[{}, {"Card": 610, "Cash": 390}])
+        _one(
+            a,
+            d,
+            columns=["x", "pay"],
+            kinds=kinds,
+            means=np.array([5.0 + 0.1 * np.sin(d), np.nan]),
+            top_values=[{}, top],
+        )
+    _one(
+        a,
+        10,
+        columns=["x", "pay"],
+        kinds=kinds,
+        means=np.array([5.0, np.nan]),
+        top_values=[{}, {"Card": 610, "Cash": 390}],
+    )
     pay = column(a, "load", "d.pay")
     assert pay["corruption"] >= a.params.z_threshold  # same shares, unseen vocabulary
     _one(a, 11, columns=["x"], means=np.array([5.0]))
@@ -105,15 +117,27 @@ def test_metrics_snapshot_restore_and_bounded_memory():
     a = pipeline(30, fault=corrupt_c3, analyzer=RootCauseAnalyzer(Key(PIPELINE), max_runs=16))
     assert all(len(s.times) == 16 for s in a._series.values())
     m = {(x.name, tuple(sorted(x.labels.items()))): x.value for x in a.metrics()}
-    key = ("mlobs_column_corruption_score", tuple(sorted({
-        "pipeline": PIPELINE, "component": "ingest", "role": "output", "dataset": "raw",
-        "column": "c3"}.items())))
+    key = (
+        "mlobs_column_corruption_score",
+        tuple(
+            sorted(
+                {
+                    "pipeline": PIPELINE,
+                    "component": "ingest",
+                    "role": "output",
+                    "dataset": "raw",
+                    "column": "c3",
+                }.items()
+            )
+        ),
+    )
     assert key in m
     assert any(n == "mlobs_root_cause_score" for n, _ in m)
     b = RootCauseAnalyzer(Key(PIPELINE), max_runs=16)
     b.restore(a.snapshot())
-    assert [(x.name, dict(x.labels), x.value) for x in b.metrics()] == \
-        [(x.name, dict(x.labels), x.value) for x in a.metrics()]
+    assert [(x.name, dict(x.labels), x.value) for x in b.metrics()] == [
+        (x.name, dict(x.labels), x.value) for x in a.metrics()
+    ]
 
 
 def test_ranking_as_of_a_past_time():
@@ -150,11 +174,28 @@ def _rename_payments(a: RootCauseAnalyzer, days: int, refresh_every_day: bool) -
             means = np.array([10 + rng.normal(0, 0.1), np.nan])
             if comp == "ingest" and d >= 15:
                 means[0] *= 1.609
-            a.update(run(comp, f"{comp}{d}", d * DAY, stage="inference" if comp == "serve"
-                         else "etl", inputs=(f"p{comp}{d - 1}",), outputs=(f"p{comp}{d}",)))
-            a.update(summary(comp, f"{comp}{d}", d * DAY, ["x", "pay"], means, role=role,
-                             kinds=["numeric", "categorical"],
-                             top_values=[{}, {card: n_card, "Cash": 1000 - n_card}]))
+            a.update(
+                run(
+                    comp,
+                    f"{comp}{d}",
+                    d * DAY,
+                    stage="inference" if comp == "serve" else "etl",
+                    inputs=(f"p{comp}{d - 1}",),
+                    outputs=(f"p{comp}{d}",),
+                )
+            )
+            a.update(
+                summary(
+                    comp,
+                    f"{comp}{d}",
+                    d * DAY,
+                    ["x", "pay"],
+                    means,
+                    role=role,
+                    kinds=["numeric", "categorical"],
+                    top_values=[{}, {card: n_card, "Cash": 1000 - n_card}],
+                )
+            )
         if refresh_every_day:
             a.refresh()
 
@@ -179,8 +220,9 @@ def test_scores_do_not_depend_on_how_runs_are_batched_between_refreshes():
     # the day after the rename 'Card' is still unseen: the renaming run taught nothing
     pay = column(daily, "ingest", "d.pay", at=str(13 * DAY))
     assert pay["corruption"] >= daily.params.z_threshold
-    assert column(daily, "ingest", "d.x", at=str(16 * DAY))["corruption"] >= \
-        daily.params.z_threshold
+    assert (
+        column(daily, "ingest", "d.x", at=str(16 * DAY))["corruption"] >= daily.params.z_threshold
+    )
 
 
 def test_update_only_books_and_a_reader_refreshes_what_changed():
@@ -222,8 +264,17 @@ def test_a_steady_flag_is_not_stale_a_frozen_one_is():
                 rows, share = _flag_day(0.02, d, rng)
                 if comp == "stuck":
                     frozen["v"] = (rows, share)
-            a.update(summary(comp, f"{comp}{d}", d * DAY, ["is_airport"], np.array([share]),
-                             np.array([np.sqrt(share * (1 - share))]), rows=rows))
+            a.update(
+                summary(
+                    comp,
+                    f"{comp}{d}",
+                    d * DAY,
+                    ["is_airport"],
+                    np.array([share]),
+                    np.array([np.sqrt(share * (1 - share))]),
+                    rows=rows,
+                )
+            )
         a.refresh()
         fresh = a._series["fresh"]
         assert fresh.staleness[fresh.rows_until()[-1], 0] < 1.0, d
@@ -239,7 +290,16 @@ def test_a_column_constant_within_its_runs_is_never_stale():
     for d in range(30):
         snowy = d < 12 and d % 3 == 0
         mean = rng.uniform(0.1, 2.0) if snowy else 0.0
-        a.update(summary("weather", f"w{d}", d * DAY, ["snow_in"], np.array([mean]),
-                         np.array([mean / 2]), rows=24))
+        a.update(
+            summary(
+                "weather",
+                f"w{d}",
+                d * DAY,
+                ["snow_in"],
+                np.array([mean]),
+                np.array([mean / 2]),
+                rows=24,
+            )
+        )
     s = a.query(view="scores")["components"][0]["columns"][0]
     assert s["staleness"] == 0.0

@@ -13,8 +13,13 @@ ZONES = np.array(["East Village", "SoHo", "Harlem", "Astoria", "Midtown"])
 KEY = Key("taxi", "", "tips")
 
 
-def day_of_traffic(a: StuckFeedbackAnalyzer, day: int, rng: np.random.Generator,
-                   stuck_zone: str | None = None, n: int = 2000) -> np.ndarray:
+def day_of_traffic(
+    a: StuckFeedbackAnalyzer,
+    day: int,
+    rng: np.random.Generator,
+    stuck_zone: str | None = None,
+    n: int = 2000,
+) -> np.ndarray:
     """One day's predictions; feedback a few hours later, some never, the stuck zone's held."""
     t0 = day * 24 * HOUR
     ids = np.char.add(f"d{day}-", np.arange(n).astype(str))
@@ -22,8 +27,7 @@ def day_of_traffic(a: StuckFeedbackAnalyzer, day: int, rng: np.random.Generator,
     zone = ZONES[rng.integers(0, len(ZONES), n)]
     pay = np.where(rng.random(n) < 0.6, "card", "cash")
     features = {"pickup_zone": zone, "payment_type": pay, "distance": rng.gamma(2.0, 1.5, n)}
-    a.update(PredictionBatch(Key("taxi", "serve", "tips"), "v1", ids, ts, None, (), None,
-                             features))
+    a.update(PredictionBatch(Key("taxi", "serve", "tips"), "v1", ids, ts, None, (), None, features))
     delay = rng.lognormal(np.log(4 * HOUR), 0.8, n)
     never = rng.random(n) < 0.05
     held = (zone == stuck_zone) | never
@@ -32,8 +36,14 @@ def day_of_traffic(a: StuckFeedbackAnalyzer, day: int, rng: np.random.Generator,
     a.update(FeedbackBatch(KEY, ids[done], np.ones(done.sum()).astype(str), (ts + delay)[done]))
     # labels that settle overnight arrive with tomorrow's batch (also not the held ones)
     late = ~arrived & ~held
-    a.update(FeedbackBatch(KEY, ids[late], np.ones(late.sum()).astype(str),
-                           np.minimum((ts + delay)[late], t0 + 30 * HOUR)))
+    a.update(
+        FeedbackBatch(
+            KEY,
+            ids[late],
+            np.ones(late.sum()).astype(str),
+            np.minimum((ts + delay)[late], t0 + 30 * HOUR),
+        )
+    )
     return ids[zone == stuck_zone]
 
 
@@ -51,8 +61,9 @@ def test_stuck_zone_found_and_removed_when_feedback_arrives_late():
     names = {(m.name, m.labels.get("pattern")) for m in a.metrics()}
     assert ("mlobs_stuck_feedback_pattern_coverage", top["pattern"]) in names
     # the held labels finally come: every one of them is a deletion from the overdue counts
-    a.update(FeedbackBatch(KEY, held, np.ones(len(held)).astype(str), np.full(len(held),
-                                                                              7 * 24 * HOUR)))
+    a.update(
+        FeedbackBatch(KEY, held, np.ones(len(held)).astype(str), np.full(len(held), 7 * 24 * HOUR))
+    )
     assert all("East Village" not in p["pattern"] for p in a.patterns())
     assert a.query()["late_feedback_sampled"] > 0
 
@@ -67,8 +78,9 @@ def test_sample_is_bounded_and_uniform_by_hash():
     assert kept.max() < a._tau  # exactly the ids hashing below the threshold
     b = StuckFeedbackAnalyzer(KEY, capacity=500, overdue_after_s=HOUR)
     b.restore(a.snapshot())
-    assert [(m.name, dict(m.labels), m.value) for m in b.metrics()] == \
-        [(m.name, dict(m.labels), m.value) for m in a.metrics()]
+    assert [(m.name, dict(m.labels), m.value) for m in b.metrics()] == [
+        (m.name, dict(m.labels), m.value) for m in a.metrics()
+    ]
 
 
 def test_hash_is_stable_across_string_widths_and_types():
@@ -79,18 +91,32 @@ def test_hash_is_stable_across_string_widths_and_types():
     assert len(set(hash_ids(np.arange(10000).astype(str)).tolist())) == 10000
 
 
-def _city_day(a: StuckFeedbackAnalyzer, day: int, rng: np.random.Generator,
-              stuck: str | None = None, n: int = 3000) -> None:
+def _city_day(
+    a: StuckFeedbackAnalyzer,
+    day: int,
+    rng: np.random.Generator,
+    stuck: str | None = None,
+    n: int = 3000,
+) -> None:
     """Twenty zones; 6% of labels never come, drawn at random; the stuck zone's are held."""
     zones = np.array([f"zone {i:02d}" for i in range(20)])
     ids = np.char.add(f"d{day}-", np.arange(n).astype(str))
     ts = day * 24 * HOUR + rng.uniform(0, 24 * HOUR, n)
     zone = zones[rng.integers(0, len(zones), n)]
-    a.update(PredictionBatch(Key("taxi", "serve", "tips"), "v1", ids, ts, None, (), None,
-                             {"pickup_zone": zone}))
+    a.update(
+        PredictionBatch(
+            Key("taxi", "serve", "tips"), "v1", ids, ts, None, (), None, {"pickup_zone": zone}
+        )
+    )
     done = (rng.random(n) >= 0.06) & (zone != stuck)
-    a.update(FeedbackBatch(KEY, ids[done], np.ones(done.sum()).astype(str),
-                           ts[done] + rng.uniform(1, 4, done.sum()) * HOUR))
+    a.update(
+        FeedbackBatch(
+            KEY,
+            ids[done],
+            np.ones(done.sum()).astype(str),
+            ts[done] + rng.uniform(1, 4, done.sum()) * HOUR,
+        )
+    )
 
 
 def test_a_stalled_zone_is_its_whole_excess_however_late_the_city_runs_by_chance():
@@ -125,6 +151,7 @@ def test_lazy_settling_reports_what_settling_after_every_batch_reports():
         stuck = "Harlem" if d == 5 else None
         day_of_traffic(eager, d, rng_a, stuck_zone=stuck)
         day_of_traffic(lazy, d, rng_b, stuck_zone=stuck)
-    assert [(m.name, dict(m.labels), m.value) for m in lazy.metrics()] == \
-        [(m.name, dict(m.labels), m.value) for m in eager.metrics()]
+    assert [(m.name, dict(m.labels), m.value) for m in lazy.metrics()] == [
+        (m.name, dict(m.labels), m.value) for m in eager.metrics()
+    ]
     assert lazy.patterns()[0]["pattern"] == "pickup_zone = Harlem"

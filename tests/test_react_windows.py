@@ -38,8 +38,7 @@ def test_window_sums_and_minima_match_loops(targets, per_column):
     rng = np.random.default_rng(targets + 10 * per_column)
     x = rng.normal(size=(3, 40, 6))
     lo, hi = _bounds(rng, targets, 40, 6 if per_column else 1)
-    np.testing.assert_allclose(window_sums(x, lo, hi), _naive(x, lo, hi, np.sum, 0.0),
-                               atol=1e-12)
+    np.testing.assert_allclose(window_sums(x, lo, hi), _naive(x, lo, hi, np.sum, 0.0), atol=1e-12)
     np.testing.assert_array_equal(window_mins(x, lo, hi), _naive(x, lo, hi, np.min, np.inf))
     np.testing.assert_array_equal(range_min(x, lo, hi), _naive(x, lo, hi, np.min, np.inf))
 

@@ -73,26 +73,39 @@ def test_the_page_stands_alone_and_tells_what_happened(page: Path) -> None:
     assert len(found.plots) == 5
     accuracy = found.plots[0]
     assert {p["stroke"] for p in accuracy["path"]} >= {
-        report_plots.PALETTE[m] for m in report.METHODS}
+        report_plots.PALETTE[m] for m in report.METHODS
+    }
     assert all(p["d"].count("L") >= 3 for p in accuracy["path"])  # a line over several days
     assert len(accuracy["polygon"]) >= 3  # a band per method
 
 
 def test_the_browser_draws_the_charts(page: Path, tmp_path: Path) -> None:
     chromium = need("chromium")
-    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", "--disable-component-update", "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=60)
+    base = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = marks(dom.stdout)
     assert len(rendered.plots) == 5
     for plot in rendered.plots:
         assert [p for p in plot["path"] if re.search(r"[ML]\s*-?\d", p.get("d", ""))]
     shot = tmp_path / "report.png"
-    done = subprocess.run([*base, "--window-size=1000,900", f"--screenshot={shot}",
-                           page.as_uri()], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*base, "--window-size=1000,900", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     pixels = read_png(shot)
     assert pixels.shape[:2] == (900, 1000)
@@ -109,16 +122,15 @@ def test_an_unreachable_processor_is_a_clear_error(tmp_path: Path, capsys) -> No
     assert "cannot reach the processor" in capsys.readouterr().err
 
 
-def test_an_unknown_pipeline_lists_the_known_ones(stack: FedStack, tmp_path: Path,
-                                                  capsys) -> None:
-    code = main(["report", "--url", stack.api_url, "-o", str(tmp_path / "r.html"),
-                 "--pipeline", "nope"])
+def test_an_unknown_pipeline_lists_the_known_ones(stack: FedStack, tmp_path: Path, capsys) -> None:
+    code = main(
+        ["report", "--url", stack.api_url, "-o", str(tmp_path / "r.html"), "--pipeline", "nope"]
+    )
     assert code == 1
     assert PIPELINE in capsys.readouterr().err
 
 
-def test_the_url_comes_from_the_environment(stack: FedStack, tmp_path: Path,
-                                            monkeypatch) -> None:
+def test_the_url_comes_from_the_environment(stack: FedStack, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MLOBS_URL", stack.api_url)
     out = tmp_path / "sub" / "only.html"
     assert main(["report", "-o", str(out), "--pipeline", PIPELINE, "--title", "Taxi <tips>"]) == 0
@@ -143,8 +155,8 @@ def read_png(path: Path) -> np.ndarray:
     pos, chunks = 8, []
     width = height = channels = 0
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
             assert depth == 8 and colour in (2, 6) and interlace == 0
@@ -158,7 +170,7 @@ def read_png(path: Path) -> np.ndarray:
     prev = bytearray(stride)
     for row in range(height):
         start = row * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         _unfilter(kind, line, prev, channels)
         out[row] = np.frombuffer(bytes(line), dtype=np.uint8)
         prev = line
@@ -171,8 +183,17 @@ def _unfilter(kind: int, line: bytearray, prev: bytearray, bpp: int) -> None:
         for i in range(bpp, n):
             line[i] = (line[i] + line[i - bpp]) & 0xFF
     elif kind == 2:
-        line[:] = ((np.frombuffer(bytes(line), np.uint8).astype(np.uint16)
-                    + np.frombuffer(bytes(prev), np.uint8)) & 0xFF).astype(np.uint8).tobytes()
+        line[:] = (
+            (
+                (
+                    np.frombuffer(bytes(line), np.uint8).astype(np.uint16)
+                    + np.frombuffer(bytes(prev), np.uint8)
+                )
+                & 0xFF
+            )
+            .astype(np.uint8)
+            .tobytes()
+        )
     elif kind == 3:
         for i in range(n):
             left = line[i - bpp] if i >= bpp else 0
@@ -190,6 +211,6 @@ def _unfilter(kind: int, line: bytearray, prev: bytearray, bpp: int) -> None:
 
 
 def colour_count(pixels: np.ndarray, hex_colour: str, tolerance: int = 12) -> int:
-    target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.int16)
+    target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.int16)
     close = np.abs(pixels.astype(np.int16) - target).max(axis=2) <= tolerance
     return int(close.sum())

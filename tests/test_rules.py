@@ -121,9 +121,11 @@ def test_every_alert_carries_the_routing_labels_and_annotations() -> None:
 
 def test_every_runbook_class_has_an_alert() -> None:
     classes = {a["labels"]["class"] for a in alerts()}
-    assert runbook_anchors() & (
-        MODEL_CLASSES | COMPONENT_CLASSES | PIPELINE_CLASSES | PROCESSOR_CLASSES
-    ) == runbook_anchors()
+    assert (
+        runbook_anchors()
+        & (MODEL_CLASSES | COMPONENT_CLASSES | PIPELINE_CLASSES | PROCESSOR_CLASSES)
+        == runbook_anchors()
+    )
     assert runbook_anchors() - classes == set()
 
 

@@ -86,7 +86,11 @@ def _stream() -> list[ReadableSpan]:
                 truth = rng.integers(0, 2, size=PRED_ROWS)
                 scores = np.clip(truth * 0.6 + rng.uniform(0, 0.4, size=PRED_ROWS), 0, 1)
                 mlobs.log_reference(
-                    model, ids, truth, scores=scores, pipeline=pipeline,
+                    model,
+                    ids,
+                    truth,
+                    scores=scores,
+                    pipeline=pipeline,
                     features={"distance": rng.exponential(size=PRED_ROWS)},
                     timestamps=np.full(PRED_ROWS, T0),
                 )
@@ -104,7 +108,10 @@ def _stream() -> list[ReadableSpan]:
                     noise = 0.4 + 0.1 * day  # the model degrades day by day
                     scores = np.clip(truth * 0.5 + rng.uniform(0, noise, size=PRED_ROWS), 0, 1)
                     mlobs.log_predictions(
-                        model, ids, scores=scores, pipeline=pipeline,
+                        model,
+                        ids,
+                        scores=scores,
+                        pipeline=pipeline,
                         features={"distance": rng.exponential(size=PRED_ROWS)},
                         timestamps=when + np.arange(PRED_ROWS, dtype=np.float64),
                     )
@@ -112,8 +119,11 @@ def _stream() -> list[ReadableSpan]:
                         prev = np.array([f"{model}-{day - 1}-{i}" for i in range(PRED_ROWS)])
                         keep = rng.uniform(size=PRED_ROWS) < 2 / 3
                         mlobs.log_feedback(
-                            model, prev[keep], rng.integers(0, 2, size=int(keep.sum())),
-                            pipeline=pipeline, timestamps=np.full(int(keep.sum()), when),
+                            model,
+                            prev[keep],
+                            rng.integers(0, 2, size=int(keep.sum())),
+                            pipeline=pipeline,
+                            timestamps=np.full(int(keep.sum()), when),
                         )
     finally:
         mlobs.shutdown()
@@ -241,8 +251,10 @@ def test_model_and_pipeline_gauges_live_on_the_owning_shard(fed):
             problems.append(f"{series}: held by {sorted(holders)}, owner {owner}")
             continue
         got = fed.shards[owner]["gauge"][series]
-        if not (math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12) or
-                (math.isnan(got) and math.isnan(value))):
+        if not (
+            math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12)
+            or (math.isnan(got) and math.isnan(value))
+        ):
             problems.append(f"{series}: single {value}, shard {got}")
     extra = {
         series

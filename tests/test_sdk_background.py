@@ -54,16 +54,18 @@ def provider_for():
 
 def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "fare": np.where(rng.random(n) < 0.05, np.nan, rng.gamma(2.0, 7.0, n)),
-        "hour": rng.integers(0, 24, n),
-        "flag": rng.random(n) < 0.3,
-        "when": pd.date_range("2024-03-01", periods=n, freq="min"),
-        "zone": rng.choice(["a", "b", "c", None], n),
-        "trip": [f"t{i:06d}" for i in range(n)],
-        "kind": pd.Categorical(rng.choice(["x", "y"], n)),
-        "text": pd.array(rng.choice(["p", "q", None], n), dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "fare": np.where(rng.random(n) < 0.05, np.nan, rng.gamma(2.0, 7.0, n)),
+            "hour": rng.integers(0, 24, n),
+            "flag": rng.random(n) < 0.3,
+            "when": pd.date_range("2024-03-01", periods=n, freq="min"),
+            "zone": rng.choice(["a", "b", "c", None], n),
+            "trip": [f"t{i:06d}" for i in range(n)],
+            "kind": pd.Categorical(rng.choice(["x", "y"], n)),
+            "text": pd.array(rng.choice(["p", "q", None], n), dtype="string"),
+        }
+    )
 
 
 def _pipeline(frame: pd.DataFrame, ids: np.ndarray, scores: np.ndarray) -> None:
@@ -71,12 +73,17 @@ def _pipeline(frame: pd.DataFrame, ids: np.ndarray, scores: np.ndarray) -> None:
         run.log_input("features", frame, sensitive=("trip",))
         run.check("has_rows", len(frame) > 0)
         run.log_output("scores", {"p": scores})
-        mlobs.log_predictions("m", ids, scores=scores, labels=(scores > 0.5).astype(np.int8),
-                              features={"zone": frame["zone"].to_numpy(),
-                                        "hour": frame["hour"].to_numpy()},
-                              timestamps=np.full(len(ids), T0))
-        mlobs.log_feedback("m", ids[:100], np.ones(100, dtype=np.int8),
-                           timestamps=np.full(100, T0 + 60))
+        mlobs.log_predictions(
+            "m",
+            ids,
+            scores=scores,
+            labels=(scores > 0.5).astype(np.int8),
+            features={"zone": frame["zone"].to_numpy(), "hour": frame["hour"].to_numpy()},
+            timestamps=np.full(len(ids), T0),
+        )
+        mlobs.log_feedback(
+            "m", ids[:100], np.ones(100, dtype=np.int8), timestamps=np.full(100, T0 + 60)
+        )
     with pytest.raises(ZeroDivisionError), mlobs.observe("broken", run_id="r2", event_time=T0):
         1 / 0  # noqa: B018
 
@@ -89,12 +96,17 @@ def _content(exporter: InMemorySpanExporter) -> list[tuple]:
 
     spans = []
     for span in exporter.get_finished_spans():
-        events = [(e.name, sorted((k, value(v)) for k, v in e.attributes.items()
-                                  if k != "exception.stacktrace"))
-                  for e in span.events]
+        events = [
+            (
+                e.name,
+                sorted(
+                    (k, value(v)) for k, v in e.attributes.items() if k != "exception.stacktrace"
+                ),
+            )
+            for e in span.events
+        ]
         attrs = sorted((k, value(v)) for k, v in span.attributes.items())
-        spans.append((span.name, attrs, events, span.status.status_code,
-                      span.parent is not None))
+        spans.append((span.name, attrs, events, span.status.status_code, span.parent is not None))
     return sorted(spans, key=repr)
 
 
@@ -125,10 +137,17 @@ def test_background_events_keep_the_call_time_and_order(provider_for) -> None:
         after = time.time_ns()
     assert mlobs.flush(10)
     (span,) = exporter.get_finished_spans()
-    names = [(e.name, e.attributes.get(sc.DATA_NAME, e.attributes.get(sc.CHECK_NAME)))
-             for e in span.events]
-    assert names == [(sc.EVENT_SUMMARY, "a"), (sc.EVENT_SAMPLE, "a"), (sc.EVENT_CHECK, "first"),
-                     (sc.EVENT_SUMMARY, "b"), (sc.EVENT_SAMPLE, "b")]
+    names = [
+        (e.name, e.attributes.get(sc.DATA_NAME, e.attributes.get(sc.CHECK_NAME)))
+        for e in span.events
+    ]
+    assert names == [
+        (sc.EVENT_SUMMARY, "a"),
+        (sc.EVENT_SAMPLE, "a"),
+        (sc.EVENT_CHECK, "first"),
+        (sc.EVENT_SUMMARY, "b"),
+        (sc.EVENT_SAMPLE, "b"),
+    ]
     assert all(before <= e.timestamp <= after for e in span.events)
     assert span.end_time <= time.time_ns()
 
@@ -180,8 +199,9 @@ def test_flush_waits_for_pending_summaries(provider_for, monkeypatch) -> None:
     assert [e.name for e in span.events] == [sc.EVENT_SUMMARY, sc.EVENT_SAMPLE]
 
 
-def test_a_failing_background_summary_is_counted_and_the_run_still_ends(provider_for,
-                                                                       monkeypatch) -> None:
+def test_a_failing_background_summary_is_counted_and_the_run_still_ends(
+    provider_for, monkeypatch
+) -> None:
     exporter = provider_for(True)
 
     def broken(*args, **kwargs):
@@ -196,8 +216,9 @@ def test_a_failing_background_summary_is_counted_and_the_run_still_ends(provider
     assert span.attributes[sc.RUN_INPUTS] == (ptr,) and not span.events
 
 
-def test_every_row_summaries_of_large_tables_stay_on_the_caller_thread(provider_for,
-                                                                      monkeypatch) -> None:
+def test_every_row_summaries_of_large_tables_stay_on_the_caller_thread(
+    provider_for, monkeypatch
+) -> None:
     exporter = provider_for(True)
     frame = pd.DataFrame({"a": np.arange(20_000.0)})
     submitted = []
@@ -209,7 +230,8 @@ def test_every_row_summaries_of_large_tables_stay_on_the_caller_thread(provider_
     (span,) = exporter.get_finished_spans()
     summary = span.events[0].attributes
     assert summary[sc.DATA_ROWS] == 20_000 and unpack(summary[sc.SUMMARY_COUNT]).tolist() == [
-        20_000]
+        20_000
+    ]
 
 
 def test_worker_runs_jobs_in_order_and_drain_waits() -> None:
@@ -285,9 +307,13 @@ def test_a_job_that_submits_runs_at_once_instead_of_waiting_for_itself() -> None
 
 def test_a_feature_frame_changed_after_the_call_is_sent_as_it_was(provider_for) -> None:
     def send(features: pd.DataFrame) -> None:
-        mlobs.log_predictions("m", [f"i{i}" for i in range(len(features))],
-                              scores=np.full(len(features), 0.5), features=features,
-                              timestamps=np.full(len(features), T0))
+        mlobs.log_predictions(
+            "m",
+            [f"i{i}" for i in range(len(features))],
+            scores=np.full(len(features), 0.5),
+            features=features,
+            timestamps=np.full(len(features), T0),
+        )
 
     frame = _frame(1000)[["zone", "hour", "fare"]]
     reference = provider_for(False)

@@ -52,7 +52,15 @@ def test_statistics_match_numpy_and_leave_the_input_alone(seed: int, memory_path
     cols = prepare(as_table(df))
     pd.testing.assert_frame_equal(df, before)  # masked passes work on copies only
     assert [cols.names[i] for i in np.sort(cols.float_index)] == [
-        "a", "b", "c", "d", "i", "flag", "when", "big"]
+        "a",
+        "b",
+        "c",
+        "d",
+        "i",
+        "flag",
+        "when",
+        "big",
+    ]
     for j, pos in enumerate(cols.float_index.tolist()):
         v = _values(df.iloc[:, pos])
         finite = v[np.isfinite(v)]
@@ -70,8 +78,10 @@ def test_planned_rows_are_gathered_on_the_way(memory_path) -> None:
     df = _frame(3, 500)
     rows = plan(500, 40, 10, 7)
     cols = prepare(as_table(df), rows)
+
     def values(idx):
         return np.stack([_values(df.iloc[:, p])[idx] for p in cols.float_index.tolist()])
+
     np.testing.assert_array_equal(cols.picked, values(rows.rows))
     for idx in (rows.sketch, rows.sample, rows.pointer):
         np.testing.assert_array_equal(cols.float_rows(idx), values(idx))
@@ -89,8 +99,9 @@ def test_pandas_blocks_and_per_column_reading_agree(monkeypatch) -> None:
     per_column = summarize_frame(df)
     assert content_pointer(df) == pointer
     for field in ("count", "nulls", "mean", "std", "min", "max", "distinct", "quantiles"):
-        np.testing.assert_allclose(getattr(per_column, field), getattr(via_blocks, field),
-                                   rtol=1e-12, err_msg=field)
+        np.testing.assert_allclose(
+            getattr(per_column, field), getattr(via_blocks, field), rtol=1e-12, err_msg=field
+        )
     assert per_column.sketches == via_blocks.sketches
     assert per_column.top_values == via_blocks.top_values
 

@@ -42,7 +42,7 @@ def test_many_rows_at_once_and_offsets() -> None:
         if size[r] == 0:
             assert np.isnan(got[r]).all()
             continue
-        part = rows[r, lo[r]:lo[r] + size[r]]
+        part = rows[r, lo[r] : lo[r] + size[r]]
         want = datasketches.kll_doubles_sketch.deserialize(_kll.exact_sketch(part, 200))
         np.testing.assert_array_equal(got[r], want.get_quantiles(LEVELS.tolist()))
 

@@ -13,12 +13,14 @@ from otel_mlobs.sdk.pointers import content_pointer
 
 def _frame(n: int = 5000) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "fare": rng.gamma(2.0, 5.0, n).round(2),
-        "hour": rng.integers(0, 24, n),
-        "zone": rng.choice(["north", "south", "east"], n),
-        "when": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "min"),
-    })
+    return pd.DataFrame(
+        {
+            "fare": rng.gamma(2.0, 5.0, n).round(2),
+            "hour": rng.integers(0, 24, n),
+            "zone": rng.choice(["north", "south", "east"], n),
+            "when": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "min"),
+        }
+    )
 
 
 def test_layout_and_storage_do_not_change_the_pointer() -> None:
@@ -27,9 +29,11 @@ def test_layout_and_storage_do_not_change_the_pointer() -> None:
     assert ptr.startswith("sha256:") and len(ptr) == 7 + 64
     assert content_pointer(df.copy()) == ptr  # consolidated blocks
     assert content_pointer({c: df[c].to_numpy() for c in df.columns}) == ptr  # plain arrays
-    same = df.assign(hour=df["hour"].astype(float),  # ints and floats of equal value
-                     zone=df["zone"].astype("category"),  # categories and strings
-                     when=df["when"].dt.tz_convert("America/New_York"))  # one instant, two zones
+    same = df.assign(
+        hour=df["hour"].astype(float),  # ints and floats of equal value
+        zone=df["zone"].astype("category"),  # categories and strings
+        when=df["when"].dt.tz_convert("America/New_York"),
+    )  # one instant, two zones
     assert content_pointer(same) == ptr
 
 

@@ -33,10 +33,17 @@ def test_hundred_thousand_rows_arrive_whole(sdk_exporter) -> None:
     assert rows == [10_000] * 10
     for span in spans:
         assert dict(span.attributes) == {
-            sc.SCHEMA: sc.SCHEMA_VERSION, sc.SPAN_ROLE: "predictions", sc.PIPELINE: "sdk-test",
-            sc.MODEL: "fraud", sc.MODEL_VERSION: "7"}
-        assert _emit.attributes_bytes({}) + sum(
-            _emit.attributes_bytes(e.attributes) for e in span.events) <= _emit.MAX_SPAN_BYTES
+            sc.SCHEMA: sc.SCHEMA_VERSION,
+            sc.SPAN_ROLE: "predictions",
+            sc.PIPELINE: "sdk-test",
+            sc.MODEL: "fraud",
+            sc.MODEL_VERSION: "7",
+        }
+        assert (
+            _emit.attributes_bytes({})
+            + sum(_emit.attributes_bytes(e.attributes) for e in span.events)
+            <= _emit.MAX_SPAN_BYTES
+        )
     got_ids = np.char.decode(_column(spans, sc.PRED_IDS))
     np.testing.assert_array_equal(got_ids, ids.astype(str))
     np.testing.assert_array_equal(_column(spans, sc.PRED_SCORES), scores)
@@ -47,10 +54,22 @@ def test_hundred_thousand_rows_arrive_whole(sdk_exporter) -> None:
 
 def test_multiclass_scores_labels_and_features(sdk_exporter) -> None:
     proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
-    feats = pd.DataFrame({"zone": pd.Categorical(["a", None]), "hour": [3, 4],
-                          "when": pd.to_datetime(["2024-01-01", "2024-01-02"])})
-    mlobs.log_predictions("m", [10, 11], scores=proba, labels=[True, False],
-                          classes=["cat", "dog", 2.0], features=feats, timestamps=5.0)
+    feats = pd.DataFrame(
+        {
+            "zone": pd.Categorical(["a", None]),
+            "hour": [3, 4],
+            "when": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+        }
+    )
+    mlobs.log_predictions(
+        "m",
+        [10, 11],
+        scores=proba,
+        labels=[True, False],
+        classes=["cat", "dog", 2.0],
+        features=feats,
+        timestamps=5.0,
+    )
     (span,) = _batch_spans(sdk_exporter, "predictions")
     (event,) = span.events
     a = event.attributes
@@ -74,8 +93,12 @@ def test_reference_set_and_feedback(sdk_exporter) -> None:
     assert a[sc.PRED_SET] == "reference"
     assert unpack(a[sc.PRED_TRUE_LABELS]).tolist() == ["1", "0"]
     (fb,) = _batch_spans(sdk_exporter, "feedback")
-    assert dict(fb.attributes) == {sc.SCHEMA: sc.SCHEMA_VERSION, sc.SPAN_ROLE: "feedback",
-                                   sc.PIPELINE: "sdk-test", sc.MODEL: "m"}
+    assert dict(fb.attributes) == {
+        sc.SCHEMA: sc.SCHEMA_VERSION,
+        sc.SPAN_ROLE: "feedback",
+        sc.PIPELINE: "sdk-test",
+        sc.MODEL: "m",
+    }
     (event,) = fb.events
     assert event.name == sc.EVENT_FEEDBACK
     assert unpack(event.attributes[sc.FB_IDS]).tolist() == [b"a"]
@@ -111,14 +134,17 @@ def test_wide_rows_use_smaller_events(sdk_exporter) -> None:
             assert len(event.attributes[sc.PRED_SCORES]) <= _emit.MAX_EVENT_BYTES + 16
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"scores": [0.1, 0.2, 0.3]}, "scores has 3 rows but ids has 2"),
-    ({"labels": [1]}, "labels has 1 rows but ids has 2"),
-    ({"scores": [0.1, 0.2], "timestamps": [1.0]}, "timestamps has 1 rows but ids has 2"),
-    ({"scores": [[0.1, 0.9], [0.5, 0.5]], "classes": ["a"]}, "classes has 1 names"),
-    ({"scores": [0.1, 0.2], "features": {"f": [1, 2, 3]}}, "features have 3 rows"),
-    ({}, "scores, labels or both"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scores": [0.1, 0.2, 0.3]}, "scores has 3 rows but ids has 2"),
+        ({"labels": [1]}, "labels has 1 rows but ids has 2"),
+        ({"scores": [0.1, 0.2], "timestamps": [1.0]}, "timestamps has 1 rows but ids has 2"),
+        ({"scores": [[0.1, 0.9], [0.5, 0.5]], "classes": ["a"]}, "classes has 1 names"),
+        ({"scores": [0.1, 0.2], "features": {"f": [1, 2, 3]}}, "features have 3 rows"),
+        ({}, "scores, labels or both"),
+    ],
+)
 def test_validation_names_the_mismatch(sdk_exporter, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         mlobs.log_predictions("m", ["a", "b"], **kwargs)
@@ -149,13 +175,14 @@ def test_ids_and_text_features_in_every_form(sdk_exporter) -> None:
     }
     for name, ids in forms.items():
         mlobs.log_predictions(name, ids, scores=np.linspace(0, 1, n), features=features)
-    events = {s.attributes[sc.MODEL]: s.events[0].attributes
-              for s in _batch_spans(sdk_exporter, "predictions")}
+    events = {
+        s.attributes[sc.MODEL]: s.events[0].attributes
+        for s in _batch_spans(sdk_exporter, "predictions")
+    }
     for name, ids in forms.items():
         got = unpack(events[name][sc.PRED_IDS])
         want = [str(v) for v in ids.tolist()]
-        assert got.dtype.kind in "SU" and (got.dtype.kind == "S") == all(w.isascii()
-                                                                        for w in want)
+        assert got.dtype.kind in "SU" and (got.dtype.kind == "S") == all(w.isascii() for w in want)
         assert [v.decode() if isinstance(v, bytes) else v for v in got.tolist()] == want
     zone, numbers, text, category = (unpack(v) for v in events["equal"][sc.PRED_FEATURES])
     assert zone.dtype.kind == "U"  # not all ASCII
@@ -182,14 +209,17 @@ def test_fixed_width_strings() -> None:
         fixed_width(np.array(["a", None], dtype=object))
 
 
-@pytest.mark.parametrize("values", [
-    ["north", "south", "north", "é", "south"],  # plain strings, not all ASCII
-    ["ab", "c", "ab", "", "c"],  # ragged ASCII with an empty string
-    ["a", None, "b", "a", np.nan],  # nulls: the general path
-    ["a", 1, 2.5, "b", "a"],  # mixed objects: the general path
-    [1, 2.5, None, 4, 5],  # numbers stored as objects: floats
-    ["a\udc80", "b", "a\udc80", "c", "b"],  # a lone surrogate (no UTF-8): the general path
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["north", "south", "north", "é", "south"],  # plain strings, not all ASCII
+        ["ab", "c", "ab", "", "c"],  # ragged ASCII with an empty string
+        ["a", None, "b", "a", np.nan],  # nulls: the general path
+        ["a", 1, 2.5, "b", "a"],  # mixed objects: the general path
+        [1, 2.5, None, 4, 5],  # numbers stored as objects: floats
+        ["a\udc80", "b", "a\udc80", "c", "b"],  # a lone surrogate (no UTF-8): the general path
+    ],
+)
 def test_string_features_match_the_general_path(monkeypatch, values) -> None:
     """The one-pass factorization of plain strings gives the same bytes as the general path."""
     from otel_mlobs.sdk import _strings, predictions

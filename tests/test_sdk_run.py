@@ -27,18 +27,24 @@ def _events(span, name):
 def test_run_span_attributes_and_summary_events(sdk_exporter, monkeypatch) -> None:
     monkeypatch.setenv("MLOBS_CODE_VERSION", "abc123")
     df = pd.DataFrame({"fare": [10.0, np.nan, 30.0], "zone": ["a", "b", "a"]})
-    with mlobs.observe("clean", stage="ETL", run_id="r1",
-                       event_time=pd.Timestamp("2024-03-01", tz="UTC")) as run:
+    with mlobs.observe(
+        "clean", stage="ETL", run_id="r1", event_time=pd.Timestamp("2024-03-01", tz="UTC")
+    ) as run:
         assert mlobs.current_run() is run
         ptr = run.log_input("raw", df)
         run.add_output("s3://bucket/clean.parquet")
     assert mlobs.current_run() is None
     (span,) = sdk_exporter.get_finished_spans()
     assert dict(span.attributes) == {
-        sc.SCHEMA: sc.SCHEMA_VERSION, sc.SPAN_ROLE: "run", sc.PIPELINE: "sdk-test",
-        sc.COMPONENT: "clean", sc.STAGE: "etl", sc.RUN_ID: "r1",
+        sc.SCHEMA: sc.SCHEMA_VERSION,
+        sc.SPAN_ROLE: "run",
+        sc.PIPELINE: "sdk-test",
+        sc.COMPONENT: "clean",
+        sc.STAGE: "etl",
+        sc.RUN_ID: "r1",
         sc.RUN_EVENT_TIME: datetime(2024, 3, 1).timestamp() - _utc_offset(),
-        sc.CODE_VERSION: "abc123", sc.RUN_INPUTS: (ptr,),
+        sc.CODE_VERSION: "abc123",
+        sc.RUN_INPUTS: (ptr,),
         sc.RUN_OUTPUTS: ("s3://bucket/clean.parquet",),
     }
     assert ptr.startswith("sha256:") and len(ptr) == 7 + 64
@@ -46,7 +52,11 @@ def test_run_span_attributes_and_summary_events(sdk_exporter, monkeypatch) -> No
     (summary,) = _events(span, sc.EVENT_SUMMARY)
     a = summary.attributes
     assert (a[sc.DATA_ROLE], a[sc.DATA_NAME], a[sc.DATA_ROWS], a[sc.DATA_POINTER]) == (
-        "input", "raw", 3, ptr)
+        "input",
+        "raw",
+        3,
+        ptr,
+    )
     assert a[sc.SUMMARY_COLUMNS] == ("fare", "zone")
     assert a[sc.SUMMARY_KINDS] == ("numeric", "categorical")
     # per-column numbers travel packed (one bytes value each, not one OTel value per column)
@@ -73,12 +83,15 @@ def _utc_offset() -> float:
     return datetime(2024, 3, 1).timestamp() - pd.Timestamp("2024-03-01", tz="UTC").timestamp()
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    (1_700_000_000, 1_700_000_000.0),
-    (datetime(2024, 1, 1), 1_704_067_200.0),  # naive means UTC
-    (np.datetime64("2024-01-01T00:00:00"), 1_704_067_200.0),
-    ("2024-01-01T01:00:00+01:00", 1_704_067_200.0),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (1_700_000_000, 1_700_000_000.0),
+        (datetime(2024, 1, 1), 1_704_067_200.0),  # naive means UTC
+        (np.datetime64("2024-01-01T00:00:00"), 1_704_067_200.0),
+        ("2024-01-01T01:00:00+01:00", 1_704_067_200.0),
+    ],
+)
 def test_event_time_forms(sdk_exporter, given, expected) -> None:
     with mlobs.observe("c", event_time=given) as run:
         assert run.event_time == expected
@@ -116,20 +129,29 @@ def test_checks_pass_fail_and_messages(sdk_exporter) -> None:
     def pair(data):
         return False, "too few rows"
 
-    with pytest.warns(mlobs.CheckFailedWarning) as caught, mlobs.observe(
-        "c", before=[has_rows, lambda data: None], after=[no_nulls, pair]
-    ) as run:
+    with (
+        pytest.warns(mlobs.CheckFailedWarning) as caught,
+        mlobs.observe("c", before=[has_rows, lambda data: None], after=[no_nulls, pair]) as run,
+    ):
         run.log_input("x", {"a": [1.0, 2.0]})
         run.log_output("y", pd.DataFrame({"b": [1.0, None]}))
         run.check("manual", True, "ignored when passing")
     assert len(caught) == 2
     span = _runs(sdk_exporter)[0]
-    checks = [(e.attributes[sc.CHECK_NAME], e.attributes[sc.CHECK_PHASE],
-               e.attributes[sc.CHECK_PASSED], e.attributes[sc.CHECK_MESSAGE])
-              for e in _events(span, sc.EVENT_CHECK)]
+    checks = [
+        (
+            e.attributes[sc.CHECK_NAME],
+            e.attributes[sc.CHECK_PHASE],
+            e.attributes[sc.CHECK_PASSED],
+            e.attributes[sc.CHECK_MESSAGE],
+        )
+        for e in _events(span, sc.EVENT_CHECK)
+    ]
     names = [c[0] for c in checks]
-    assert names[:2] == [has_rows.__qualname__, "test_checks_pass_fail_and_messages.<locals>."
-                         "<lambda>"]
+    assert names[:2] == [
+        has_rows.__qualname__,
+        "test_checks_pass_fail_and_messages.<locals>.<lambda>",
+    ]
     assert checks[0][1:] == ("before", True, "")
     assert checks[2] == ("manual", "after", True, "")  # before the block ended
     assert checks[3][1:3] == ("after", False)
@@ -154,9 +176,10 @@ def test_stop_on_check_failure_raises_after_recording(sdk_exporter) -> None:
     def positive(data):
         return bool((data["out"]["v"] > 0).all())
 
-    with pytest.raises(mlobs.CheckFailed) as info, mlobs.observe(
-        "c", after=[positive], stop_on_check_failure=True
-    ) as run:
+    with (
+        pytest.raises(mlobs.CheckFailed) as info,
+        mlobs.observe("c", after=[positive], stop_on_check_failure=True) as run,
+    ):
         run.log_output("out", pd.DataFrame({"v": [1.0, -1.0]}))
     assert info.value.phase == "after" and info.value.name.endswith("positive")
     span = _runs(sdk_exporter)[0]
@@ -167,8 +190,13 @@ def test_stop_on_check_failure_raises_after_recording(sdk_exporter) -> None:
 
 
 def test_component_decorator_logs_arguments_and_outputs(sdk_exporter) -> None:
-    @mlobs.component("split", stage="features", output_names=["train", "test"],
-                     before=[lambda args: args["frac"] < 1], after=[lambda outs: len(outs) == 2])
+    @mlobs.component(
+        "split",
+        stage="features",
+        output_names=["train", "test"],
+        before=[lambda args: args["frac"] < 1],
+        after=[lambda outs: len(outs) == 2],
+    )
     def split(frame: pd.DataFrame, frac: float = 0.5):
         run = mlobs.current_run()
         assert run is not None and run.component == "split"
@@ -181,11 +209,15 @@ def test_component_decorator_logs_arguments_and_outputs(sdk_exporter) -> None:
     span = _runs(sdk_exporter)[0]
     assert span.attributes[sc.COMPONENT] == "split" and span.attributes[sc.STAGE] == "features"
     assert span.attributes[sc.RUN_EVENT_TIME] == 1_000.0
-    summaries = [(e.attributes[sc.DATA_ROLE], e.attributes[sc.DATA_NAME],
-                  e.attributes[sc.DATA_ROWS]) for e in _events(span, sc.EVENT_SUMMARY)]
+    summaries = [
+        (e.attributes[sc.DATA_ROLE], e.attributes[sc.DATA_NAME], e.attributes[sc.DATA_ROWS])
+        for e in _events(span, sc.EVENT_SUMMARY)
+    ]
     assert summaries == [("input", "frame", 10), ("output", "train", 5), ("output", "test", 5)]
-    checks = [(e.attributes[sc.CHECK_PHASE], e.attributes[sc.CHECK_PASSED])
-              for e in _events(span, sc.EVENT_CHECK)]
+    checks = [
+        (e.attributes[sc.CHECK_PHASE], e.attributes[sc.CHECK_PASSED])
+        for e in _events(span, sc.EVENT_CHECK)
+    ]
     assert checks == [("before", True), ("after", True)]
     assert len(span.attributes[sc.RUN_OUTPUTS]) == 2
 
@@ -240,8 +272,10 @@ def test_thousand_columns_arrive_whole(sdk_exporter) -> None:
             run.log_output("wide_out", frame)
     spans = sdk_exporter.get_finished_spans()
     run_span = next(s for s in spans if s.attributes[sc.SPAN_ROLE] == "run")
-    parts = sorted((s for s in spans if s.attributes[sc.SPAN_ROLE] == "part"),
-                   key=lambda s: s.attributes[sc.PART_INDEX])
+    parts = sorted(
+        (s for s in spans if s.attributes[sc.SPAN_ROLE] == "part"),
+        key=lambda s: s.attributes[sc.PART_INDEX],
+    )
     assert parts, "a 1,001-column frame logged twice needs continuation spans"
     assert [p.attributes[sc.PART_INDEX] for p in parts] == list(range(1, len(parts) + 1))
     for part in parts:
@@ -256,8 +290,9 @@ def test_thousand_columns_arrive_whole(sdk_exporter) -> None:
             for event in span.events:
                 if event.attributes.get(sc.DATA_ROLE) != role:
                     continue
-                cols = event.attributes.get(sc.SUMMARY_COLUMNS, event.attributes.get(
-                    sc.SAMPLE_COLUMNS))
+                cols = event.attributes.get(
+                    sc.SUMMARY_COLUMNS, event.attributes.get(sc.SAMPLE_COLUMNS)
+                )
                 assert len(cols) <= sc.MAX_COLUMNS_PER_EVENT
                 (got if event.name == sc.EVENT_SUMMARY else sampled).extend(cols)
         assert got == expected and sampled == expected
@@ -273,8 +308,9 @@ def test_no_provider_means_no_work(monkeypatch) -> None:
     assert ptr.startswith("sha256:") and run.inputs == [ptr]
 
 
-def test_sdk_faults_and_unreadable_arguments_never_break_the_pipeline(sdk_exporter,
-                                                                       monkeypatch) -> None:
+def test_sdk_faults_and_unreadable_arguments_never_break_the_pipeline(
+    sdk_exporter, monkeypatch
+) -> None:
     @mlobs.component("tolerant")
     def tolerant(ragged):
         return len(ragged["a"])

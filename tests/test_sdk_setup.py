@@ -23,8 +23,14 @@ def _run_isolated(code: str, **env: str) -> dict:
     """Global tracer providers can be set once per process: check them in a fresh one."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLOBS_"))}
     clean.update(env)
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=clean,
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -64,10 +70,18 @@ def test_configure_adopts_an_installed_provider_and_otherwise_installs_its_own()
         result["fresh"] = fresh is not got
         print(json.dumps(result))
     """)
-    assert result == {"global": True, "drain_first": True, "background": False, "capped": True,
-                      "inner": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                      "endpoint": "http://127.0.0.1:9/v1/traces", "service": "p",
-                      "same": True, "flushed": True, "fresh": True}
+    assert result == {
+        "global": True,
+        "drain_first": True,
+        "background": False,
+        "capped": True,
+        "inner": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "endpoint": "http://127.0.0.1:9/v1/traces",
+        "service": "p",
+        "same": True,
+        "flushed": True,
+        "fresh": True,
+    }
 
 
 def test_pipeline_name_precedence(monkeypatch) -> None:

@@ -84,14 +84,16 @@ def test_small_columns_have_exact_nearest_rank_quantiles() -> None:
 def test_integer_boolean_and_datetime_columns() -> None:
     stamps = pd.to_datetime(["2024-01-01 00:00", "2024-01-01 06:00", None], utc=True)
     local = stamps.tz_convert("America/New_York")
-    df = pd.DataFrame({
-        "i": [1, 2, 3],
-        "b": [True, False, True],
-        "nb": pd.array([True, None, True], dtype="boolean"),
-        "ni": pd.array([1, None, 5], dtype="Int64"),
-        "t": local,
-        "naive": np.array(["2024-01-01", "2024-01-02", "NaT"], dtype="datetime64[s]"),
-    })
+    df = pd.DataFrame(
+        {
+            "i": [1, 2, 3],
+            "b": [True, False, True],
+            "nb": pd.array([True, None, True], dtype="boolean"),
+            "ni": pd.array([1, None, 5], dtype="Int64"),
+            "t": local,
+            "naive": np.array(["2024-01-01", "2024-01-02", "NaT"], dtype="datetime64[s]"),
+        }
+    )
     s = summarize_frame(df)
     assert s.kinds == ["numeric", "boolean", "boolean", "numeric", "datetime", "datetime"]
     assert s.column("i")["mean"] == 2.0 and s.column("i")["distinct"] == 3
@@ -109,11 +111,13 @@ def test_integer_boolean_and_datetime_columns() -> None:
 @pytest.mark.parametrize("as_type", ["object", "category", "str"])
 def test_categorical_top_values_and_nulls(as_type: str) -> None:
     rng = np.random.default_rng(5)
-    values = rng.choice(np.array(["a", "b", "c", "ü", ""], dtype=object), size=5000,
-                        p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    values = rng.choice(
+        np.array(["a", "b", "c", "ü", ""], dtype=object), size=5000, p=[0.4, 0.3, 0.15, 0.1, 0.05]
+    )
     values[rng.random(5000) < 0.1] = None
-    col = pd.Series(values, dtype=as_type) if as_type != "object" else pd.Series(values,
-                                                                                 dtype=object)
+    col = (
+        pd.Series(values, dtype=as_type) if as_type != "object" else pd.Series(values, dtype=object)
+    )
     frame = pd.DataFrame({"c": col})
     expected = pd.Series(values).value_counts(dropna=True)
     exact = {str(k): int(v) for k, v in expected.items()}
@@ -152,8 +156,9 @@ def test_top_values_are_bounded_and_unused_categories_ignored() -> None:
 def test_edge_cases_never_crash() -> None:
     empty = summarize_frame(pd.DataFrame())
     assert empty.columns == [] and empty.rows == 0 and empty.sample_columns == []
-    no_rows = summarize_frame(pd.DataFrame({"a": pd.Series([], dtype=float),
-                                            "b": pd.Series([], dtype=object)}))
+    no_rows = summarize_frame(
+        pd.DataFrame({"a": pd.Series([], dtype=float), "b": pd.Series([], dtype=object)})
+    )
     assert no_rows.count.tolist() == [0, 0] and no_rows.sample_size == 0
     nulls = summarize_frame(pd.DataFrame({"f": [np.nan] * 4, "o": [None] * 4}))
     assert nulls.nulls.tolist() == [4, 4] and nulls.count.tolist() == [0, 0]
@@ -186,8 +191,9 @@ def test_accepted_inputs_and_type_error() -> None:
 
 def test_polars_frame() -> None:
     pl = pytest.importorskip("polars")
-    frame = pl.DataFrame({"x": [1.0, None, 3.0], "c": ["a", "b", None]},
-                         schema_overrides={"c": pl.Categorical})
+    frame = pl.DataFrame(
+        {"x": [1.0, None, 3.0], "c": ["a", "b", None]}, schema_overrides={"c": pl.Categorical}
+    )
     s = summarize_frame(frame)
     assert s.columns == ["x", "c"] and s.kinds == ["numeric", "categorical"]
     assert s.column("x")["mean"] == 2.0 and s.column("x")["nulls"] == 1
@@ -197,8 +203,7 @@ def test_polars_frame() -> None:
 def test_sample_is_bounded_uniform_rows_and_omits_sensitive_columns() -> None:
     n = 10_000
     a = np.arange(n, dtype=float)
-    df = pd.DataFrame({"a": a, "twice": 2 * a, "name": (a % 7).astype(int).astype(str),
-                       "ssn": a})
+    df = pd.DataFrame({"a": a, "twice": 2 * a, "name": (a % 7).astype(int).astype(str), "ssn": a})
     s = summarize_frame(df, sensitive={"ssn"}, sample_rows=300, seed=7)
     assert s.sample_columns == ["a", "twice", "name"] and s.sample_size == 300
     got = dict(zip(s.sample_columns, s.sample_values, strict=True))
@@ -246,12 +251,14 @@ def test_bad_arguments() -> None:
 def test_sample_statistics_of_ids_codes_and_small_columns() -> None:
     n = 20_000
     rng = np.random.default_rng(9)
-    df = pd.DataFrame({
-        "trip_id": [f"t{i:06d}" for i in range(n)],  # unique text
-        "payment": rng.choice(["card", "cash", "none"], n, p=[0.7, 0.25, 0.05]),
-        "measure": rng.normal(size=n),  # unique numbers
-        "hour": rng.integers(0, 24, n),  # every value recurs
-    })
+    df = pd.DataFrame(
+        {
+            "trip_id": [f"t{i:06d}" for i in range(n)],  # unique text
+            "payment": rng.choice(["card", "cash", "none"], n, p=[0.7, 0.25, 0.05]),
+            "measure": rng.normal(size=n),  # unique numbers
+            "hour": rng.integers(0, 24, n),  # every value recurs
+        }
+    )
     s = summarize_frame(df)
     ids = s.column("trip_id")
     assert ids["distinct"] == n and ids["top_values"] == {}  # nothing to show for an id
@@ -261,8 +268,7 @@ def test_sample_statistics_of_ids_codes_and_small_columns() -> None:
     assert pay["distinct"] == 3 and list(pay["top_values"]) == ["card", "cash", "none"]
     assert abs(sum(pay["top_values"].values()) - n) <= 3  # scaled to the column's count
     small = summarize_frame(df.head(300))  # fewer rows than the sample: everything exact
-    assert small.column("payment")["top_values"] == df.head(300)["payment"].value_counts(
-    ).to_dict()
+    assert small.column("payment")["top_values"] == df.head(300)["payment"].value_counts().to_dict()
     assert small.column("trip_id")["distinct"] == 300
     assert small.column("measure")["distinct"] == 300
 
@@ -289,7 +295,7 @@ def test_run_counts_match_numpy() -> None:
         present = np.count_nonzero(~np.isnan(ordered), axis=1)
         d, f1, f2 = sm._run_counts(ordered, present)
         for r in range(k):
-            _, counts = np.unique(ordered[r, :present[r]], return_counts=True)
+            _, counts = np.unique(ordered[r, : present[r]], return_counts=True)
             assert (d[r], f1[r], f2[r]) == (len(counts), (counts == 1).sum(), (counts == 2).sum())
 
 

@@ -76,8 +76,13 @@ def _name(cn: str) -> x509.Name:
 
 
 def _issue(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple | None, *, ca: bool,
-    usage: x509.ObjectIdentifier | None = None, san: list | None = None,
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple | None,
+    *,
+    ca: bool,
+    usage: x509.ObjectIdentifier | None = None,
+    san: list | None = None,
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     signer_name, signer_key = issuer if issuer else (_name(subject), key)
@@ -114,20 +119,37 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
-    ca_key, rogue_ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1()
+    ca_key, rogue_ca_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
     )
     ca = _issue("mlobs test CA", ca_key, None, ca=True)
     rogue_ca = _issue("someone else's CA", rogue_ca_key, None, ca=True)
     ca_path, _ = _write(d / "ca", ca, ca_key)
     keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("server", "client", "rogue")}
     san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    server = _issue("localhost", keys["server"], (ca.subject, ca_key), ca=False,
-                    usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san)
-    client = _issue("pipeline", keys["client"], (ca.subject, ca_key), ca=False,
-                    usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-    rogue = _issue("pipeline", keys["rogue"], (rogue_ca.subject, rogue_ca_key), ca=False,
-                   usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    server = _issue(
+        "localhost",
+        keys["server"],
+        (ca.subject, ca_key),
+        ca=False,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        san=san,
+    )
+    client = _issue(
+        "pipeline",
+        keys["client"],
+        (ca.subject, ca_key),
+        ca=False,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    rogue = _issue(
+        "pipeline",
+        keys["rogue"],
+        (rogue_ca.subject, rogue_ca_key),
+        ca=False,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
     return Pki(
         ca_path,
         *_write(d / "server", server, keys["server"]),
@@ -151,8 +173,9 @@ def spans() -> list[ReadableSpan]:
         with mlobs.observe("features", stage="features", event_time=1_700_000_000.0) as run:
             run.log_output("features", frame)
         ids = np.array([f"p{i}" for i in range(50)])
-        mlobs.log_predictions("tip", ids, scores=rng.uniform(size=50),
-                              timestamps=np.full(50, 1_700_000_000.0))
+        mlobs.log_predictions(
+            "tip", ids, scores=rng.uniform(size=50), timestamps=np.full(50, 1_700_000_000.0)
+        )
     finally:
         mlobs.shutdown()
         provider.shutdown()
@@ -261,22 +284,39 @@ def test_grpc_refuses_missing_and_wrong_tokens_before_parsing_and_counts_them():
         assert _auth_failures(proc, "otlp_grpc", INVALID) == 2
         assert _accepted(proc) == 1
         metrics = scrape_with(proc, TOKEN)
-        assert value(metrics, "mlobs_processor_requests_total",
-                     transport="grpc", code="UNAUTHENTICATED") == 4
+        assert (
+            value(
+                metrics, "mlobs_processor_requests_total", transport="grpc", code="UNAUTHENTICATED"
+            )
+            == 4
+        )
         assert value(metrics, "mlobs_processor_requests_total", transport="grpc", code="OK") == 1
-        assert value(metrics, "mlobs_processor_auth_failures_total",
-                     endpoint="otlp_grpc", reason="missing") == 2
+        assert (
+            value(
+                metrics,
+                "mlobs_processor_auth_failures_total",
+                endpoint="otlp_grpc",
+                reason="missing",
+            )
+            == 2
+        )
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_real_exporters_with_the_token_are_accepted_without_it_refused(transport, spans):
     with running(security=_secure()) as proc:
+
         def exporter(headers):
             if transport == "grpc":
-                return GrpcExporter(endpoint=f"127.0.0.1:{proc.ports.grpc}", insecure=True,
-                                    headers=headers, timeout=5)
-            return HttpExporter(endpoint=f"http://127.0.0.1:{proc.ports.http}/v1/traces",
-                                headers=headers, timeout=5)
+                return GrpcExporter(
+                    endpoint=f"127.0.0.1:{proc.ports.grpc}",
+                    insecure=True,
+                    headers=headers,
+                    timeout=5,
+                )
+            return HttpExporter(
+                endpoint=f"http://127.0.0.1:{proc.ports.http}/v1/traces", headers=headers, timeout=5
+            )
 
         for headers in (None, {"authorization": f"Bearer {OTHER}"}):
             refused = exporter(headers)
@@ -295,8 +335,11 @@ def test_sdk_configure_sends_the_token_over_grpc_even_with_a_capitalized_header(
     from otel_mlobs.sdk.setup import make_exporter
 
     with running(security=_secure()) as proc:
-        exporter = make_exporter(endpoint=f"http://127.0.0.1:{proc.ports.grpc}", protocol="grpc",
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        exporter = make_exporter(
+            endpoint=f"http://127.0.0.1:{proc.ports.grpc}",
+            protocol="grpc",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         assert exporter.export(spans) is SpanExportResult.SUCCESS
         exporter.shutdown()
         assert _accepted(proc) == len(spans)
@@ -315,13 +358,18 @@ def test_http_answers_401_with_a_bearer_challenge_before_reading_the_body():
         assert missing.headers["WWW-Authenticate"] == 'Bearer realm="mlobs"'
         status = status_pb2.Status.FromString(missing.content)
         assert status.code == code_pb2.UNAUTHENTICATED
-        wrong = requests.post(url, data=b"{not json", timeout=10, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {OTHER}"})
+        wrong = requests.post(
+            url,
+            data=b"{not json",
+            timeout=10,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {OTHER}"},
+        )
         assert wrong.status_code == 401  # not 400: the body was never parsed
         assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
         assert wrong.json()["code"] == code_pb2.UNAUTHENTICATED
-        ok = requests.post(url, data=body, timeout=10,
-                           headers={**proto, "Authorization": f"Bearer {TOKEN}"})
+        ok = requests.post(
+            url, data=body, timeout=10, headers={**proto, "Authorization": f"Bearer {TOKEN}"}
+        )
         assert ok.status_code == 200
         assert _accepted(proc) == 1
         metrics = scrape_with(proc, TOKEN)
@@ -345,8 +393,12 @@ def test_api_needs_the_token_metrics_its_own_and_healthz_none():
     with running(security=_secure(metrics_token=SCRAPE)) as proc:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert api(proc, "/healthz").status_code == 200
-        for path in ("/api/v1/status", "/api/v1/analyzers", "/api/v1/analyzers/runs",
-                     "/no/such/path"):
+        for path in (
+            "/api/v1/status",
+            "/api/v1/analyzers",
+            "/api/v1/analyzers/runs",
+            "/no/such/path",
+        ):
             refused = api(proc, path)
             assert refused.status_code == 401, path  # unknown paths too: routes stay hidden
             assert refused.headers["WWW-Authenticate"] == 'Bearer realm="mlobs"'
@@ -358,12 +410,22 @@ def test_api_needs_the_token_metrics_its_own_and_healthz_none():
         assert api(proc, "/metrics", headers=auth).status_code == 401  # the API token is not it
         assert api(proc, "/metrics").status_code == 401
         metrics = scrape_with(proc, SCRAPE)
-        assert value(metrics, "mlobs_processor_auth_failures_total",
-                     endpoint="api", reason="missing") == 5
-        assert value(metrics, "mlobs_processor_auth_failures_total",
-                     endpoint="metrics", reason="invalid") == 1
-        assert value(metrics, "mlobs_processor_auth_failures_total",
-                     endpoint="metrics", reason="missing") == 1
+        assert (
+            value(metrics, "mlobs_processor_auth_failures_total", endpoint="api", reason="missing")
+            == 5
+        )
+        assert (
+            value(
+                metrics, "mlobs_processor_auth_failures_total", endpoint="metrics", reason="invalid"
+            )
+            == 1
+        )
+        assert (
+            value(
+                metrics, "mlobs_processor_auth_failures_total", endpoint="metrics", reason="missing"
+            )
+            == 1
+        )
 
 
 def test_metrics_open_leaves_only_metrics_and_healthz_unauthenticated():
@@ -431,10 +493,12 @@ def test_size_limits_and_decompression_bombs_are_refused_and_counted():
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
-def test_tls_serves_every_port_and_mutual_tls_requires_a_trusted_client(mutual, pki, spans,
-                                                                        monkeypatch, capsys):
-    security = _secure(tls_cert=pki.server_cert, tls_key=pki.server_key,
-                       tls_client_ca=pki.ca if mutual else None)
+def test_tls_serves_every_port_and_mutual_tls_requires_a_trusted_client(
+    mutual, pki, spans, monkeypatch, capsys
+):
+    security = _secure(
+        tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca if mutual else None
+    )
     client = (pki.client_cert, pki.client_key) if mutual else None
     # requests lets these variables override a session's CA, which is how the HTTP exporter
     # passes certificate_file: with them set, the exporter would not trust our CA.
@@ -446,20 +510,33 @@ def test_tls_serves_every_port_and_mutual_tls_requires_a_trusted_client(mutual, 
             private_key=pki.read("client_key") if mutual else None,
             certificate_chain=pki.read("client_cert") if mutual else None,
         )
-        grpc_exporter = GrpcExporter(endpoint=f"localhost:{proc.ports.grpc}", insecure=False,
-                                     credentials=credentials, headers=BEARER, timeout=5)
+        grpc_exporter = GrpcExporter(
+            endpoint=f"localhost:{proc.ports.grpc}",
+            insecure=False,
+            credentials=credentials,
+            headers=BEARER,
+            timeout=5,
+        )
         http_exporter = HttpExporter(
-            endpoint=f"https://localhost:{proc.ports.http}/v1/traces", certificate_file=pki.ca,
+            endpoint=f"https://localhost:{proc.ports.http}/v1/traces",
+            certificate_file=pki.ca,
             client_certificate_file=client[0] if client else None,
-            client_key_file=client[1] if client else None, headers=BEARER, timeout=5)
+            client_key_file=client[1] if client else None,
+            headers=BEARER,
+            timeout=5,
+        )
         for exporter in (grpc_exporter, http_exporter):
             assert exporter.export(spans) is SpanExportResult.SUCCESS
             exporter.shutdown()
         assert _accepted(proc) == 2 * len(spans)
         base = f"https://localhost:{proc.ports.metrics}"
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert requests.get(base + "/api/v1/status", headers=auth, verify=pki.ca, cert=client,
-                            timeout=10).status_code == 200
+        assert (
+            requests.get(
+                base + "/api/v1/status", headers=auth, verify=pki.ca, cert=client, timeout=10
+            ).status_code
+            == 200
+        )
         with pytest.raises(requests.exceptions.ConnectionError):  # plain HTTP on a TLS port
             requests.get(f"http://localhost:{proc.ports.metrics}/healthz", timeout=10)
         with pytest.raises(requests.exceptions.SSLError):  # a server the client cannot verify
@@ -477,8 +554,14 @@ def test_tls_serves_every_port_and_mutual_tls_requires_a_trusted_client(mutual, 
             with pytest.raises(requests.exceptions.ConnectionError):
                 requests.get(base + "/healthz", verify=pki.ca, cert=cert, timeout=10)
             with pytest.raises(requests.exceptions.ConnectionError):
-                requests.post(f"https://localhost:{proc.ports.http}/v1/traces", data=b"",
-                              verify=pki.ca, cert=cert, headers=auth, timeout=10)
+                requests.post(
+                    f"https://localhost:{proc.ports.http}/v1/traces",
+                    data=b"",
+                    verify=pki.ca,
+                    cert=cert,
+                    headers=auth,
+                    timeout=10,
+                )
             creds = grpc.ssl_channel_credentials(
                 root_certificates=pki.read("ca"),
                 private_key=Path(cert[1]).read_bytes() if cert else None,
@@ -510,13 +593,43 @@ def test_query_commands_send_the_token(monkeypatch, capsys):
 
 
 def test_processor_command_refuses_bad_security_settings(tmp_path, capsys, caplog):
-    assert main(["processor", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
-                 "--auth-token", "short"]) == 2
+    assert (
+        main(
+            [
+                "processor",
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                "--metrics-port",
+                "0",
+                "--auth-token",
+                "short",
+            ]
+        )
+        == 2
+    )
     assert "at least 16" in caplog.text
     key = tmp_path / "server.key"
     key.write_text("not a key")
-    assert main(["processor", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
-                 "--tls-cert", str(key), "--tls-key", str(key)]) == 2
+    assert (
+        main(
+            [
+                "processor",
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                "--metrics-port",
+                "0",
+                "--tls-cert",
+                str(key),
+                "--tls-key",
+                str(key),
+            ]
+        )
+        == 2
+    )
     assert "cannot load" in caplog.text
     with pytest.raises(SystemExit) as exc:
         main(["processor", "--max-series-per-metric", "1"])

@@ -67,8 +67,13 @@ class Sent:
             for rec in decode_request(req).records:
                 if isinstance(rec, PredictionBatch | FeedbackBatch):
                     sent.ids.update(rec.ids.tolist())
-                columns = (rec.columns if isinstance(rec, SampleRecord)
-                           else rec.features if isinstance(rec, PredictionBatch) else {})
+                columns = (
+                    rec.columns
+                    if isinstance(rec, SampleRecord)
+                    else rec.features
+                    if isinstance(rec, PredictionBatch)
+                    else {}
+                )
                 for values in columns.values():
                     if values.dtype.kind in "US":
                         sent.strings.update(map(str, values.tolist()))
@@ -98,8 +103,11 @@ def _feed(requests: list[ExportTraceServiceRequest], **config) -> Seen:
         assert proc.wait_idle(timeout=60)
         text = api(proc, "/metrics").text
         listing = api(proc, "/api/v1/analyzers").json()["analyzers"]
-        answers = [api(proc, f"/api/v1/analyzers/{a['name']}", params=key).text
-                   for a in listing for key in a["keys"]]
+        answers = [
+            api(proc, f"/api/v1/analyzers/{a['name']}", params=key).text
+            for a in listing
+            for key in a["keys"]
+        ]
         snapshot = proc.snapshot()
     labels, samples = [], {}
     for family in text_string_to_metric_families(text):
@@ -124,8 +132,13 @@ def _blobs_holding(snapshot: dict, ids: set[str]) -> dict:
     for key, blob in snapshot.items():
         runs = [m.decode("ascii") for m in _UTF8_RUN.findall(blob)]
         runs += [m.decode("utf-32-le") for m in _UTF32_RUN.findall(blob)]
-        hits = {run[j : j + n] for run in runs for n in lengths for j in range(len(run) - n + 1)
-                if run[j : j + n] in ids}
+        hits = {
+            run[j : j + n]
+            for run in runs
+            for n in lengths
+            for j in range(len(run) - n + 1)
+            if run[j : j + n] in ids
+        }
         if hits:
             found[key] = len(hits)
     return found
@@ -136,8 +149,13 @@ def _blobs_holding(snapshot: dict, ids: set[str]) -> dict:
 
 @pytest.fixture(scope="module")
 def taxi() -> tuple[Sent, Seen, Seen]:
-    scenario = TaxiScenario(seed=3, start="2025-12-24", days=8, rows_per_day=600,
-                            incidents=["corruption@2025-12-30", "feedback_outage@2025-12-29"])
+    scenario = TaxiScenario(
+        seed=3,
+        start="2025-12-24",
+        days=8,
+        rows_per_day=600,
+        incidents=["corruption@2025-12-30", "feedback_outage@2025-12-29"],
+    )
     requests = _spans(lambda: run_pipeline(scenario, n_estimators=20))
     sent = Sent.of(requests)
     assert len(sent.ids) > 1000
@@ -151,8 +169,11 @@ def test_taxi_ids_never_appear_in_metric_labels(taxi):
     assert len(seen.labels) > 500
     leaked = [lab for lab in seen.labels if any(i in lab[2] for i in sent.ids)]
     assert leaked == []
-    numeric = [lab for lab in seen.labels if lab[1] not in ("le", "quantile") and _float(lab[2]) in
-               sent.numbers]
+    numeric = [
+        lab
+        for lab in seen.labels
+        if lab[1] not in ("le", "quantile") and _float(lab[2]) in sent.numbers
+    ]
     assert numeric == []
 
 
@@ -174,8 +195,11 @@ def test_taxi_join_and_counts_are_the_same_with_hashed_identifiers(taxi):
     joined = {k: v for k, v in raw.samples.items() if k[0].startswith("mlobs_model_")}
     assert any("joined" in k[0] for k in joined)
     assert {k: hashed.samples.get(k) for k in joined} == pytest.approx(joined, nan_ok=True)
-    counts = {k: v for k, v in raw.samples.items()
-              if k[0].endswith("_total") and not k[0].startswith("mlobs_processor_")}
+    counts = {
+        k: v
+        for k, v in raw.samples.items()
+        if k[0].endswith("_total") and not k[0].startswith("mlobs_processor_")
+    }
     assert len(counts) > 100
     assert {k: hashed.samples.get(k) for k in counts} == counts
 
@@ -201,12 +225,20 @@ def _crafted() -> None:
         frame = pd.DataFrame({"order_id": ids, "city": city, "amount": amount})
         with mlobs.observe("orders", stage="features", event_time=t) as run:
             run.log_output("orders", frame)
-        mlobs.log_predictions("churn", ids, scores=rng.uniform(size=n),
-                              features={"city": city, "amount": amount},
-                              timestamps=np.full(n, t))
+        mlobs.log_predictions(
+            "churn",
+            ids,
+            scores=rng.uniform(size=n),
+            features={"city": city, "amount": amount},
+            timestamps=np.full(n, t),
+        )
         answered = np.ones(n, bool) if day < 5 else ~np.char.startswith(city, "Quuxville")
-        mlobs.log_feedback("churn", ids[answered], rng.integers(0, 2, int(answered.sum())),
-                           timestamps=np.full(int(answered.sum()), t + 3600))
+        mlobs.log_feedback(
+            "churn",
+            ids[answered],
+            rng.integers(0, 2, int(answered.sum())),
+            timestamps=np.full(int(answered.sum()), t + 3600),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -298,11 +330,25 @@ def test_id_hasher_hashes_top_values_of_unique_columns():
     once = {f"t{i}": 1 for i in range(5)}
     nan = np.full(3, np.nan)
     summary = SummaryRecord(
-        key=Key("p", "c"), run_id="r", event_time=0.0, role="output", dataset="d", rows=500,
-        pointer="", columns=["trip", "zone", "small"], kinds=["categorical"] * 3,
-        count=np.array([500, 500, 10]), nulls=np.zeros(3, np.int64), mean=nan, std=nan,
-        min=nan, max=nan, quantile_levels=np.empty(0), quantiles=np.empty((3, 0)),
-        sketches=[b""] * 3, distinct=nan,
+        key=Key("p", "c"),
+        run_id="r",
+        event_time=0.0,
+        role="output",
+        dataset="d",
+        rows=500,
+        pointer="",
+        columns=["trip", "zone", "small"],
+        kinds=["categorical"] * 3,
+        count=np.array([500, 500, 10]),
+        nulls=np.zeros(3, np.int64),
+        mean=nan,
+        std=nan,
+        min=nan,
+        max=nan,
+        quantile_levels=np.empty(0),
+        quantiles=np.empty((3, 0)),
+        sketches=[b""] * 3,
+        distinct=nan,
         top_values=[dict(once), {"a": 300, "b": 200}, {"x": 1, "y": 1}],
     )
     hasher.apply(DecodeResult(records=[summary]))

@@ -13,7 +13,9 @@ def _contract_names() -> dict[str, str]:
     return {
         attr: value
         for attr, value in vars(semconv).items()
-        if attr.isupper() and isinstance(value, str) and value.startswith(semconv.PREFIX)
+        if attr.isupper()
+        and isinstance(value, str)
+        and value.startswith(semconv.PREFIX)
         and value != semconv.PREFIX
     }
 

@@ -227,11 +227,14 @@ def exposure_warning(host: str, security: SecurityConfig) -> str | None:
         return None
     missing = []
     if not security.api_tokens:
-        missing.append("no auth token (--auth-token-file): anyone who reaches the ports can "
-                       "send spans, read the API and flag outputs")
+        missing.append(
+            "no auth token (--auth-token-file): anyone who reaches the ports can "
+            "send spans, read the API and flag outputs"
+        )
     if not security.tls:
-        missing.append("no TLS (--tls-cert/--tls-key): tokens and data cross the network "
-                       "in clear text")
+        missing.append(
+            "no TLS (--tls-cert/--tls-key): tokens and data cross the network in clear text"
+        )
     if not missing:
         return None
     return f"listening on {host}, beyond this machine, with " + "; and ".join(missing)

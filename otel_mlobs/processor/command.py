@@ -154,15 +154,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="serve /metrics without a token even when auth is on [env MLOBS_METRICS_OPEN]",
     )
-    env_option(security, "--tls-cert", type=non_empty, metavar="PEM",
-               help="server certificate (chain): serve every port over TLS")
-    env_option(security, "--tls-key", type=non_empty, metavar="PEM",
-               help="private key of --tls-cert")
-    env_option(security, "--tls-client-ca", type=non_empty, metavar="PEM",
-               help="CA of client certificates: require mutual TLS on every port")
-    env_option(security, "--id-hash-key-file", type=non_empty, metavar="FILE",
-               help="secret (16+ bytes) keying the digests identifier columns are stored as; "
-               "default: a random key per process")
+    env_option(
+        security,
+        "--tls-cert",
+        type=non_empty,
+        metavar="PEM",
+        help="server certificate (chain): serve every port over TLS",
+    )
+    env_option(
+        security, "--tls-key", type=non_empty, metavar="PEM", help="private key of --tls-cert"
+    )
+    env_option(
+        security,
+        "--tls-client-ca",
+        type=non_empty,
+        metavar="PEM",
+        help="CA of client certificates: require mutual TLS on every port",
+    )
+    env_option(
+        security,
+        "--id-hash-key-file",
+        type=non_empty,
+        metavar="FILE",
+        help="secret (16+ bytes) keying the digests identifier columns are stored as; "
+        "default: a random key per process",
+    )
     security.add_argument(
         "--keep-identifiers",
         action="store_true",

@@ -56,8 +56,13 @@ class ProcessorConfig:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"Invalid {name!r}: {port!r}; expected an integer in 0..65535")
-        for name in ("max_request_bytes", "queue_size", "queue_bytes", "grpc_workers",
-                     "http_workers"):
+        for name in (
+            "max_request_bytes",
+            "queue_size",
+            "queue_bytes",
+            "grpc_workers",
+            "http_workers",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Invalid {name!r}: {value!r}; expected a positive integer")

@@ -128,8 +128,12 @@ class IdHasher:
         """Load decisions saved by :meth:`export_decisions` (kept ones win); returns how many."""
         items = json.loads(blob)
         if not isinstance(items, list) or not all(
-            isinstance(i, list) and len(i) == 3 and isinstance(i[0], str)
-            and isinstance(i[1], str) and isinstance(i[2], bool) for i in items
+            isinstance(i, list)
+            and len(i) == 3
+            and isinstance(i[0], str)
+            and isinstance(i[1], str)
+            and isinstance(i[2], bool)
+            for i in items
         ):
             raise ValueError("identifier decisions: expected a list of [pipeline, column, bool]")
         with self._lock:

@@ -151,7 +151,9 @@ class HttpReceiver:
         if reason is not None:  # before reading the body: strangers cost no decoding
             self._auth_failures.add("otlp_http", reason)
             return self._error(
-                reply_type, 401, "missing or invalid bearer token",
+                reply_type,
+                401,
+                "missing or invalid bearer token",
                 {"WWW-Authenticate": challenge(reason)},
             )
         try:

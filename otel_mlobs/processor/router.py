@@ -115,8 +115,12 @@ class Router:
         self.errors[name] += 1
         if self.errors[name] <= 10 or self.errors[name] % 1000 == 0:
             logger.error(
-                "analyzer %s failed in %s for %s (%d failures)", name, what, key,
-                self.errors[name], exc_info=exc or True,
+                "analyzer %s failed in %s for %s (%d failures)",
+                name,
+                what,
+                key,
+                self.errors[name],
+                exc_info=exc or True,
             )
 
     def instances(self) -> Iterator[Analyzer]:

@@ -209,8 +209,9 @@ def prepare(table: Table, plan: Plan | None = None) -> Columns:
             texts.append(payload)
         else:
             codes, categories = payload
-            counts = np.bincount(codes.astype(np.intp, copy=False) + 1,
-                                 minlength=len(categories) + 1)
+            counts = np.bincount(
+                codes.astype(np.intp, copy=False) + 1, minlength=len(categories) + 1
+            )
             cats.append(CategoryColumn(i, codes, categories, counts))
     rows = None if plan is None else plan.rows
     picked = None if rows is None else np.empty((sum(len(p) for p, _ in sources), len(rows)))
@@ -218,8 +219,18 @@ def prepare(table: Table, plan: Plan | None = None) -> Columns:
         segments, sources, sums = _reduce_sources(sources, table.rows, rows, picked)
         stats = _finish_stats(segments, table.rows, *sums)
     float_index = np.asarray([p for positions, _ in sources for p in positions], dtype=np.intp)
-    out = Columns(table.rows, list(table.names), kinds, segments, float_index, *stats,
-                  categories=cats, texts=texts, plan=plan, picked=picked)
+    out = Columns(
+        table.rows,
+        list(table.names),
+        kinds,
+        segments,
+        float_index,
+        *stats,
+        categories=cats,
+        texts=texts,
+        plan=plan,
+        picked=picked,
+    )
     out.digest = _digest(out)
     return out
 
@@ -227,9 +238,9 @@ def prepare(table: Table, plan: Plan | None = None) -> Columns:
 Source = tuple[list[int], np.ndarray]  # (table positions, 2-D rows of any numeric dtype)
 
 
-def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
-                    picked: np.ndarray | None
-                    ) -> tuple[list[np.ndarray], list[Source], tuple[np.ndarray, ...]]:
+def _reduce_sources(
+    sources: list[Source], n: int, rows: np.ndarray | None, picked: np.ndarray | None
+) -> tuple[list[np.ndarray], list[Source], tuple[np.ndarray, ...]]:
     """Float64 segments holding the rows of ``sources``, the sources in segment order, and the
     plain reductions of every row (sum, min, max, bit sum, sum of squares); ``picked`` receives
     the values at positions ``rows``.
@@ -241,8 +252,10 @@ def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
     source becomes a segment of its own, so a wide million-row frame is never duplicated whole.
     """
     total_rows = sum(len(positions) for positions, _ in sources)
-    sums = tuple(np.empty(total_rows, dtype) for dtype in (np.float64, np.float64, np.float64,
-                                                           np.uint64, np.float64))
+    sums = tuple(
+        np.empty(total_rows, dtype)
+        for dtype in (np.float64, np.float64, np.float64, np.uint64, np.float64)
+    )
     if not total_rows or not n:  # nothing to reduce: _finish_stats reports NaN
         if picked is not None:
             picked[:] = np.nan
@@ -258,8 +271,9 @@ def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
         if pieces:
             segments.append(np.empty((len(pieces), n)))  # filled chunk by chunk below
     else:
-        segments += [block if block.dtype == np.float64 else block.astype(np.float64)
-                     for _, block in rest]
+        segments += [
+            block if block.dtype == np.float64 else block.astype(np.float64) for _, block in rest
+        ]
     step = max(1, CACHE_CHUNK_BYTES // max(8 * n, 1))
     at = 0
     for k, seg in enumerate(segments):
@@ -273,7 +287,7 @@ def _reduce_sources(sources: list[Source], n: int, rows: np.ndarray | None,
             part = seg[lo:hi]
             _reduce(part, at + lo, sums)
             if picked is not None:
-                np.take(part, rows, axis=1, out=picked[at + lo:at + hi])  # no temporary
+                np.take(part, rows, axis=1, out=picked[at + lo : at + hi])  # no temporary
         at += len(seg)
     return segments, kept + rest, sums
 
@@ -349,7 +363,8 @@ def _classify_object(col: np.ndarray) -> tuple[str, Any]:
         if inferred in _DATETIME_INFERRED:
             stamps = pd.to_datetime(pd.Series(col, copy=False), utc=True, errors="coerce")
             return DATETIME, time_seconds(
-                np.asarray(stamps.dt.tz_convert(None), dtype="datetime64[ns]"))
+                np.asarray(stamps.dt.tz_convert(None), dtype="datetime64[ns]")
+            )
     except (TypeError, ValueError, OverflowError):
         pass  # mixed content after all: summarize as text
     return CATEGORICAL, _object_text(col)
@@ -380,9 +395,15 @@ def time_seconds(arr: np.ndarray) -> np.ndarray:
 # --- every-row statistics of float segments -------------------------------------------------
 
 
-def _finish_stats(segments: list[np.ndarray], n: int, total: np.ndarray, lo: np.ndarray,
-                  hi: np.ndarray, bits: np.ndarray, squares: np.ndarray
-                  ) -> tuple[np.ndarray, ...]:
+def _finish_stats(
+    segments: list[np.ndarray],
+    n: int,
+    total: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    bits: np.ndarray,
+    squares: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """count, nulls, finite, mean, std, min, max, total, bits from the plain reductions. Rows whose
     plain sum is finite hold no NaN and no infinity, so the reductions serve as they are; the
     others are recomputed with masks."""
@@ -391,8 +412,17 @@ def _finish_stats(segments: list[np.ndarray], n: int, total: np.ndarray, lo: np.
     nulls = np.zeros(b, dtype=np.int64)
     if n == 0 or b == 0:
         nan = np.full(b, np.nan)
-        return (count, nulls, count.copy(), nan, nan.copy(), nan.copy(), nan.copy(),
-                np.zeros(b), np.zeros(b, np.uint64))
+        return (
+            count,
+            nulls,
+            count.copy(),
+            nan,
+            nan.copy(),
+            nan.copy(),
+            nan.copy(),
+            np.zeros(b),
+            np.zeros(b, np.uint64),
+        )
     present = count.copy()
     mean = total / n
     var = np.maximum(squares / n - mean * mean, 0.0)
@@ -406,14 +436,35 @@ def _finish_stats(segments: list[np.ndarray], n: int, total: np.ndarray, lo: np.
         dev -= mean[shifted][:, None]
         var[shifted] = np.vecdot(dev, dev) / n
     if len(dirty):  # a copy: segments may be the caller's own blocks
-        _masked_rows(_gather_rows(segments, dirty), dirty, count, nulls, present, total, mean,
-                     var, lo, hi, bits)
+        _masked_rows(
+            _gather_rows(segments, dirty),
+            dirty,
+            count,
+            nulls,
+            present,
+            total,
+            mean,
+            var,
+            lo,
+            hi,
+            bits,
+        )
     return count, nulls, present, mean, np.sqrt(var), lo, hi, total, bits
 
 
-def _masked_rows(d: np.ndarray, rows: np.ndarray, count: np.ndarray, nulls: np.ndarray,
-                 present: np.ndarray, total: np.ndarray, mean: np.ndarray, var: np.ndarray,
-                 lo: np.ndarray, hi: np.ndarray, bits: np.ndarray) -> None:
+def _masked_rows(
+    d: np.ndarray,
+    rows: np.ndarray,
+    count: np.ndarray,
+    nulls: np.ndarray,
+    present: np.ndarray,
+    total: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    bits: np.ndarray,
+) -> None:
     """Statistics of rows ``rows`` (values ``d``, a copy this may overwrite) that hold NaN or
     infinities: nulls are NaN, moments and extremes cover the finite values, and the bit sum
     counts nulls as 0.0 (one bit pattern for every kind of NaN)."""
@@ -461,16 +512,26 @@ def _digest(cols: Columns) -> bytes:
     floating-point sums, whose last bits may differ between numpy builds), and the null counts
     of text and categorical columns (so a ``Categorical`` and an object column of the same
     strings agree)."""
-    head = "\x00".join(f"{name}\x00{kind}" for name, kind in zip(cols.names, cols.kinds,
-                                                               strict=True))
-    h = hashlib.sha256(f"mlobs-columns-v2\n{cols.rows}\n{head}\n".encode(
-        "utf-8", errors="surrogatepass"))
+    head = "\x00".join(
+        f"{name}\x00{kind}" for name, kind in zip(cols.names, cols.kinds, strict=True)
+    )
+    h = hashlib.sha256(
+        f"mlobs-columns-v2\n{cols.rows}\n{head}\n".encode("utf-8", errors="surrogatepass")
+    )
     if len(cols.float_index):
         order = np.argsort(cols.float_index)
         stats = np.empty((6, len(order)), dtype="<i8")
         stats[0] = cols.float_index[order]
-        for row, values in enumerate((cols.count, cols.nulls, cols.min.view(np.int64),
-                                      cols.max.view(np.int64), cols.bits.view(np.int64)), 1):
+        for row, values in enumerate(
+            (
+                cols.count,
+                cols.nulls,
+                cols.min.view(np.int64),
+                cols.max.view(np.int64),
+                cols.bits.view(np.int64),
+            ),
+            1,
+        ):
             np.take(values, order, out=stats[row])
         h.update(stats.tobytes())
     text = [(c.index, int(c.counts[0])) for c in cols.categories]

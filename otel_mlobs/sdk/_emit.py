@@ -50,8 +50,19 @@ def stats() -> dict[str, int]:
     checks_failed, errors. ``shed`` counts items the SDK had to drop (also on spans as
     mlobs.sdk.shed); ``errors`` counts data the SDK could not summarize (logged)."""
     with _lock:
-        out = dict.fromkeys(("spans", "part_spans", "events", "rows_sent", "shed",
-                             "truncated_values", "checks_failed", "errors"), 0)
+        out = dict.fromkeys(
+            (
+                "spans",
+                "part_spans",
+                "events",
+                "rows_sent",
+                "shed",
+                "truncated_values",
+                "checks_failed",
+                "errors",
+            ),
+            0,
+        )
         out.update(_counters)
         return out
 
@@ -93,9 +104,17 @@ class SpanSink:
     ``end_time`` (ns since the epoch) is when spans ended here end; None: when they are ended.
     """
 
-    def __init__(self, first: trace.Span, next_span: Callable[[int], trace.Span], *,
-                 max_events: int, max_bytes: int = MAX_SPAN_BYTES, own_first: bool = False,
-                 used_events: int = 0, end_time: int | None = None) -> None:
+    def __init__(
+        self,
+        first: trace.Span,
+        next_span: Callable[[int], trace.Span],
+        *,
+        max_events: int,
+        max_bytes: int = MAX_SPAN_BYTES,
+        own_first: bool = False,
+        used_events: int = 0,
+        end_time: int | None = None,
+    ) -> None:
         self.end_time = end_time
         self.max_events = max(1, max_events)
         self.max_bytes = max_bytes
@@ -113,8 +132,13 @@ class SpanSink:
         """The span events currently go to."""
         return self._span
 
-    def add(self, name: str, attributes: Attributes, nbytes: int | None = None,
-            timestamp: int | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        attributes: Attributes,
+        nbytes: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
         """Add one event; ``timestamp`` (ns since the epoch) defaults to now, and is given when
         the event is added later than the call it describes (on the SDK's worker)."""
         size = attributes_bytes(attributes) if nbytes is None else nbytes
@@ -151,32 +175,40 @@ def summary_events(summary: FrameSummary, role: str, name: str, pointer: str) ->
     arrays, which the OTel SDK stores as one ``bytes`` value instead of checking each element;
     names, kinds and top values stay native string arrays.
     """
-    head = {semconv.DATA_ROLE: role, semconv.DATA_NAME: name,
-            semconv.DATA_ROWS: int(summary.rows), semconv.DATA_POINTER: pointer}
+    head = {
+        semconv.DATA_ROLE: role,
+        semconv.DATA_NAME: name,
+        semconv.DATA_ROWS: int(summary.rows),
+        semconv.DATA_POINTER: pointer,
+    }
     levels = summary.quantile_levels.tolist()
     tops = summary.top_values_json()
-    col_bytes = [len(c) + len(s) + len(t) + 8 * (9 + len(levels))
-                 for c, s, t in zip(summary.columns, summary.sketches, tops, strict=True)]
+    col_bytes = [
+        len(c) + len(s) + len(t) + 8 * (9 + len(levels))
+        for c, s, t in zip(summary.columns, summary.sketches, tops, strict=True)
+    ]
     count = summary.count.astype("<i8", copy=False)
     nulls = summary.nulls.astype("<i8", copy=False)
 
     def build(lo: int, hi: int) -> Event:
         attrs = dict(head)
-        attrs.update({
-            semconv.SUMMARY_COLUMNS: summary.columns[lo:hi],
-            semconv.SUMMARY_KINDS: summary.kinds[lo:hi],
-            semconv.SUMMARY_COUNT: packed(count[lo:hi]),
-            semconv.SUMMARY_NULLS: packed(nulls[lo:hi]),
-            semconv.SUMMARY_MEAN: packed(summary.mean[lo:hi]),
-            semconv.SUMMARY_STD: packed(summary.std[lo:hi]),
-            semconv.SUMMARY_MIN: packed(summary.min[lo:hi]),
-            semconv.SUMMARY_MAX: packed(summary.max[lo:hi]),
-            semconv.SUMMARY_QUANTILE_LEVELS: levels,
-            semconv.SUMMARY_QUANTILES: packed(summary.quantiles[lo:hi].reshape(-1)),
-            semconv.SUMMARY_SKETCHES: summary.sketches[lo:hi],
-            semconv.SUMMARY_DISTINCT: packed(summary.distinct[lo:hi]),
-            semconv.SUMMARY_TOP_VALUES: tops[lo:hi],
-        })
+        attrs.update(
+            {
+                semconv.SUMMARY_COLUMNS: summary.columns[lo:hi],
+                semconv.SUMMARY_KINDS: summary.kinds[lo:hi],
+                semconv.SUMMARY_COUNT: packed(count[lo:hi]),
+                semconv.SUMMARY_NULLS: packed(nulls[lo:hi]),
+                semconv.SUMMARY_MEAN: packed(summary.mean[lo:hi]),
+                semconv.SUMMARY_STD: packed(summary.std[lo:hi]),
+                semconv.SUMMARY_MIN: packed(summary.min[lo:hi]),
+                semconv.SUMMARY_MAX: packed(summary.max[lo:hi]),
+                semconv.SUMMARY_QUANTILE_LEVELS: levels,
+                semconv.SUMMARY_QUANTILES: packed(summary.quantiles[lo:hi].reshape(-1)),
+                semconv.SUMMARY_SKETCHES: summary.sketches[lo:hi],
+                semconv.SUMMARY_DISTINCT: packed(summary.distinct[lo:hi]),
+                semconv.SUMMARY_TOP_VALUES: tops[lo:hi],
+            }
+        )
         return semconv.EVENT_SUMMARY, attrs, sum(col_bytes[lo:hi]) + 200
 
     if not summary.columns:
@@ -193,10 +225,13 @@ def sample_events(summary: FrameSummary, role: str, name: str) -> Iterator[Event
     arrays = [packed(v) for v in summary.sample_values]
     sizes = [len(p) + len(c) + 4 for p, c in zip(arrays, summary.sample_columns, strict=True)]
     for lo, hi in _chunks(sizes, semconv.MAX_COLUMNS_PER_EVENT, MAX_EVENT_BYTES):
-        attrs = {semconv.DATA_ROLE: role, semconv.DATA_NAME: name,
-                 semconv.DATA_ROWS: int(summary.rows),
-                 semconv.SAMPLE_COLUMNS: summary.sample_columns[lo:hi],
-                 semconv.SAMPLE_VALUES: arrays[lo:hi]}
+        attrs = {
+            semconv.DATA_ROLE: role,
+            semconv.DATA_NAME: name,
+            semconv.DATA_ROWS: int(summary.rows),
+            semconv.SAMPLE_COLUMNS: summary.sample_columns[lo:hi],
+            semconv.SAMPLE_VALUES: arrays[lo:hi],
+        }
         yield semconv.EVENT_SAMPLE, attrs, sum(sizes[lo:hi]) + 100
 
 
@@ -204,14 +239,19 @@ def packed(arr: np.ndarray) -> bytes:
     """:func:`otel_mlobs.packing.pack` of a 1-D array, built with a single copy of the buffer for
     the dtypes the SDK itself produces (native-order numbers, booleans, fixed-width strings)."""
     if arr.dtype.kind in "fiubSU" and arr.dtype.byteorder != ">":
-        return b"".join((arr.dtype.str.encode("ascii"), b"\n",
-                         memoryview(np.ascontiguousarray(arr)).cast("B")))
+        return b"".join(
+            (arr.dtype.str.encode("ascii"), b"\n", memoryview(np.ascontiguousarray(arr)).cast("B"))
+        )
     return pack(arr)
 
 
 def check_event(name: str, phase: str, passed: bool, message: str) -> Event:
-    attrs = {semconv.CHECK_NAME: name, semconv.CHECK_PHASE: phase,
-             semconv.CHECK_PASSED: bool(passed), semconv.CHECK_MESSAGE: message}
+    attrs = {
+        semconv.CHECK_NAME: name,
+        semconv.CHECK_PHASE: phase,
+        semconv.CHECK_PASSED: bool(passed),
+        semconv.CHECK_MESSAGE: message,
+    }
     return semconv.EVENT_CHECK, attrs, attributes_bytes(attrs)
 
 
@@ -226,4 +266,3 @@ def _chunks(sizes: Sequence[int], max_items: int, max_bytes: int) -> Iterator[tu
         total += size
     if lo < len(sizes):
         yield lo, len(sizes)
-

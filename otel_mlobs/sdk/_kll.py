@@ -47,13 +47,14 @@ def exact_sketches(rows: np.ndarray, k: int) -> list[bytes]:
     k = max(k, size)
     if size < 2 or not MIN_K <= k <= MAX_K:
         return [exact_sketch(row, k) for row in rows]
-    head = np.frombuffer(_HEADER.pack(5, 1, _FAMILY, 0, k, _M, 0, size, k, 1, 0, k - size),
-                         dtype="<f8")
+    head = np.frombuffer(
+        _HEADER.pack(5, 1, _FAMILY, 0, k, _M, 0, size, k, 1, 0, k - size), dtype="<f8"
+    )
     buf = np.empty((count, len(head) + 2 + size), dtype="<f8")
-    buf[:, :len(head)] = head
+    buf[:, : len(head)] = head
     buf[:, len(head)] = rows[:, 0]
     buf[:, len(head) + 1] = rows[:, -1]
-    buf[:, len(head) + 2:] = rows
+    buf[:, len(head) + 2 :] = rows
     return [row.tobytes() for row in buf]
 
 
@@ -68,8 +69,9 @@ def library_sketch(values: np.ndarray, k: int, levels: list[float]) -> tuple[byt
     return sketch.serialize(), quantiles
 
 
-def nearest_rank(sorted_rows: np.ndarray, lo: np.ndarray, size: np.ndarray,
-                 levels: np.ndarray) -> np.ndarray:
+def nearest_rank(
+    sorted_rows: np.ndarray, lo: np.ndarray, size: np.ndarray, levels: np.ndarray
+) -> np.ndarray:
     """Quantiles at ``levels`` of rows whose items are ``sorted_rows[r, lo[r]:lo[r] + size[r]]``,
     as an exact KLL sketch of those items answers them: the item at index
     ``min(floor(level * size), size - 1)``. Rows with ``size == 0`` give NaN."""

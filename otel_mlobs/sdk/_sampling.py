@@ -49,8 +49,10 @@ def plan(n: int, sketch_rows: int | None, sample_rows: int, seed: int | None) ->
     """The plan of an ``n``-row table (see the module docs); :class:`ValueError` for negative
     sizes."""
     if sample_rows < 0 or (sketch_rows is not None and sketch_rows <= 0):
-        raise ValueError(f"sample_rows must be >= 0 and sketch_rows positive or None, got "
-                         f"{sample_rows} and {sketch_rows}")
+        raise ValueError(
+            f"sample_rows must be >= 0 and sketch_rows positive or None, got "
+            f"{sample_rows} and {sketch_rows}"
+        )
     rng = np.random.default_rng(DEFAULT_SEED if seed is None else seed)
     sketch = None
     if sketch_rows is not None and sketch_rows < n:

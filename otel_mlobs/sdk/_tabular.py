@@ -73,8 +73,9 @@ def as_table(data: Any, name: str = "data") -> Table:
     if kind == "Series":
         label = str(data.name) if data.name else name
         return Table([label], [_polars_values(data)], len(data))
-    raise TypeError(f"cannot summarize {type(data).__module__}.{type(data).__qualname__}; "
-                    f"expected {ACCEPTED}")
+    raise TypeError(
+        f"cannot summarize {type(data).__module__}.{type(data).__qualname__}; expected {ACCEPTED}"
+    )
 
 
 def _from_pandas(df: pd.DataFrame) -> Table:
@@ -139,8 +140,10 @@ def _from_mapping(data: Mapping) -> Table:
     cols: list[Any] = []
     for key, value in data.items():
         if not _is_column_like(value):
-            raise TypeError(f"dict value {key!r} is a {type(value).__name__}; a dict must map "
-                            f"names to 1-D arrays or lists")
+            raise TypeError(
+                f"dict value {key!r} is a {type(value).__name__}; a dict must map "
+                f"names to 1-D arrays or lists"
+            )
         col = _column(value)
         if getattr(col, "ndim", 1) != 1:
             raise TypeError(f"dict value {key!r} has shape {np.shape(col)}; columns must be 1-D")
@@ -153,8 +156,13 @@ def _from_mapping(data: Mapping) -> Table:
 
 
 def _is_column_like(value: Any) -> bool:
-    return isinstance(value, np.ndarray | pd.Series | pd.Index | pd.api.extensions.ExtensionArray
-                      | list | tuple) or _polars_kind(value) == "Series"
+    return (
+        isinstance(
+            value,
+            np.ndarray | pd.Series | pd.Index | pd.api.extensions.ExtensionArray | list | tuple,
+        )
+        or _polars_kind(value) == "Series"
+    )
 
 
 def _column(value: Any) -> Any:
@@ -171,7 +179,7 @@ def _column(value: Any) -> Any:
 
 
 def _polars_kind(data: Any) -> str | None:
-    """"DataFrame"/"Series" for polars objects; never imports polars itself."""
+    """ "DataFrame"/"Series" for polars objects; never imports polars itself."""
     module = type(data).__module__
     if not module.startswith("polars"):
         return None

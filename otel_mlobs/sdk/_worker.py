@@ -86,8 +86,9 @@ class Worker:
                 self._cond.wait()
             self._jobs.append((job, on_error))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="otel-mlobs-worker",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="otel-mlobs-worker", daemon=True
+                )
                 self._thread.start()
                 _register_exit_drain()
             self._cond.notify_all()

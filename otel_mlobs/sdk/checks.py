@@ -34,8 +34,11 @@ class CheckFailed(Exception):
 def check_name(check: Check) -> str:
     """The callable's name (``functools.partial`` objects report the wrapped function's)."""
     target = getattr(check, "func", check)
-    return str(getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
-               or type(check).__name__)
+    return str(
+        getattr(target, "__qualname__", None)
+        or getattr(target, "__name__", None)
+        or type(check).__name__
+    )
 
 
 def evaluate(check: Check, data: dict[str, Any]) -> tuple[bool, str]:

@@ -80,8 +80,7 @@ def _text(values: np.ndarray) -> str:
     except TypeError:
         pass
     missing = pd.isna(np.asarray(values, dtype=object)).tolist()
-    return _SEP.join([_NULL if gone else _str(v)
-                      for v, gone in zip(items, missing, strict=True)])
+    return _SEP.join([_NULL if gone else _str(v) for v, gone in zip(items, missing, strict=True)])
 
 
 def _str(value: Any) -> str:

@@ -43,10 +43,19 @@ from otel_mlobs.sdk.summarize import _factorize
 _LOG = logging.getLogger(__name__)
 
 
-def log_predictions(model: str, ids: Any, scores: Any = None, labels: Any = None, *,
-                    features: Any = None, timestamps: Any = None,
-                    classes: Sequence[Any] | None = None, model_version: str | None = None,
-                    pipeline: str | None = None, component: str | None = None) -> None:
+def log_predictions(
+    model: str,
+    ids: Any,
+    scores: Any = None,
+    labels: Any = None,
+    *,
+    features: Any = None,
+    timestamps: Any = None,
+    classes: Sequence[Any] | None = None,
+    model_version: str | None = None,
+    pipeline: str | None = None,
+    component: str | None = None,
+) -> None:
     """Send one batch of live predictions of ``model``.
 
     ``scores`` is 1-D (positive-class probability) or 2-D ``(n, k)`` with ``classes`` naming the
@@ -54,26 +63,57 @@ def log_predictions(model: str, ids: Any, scores: Any = None, labels: Any = None
     dict of arrays or a DataFrame holding the few columns used for bucketing. Every array must
     have one entry per id (:class:`ValueError` names the one that does not).
     """
-    _log_batch(model, ids, scores, labels, features=features, timestamps=timestamps,
-               classes=classes, model_version=model_version, pipeline=pipeline,
-               component=component, true_labels=None)
+    _log_batch(
+        model,
+        ids,
+        scores,
+        labels,
+        features=features,
+        timestamps=timestamps,
+        classes=classes,
+        model_version=model_version,
+        pipeline=pipeline,
+        component=component,
+        true_labels=None,
+    )
 
 
-def log_reference(model: str, ids: Any, true_labels: Any, scores: Any = None, labels: Any = None,
-                  *, features: Any = None, timestamps: Any = None,
-                  classes: Sequence[Any] | None = None, model_version: str | None = None,
-                  pipeline: str | None = None, component: str | None = None) -> None:
+def log_reference(
+    model: str,
+    ids: Any,
+    true_labels: Any,
+    scores: Any = None,
+    labels: Any = None,
+    *,
+    features: Any = None,
+    timestamps: Any = None,
+    classes: Sequence[Any] | None = None,
+    model_version: str | None = None,
+    pipeline: str | None = None,
+    component: str | None = None,
+) -> None:
     """Send a labelled reference batch (``mlobs.predictions.set = "reference"``), typically the
     validation split scored by the model, with its true labels."""
     if true_labels is None:
         raise ValueError("a reference batch needs true_labels")
-    _log_batch(model, ids, scores, labels, features=features, timestamps=timestamps,
-               classes=classes, model_version=model_version, pipeline=pipeline,
-               component=component, true_labels=true_labels)
+    _log_batch(
+        model,
+        ids,
+        scores,
+        labels,
+        features=features,
+        timestamps=timestamps,
+        classes=classes,
+        model_version=model_version,
+        pipeline=pipeline,
+        component=component,
+        true_labels=true_labels,
+    )
 
 
-def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
-                 pipeline: str | None = None) -> None:
+def log_feedback(
+    model: str, ids: Any, labels: Any, *, timestamps: Any = None, pipeline: str | None = None
+) -> None:
     """Send true labels for earlier predictions of ``model``, joined by id. ``timestamps`` are
     when each label became known."""
     _check_model(model)
@@ -82,15 +122,31 @@ def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
     label_raw = _one_d("labels", labels, n)
     ts = _timestamps(timestamps, n)
     run = current_run()
-    head = _span_head(semconv.SPAN_ROLE_FEEDBACK, model, pipeline,
-                      run.component if run is not None else None, None)
+    head = _span_head(
+        semconv.SPAN_ROLE_FEEDBACK,
+        model,
+        pipeline,
+        run.component if run is not None else None,
+        None,
+    )
 
     def emit(where: Context | None = None, stamp: int | None = None) -> Iterator[None]:
-        columns = {semconv.FB_IDS: _id_text(id_arr), semconv.FB_LABELS: _label_text(label_raw),
-                   semconv.FB_TIMESTAMPS: ts}
+        columns = {
+            semconv.FB_IDS: _id_text(id_arr),
+            semconv.FB_LABELS: _label_text(label_raw),
+            semconv.FB_TIMESTAMPS: ts,
+        }
         yield
-        yield from _emit_batch(semconv.EVENT_FEEDBACK, f"feedback {model}", head, columns, {}, n,
-                               where=where, stamp=stamp)
+        yield from _emit_batch(
+            semconv.EVENT_FEEDBACK,
+            f"feedback {model}",
+            head,
+            columns,
+            {},
+            n,
+            where=where,
+            stamp=stamp,
+        )
 
     if n and background():
         id_arr, label_raw, ts = id_arr.copy(), label_raw.copy(), _own(ts, timestamps)
@@ -99,17 +155,31 @@ def log_feedback(model: str, ids: Any, labels: Any, *, timestamps: Any = None,
         _run(emit())
 
 
-def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
-               timestamps: Any, classes: Sequence[Any] | None, model_version: str | None,
-               pipeline: str | None, component: str | None, true_labels: Any) -> None:
+def _log_batch(
+    model: str,
+    ids: Any,
+    scores: Any,
+    labels: Any,
+    *,
+    features: Any,
+    timestamps: Any,
+    classes: Sequence[Any] | None,
+    model_version: str | None,
+    pipeline: str | None,
+    component: str | None,
+    true_labels: Any,
+) -> None:
     _check_model(model)
     id_arr = _one_d("ids", ids)
     n = len(id_arr)
     if scores is None and labels is None:
         raise ValueError("predictions need scores, labels or both")
     ts = _timestamps(timestamps, n)
-    fixed: dict[str, Any] = {semconv.PRED_SET: semconv.PRED_SET_LIVE if true_labels is None
-                             else semconv.PRED_SET_REFERENCE}
+    fixed: dict[str, Any] = {
+        semconv.PRED_SET: semconv.PRED_SET_LIVE
+        if true_labels is None
+        else semconv.PRED_SET_REFERENCE
+    }
     score_arr = None
     if scores is not None:
         score_arr, class_names = _scores(scores, n, classes)
@@ -134,8 +204,10 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
     head = _span_head(semconv.SPAN_ROLE_PREDICTIONS, model, pipeline, comp, model_version)
 
     def emit(where: Context | None = None, stamp: int | None = None) -> Iterator[None]:
-        columns: dict[str, np.ndarray] = {semconv.PRED_IDS: _id_text(id_arr),
-                                          semconv.PRED_TIMESTAMPS: ts}
+        columns: dict[str, np.ndarray] = {
+            semconv.PRED_IDS: _id_text(id_arr),
+            semconv.PRED_TIMESTAMPS: ts,
+        }
         yield
         if score_arr is not None:
             columns[semconv.PRED_SCORES] = score_arr
@@ -151,8 +223,18 @@ def _log_batch(model: str, ids: Any, scores: Any, labels: Any, *, features: Any,
                 names.append(name)
                 arrays.append(_feature(col))
                 yield
-        yield from _emit_batch(semconv.EVENT_PREDICTIONS, f"predictions {model}", head, columns,
-                               fixed, n, names, arrays, where=where, stamp=stamp)
+        yield from _emit_batch(
+            semconv.EVENT_PREDICTIONS,
+            f"predictions {model}",
+            head,
+            columns,
+            fixed,
+            n,
+            names,
+            arrays,
+            where=where,
+            stamp=stamp,
+        )
 
     if deferred:
         _defer(emit, f"predictions of {model!r}")
@@ -248,8 +330,9 @@ def canonical_labels(arr: np.ndarray) -> np.ndarray:
     return _tight(label_strings(arr))
 
 
-def _scores(scores: Any, n: int, classes: Sequence[Any] | None
-            ) -> tuple[np.ndarray, list[str] | None]:
+def _scores(
+    scores: Any, n: int, classes: Sequence[Any] | None
+) -> tuple[np.ndarray, list[str] | None]:
     if isinstance(scores, pd.DataFrame | pd.Series):
         scores = scores.to_numpy()
     arr = np.asarray(scores, dtype=np.float64)
@@ -279,8 +362,7 @@ def _timestamps(timestamps: Any, n: int) -> np.ndarray:
     if np.ndim(timestamps) == 0:
         return np.full(n, to_event_time(timestamps), dtype=np.float64)
     arr = _one_d("timestamps", timestamps, n)
-    if arr.dtype.kind in "Mm" or isinstance(getattr(timestamps, "dtype", None),
-                                             pd.DatetimeTZDtype):
+    if arr.dtype.kind in "Mm" or isinstance(getattr(timestamps, "dtype", None), pd.DatetimeTZDtype):
         return classify(timestamps.array if isinstance(timestamps, pd.Series) else arr)[1]
     if arr.dtype.kind == "O":
         stamps = pd.to_datetime(pd.Series(arr), utc=True)
@@ -312,7 +394,8 @@ def _feature(col: Any) -> np.ndarray:
             codes, uniques = text
             return category_text(codes, [as_text(u) for u in uniques.tolist()])
     if (isinstance(col, np.ndarray) and col.dtype.kind == "O") or isinstance(
-            getattr(col, "dtype", None), pd.StringDtype):
+        getattr(col, "dtype", None), pd.StringDtype
+    ):
         # Factorize first: one pass over the objects, after which only the distinct values
         # are inspected (numbers stored as objects become floats, text a lookup table).
         codes, uniques = _factorize(col)
@@ -333,11 +416,13 @@ def _feature(col: Any) -> np.ndarray:
 # --- emission ---------------------------------------------------------------------------------
 
 
-def _span_head(role: str, model: str, pipeline: str | None, component: str | None,
-               model_version: str | None) -> dict[str, Any]:
+def _span_head(
+    role: str, model: str, pipeline: str | None, component: str | None, model_version: str | None
+) -> dict[str, Any]:
     run = current_run()
     head: dict[str, Any] = {
-        semconv.SCHEMA: semconv.SCHEMA_VERSION, semconv.SPAN_ROLE: role,
+        semconv.SCHEMA: semconv.SCHEMA_VERSION,
+        semconv.SPAN_ROLE: role,
         semconv.PIPELINE: pipeline_name(pipeline or (run.pipeline if run is not None else None)),
         semconv.MODEL: model,
     }
@@ -348,10 +433,19 @@ def _span_head(role: str, model: str, pipeline: str | None, component: str | Non
     return head
 
 
-def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
-                columns: Mapping[str, np.ndarray], fixed: dict[str, Any], n: int,
-                feature_names: Sequence[str] = (), feature_arrays: Sequence[np.ndarray] = (),
-                *, where: Context | None = None, stamp: int | None = None) -> Iterator[None]:
+def _emit_batch(
+    event_name: str,
+    span_name: str,
+    head: dict[str, Any],
+    columns: Mapping[str, np.ndarray],
+    fixed: dict[str, Any],
+    n: int,
+    feature_names: Sequence[str] = (),
+    feature_arrays: Sequence[np.ndarray] = (),
+    *,
+    where: Context | None = None,
+    stamp: int | None = None,
+) -> Iterator[None]:
     """The batch's spans, yielding after each event; ``where`` and ``stamp`` are the caller's
     context and time when this runs later on the SDK's worker."""
     if n == 0:
@@ -367,19 +461,21 @@ def _emit_batch(event_name: str, span_name: str, head: dict[str, Any],
     if not first.is_recording():
         first.end(end_time=stamp)
         return
-    row_bytes = sum(a.dtype.itemsize * (a.shape[1] if a.ndim == 2 else 1)
-                    for a in columns.values())
+    row_bytes = sum(a.dtype.itemsize * (a.shape[1] if a.ndim == 2 else 1) for a in columns.values())
     row_bytes += sum(a.dtype.itemsize for a in feature_arrays)
-    rows_per_event = max(1, min(semconv.MAX_ROWS_PER_EVENT,
-                                _emit.MAX_EVENT_BYTES // max(row_bytes, 1)))
-    sink = _emit.SpanSink(first, start, max_events=semconv.MAX_EVENTS_PER_BATCH_SPAN,
-                          own_first=True, end_time=stamp)
+    rows_per_event = max(
+        1, min(semconv.MAX_ROWS_PER_EVENT, _emit.MAX_EVENT_BYTES // max(row_bytes, 1))
+    )
+    sink = _emit.SpanSink(
+        first, start, max_events=semconv.MAX_EVENTS_PER_BATCH_SPAN, own_first=True, end_time=stamp
+    )
     fixed_bytes = _emit.attributes_bytes(fixed) + sum(len(f) + 4 for f in feature_names)
     try:
         for lo in range(0, n, rows_per_event):
             hi = min(lo + rows_per_event, n)
-            attrs: dict[str, Any] = {key: _emit.packed(arr[lo:hi].reshape(-1))
-                                     for key, arr in columns.items()}
+            attrs: dict[str, Any] = {
+                key: _emit.packed(arr[lo:hi].reshape(-1)) for key, arr in columns.items()
+            }
             attrs.update(fixed)
             if feature_names:
                 attrs[semconv.PRED_FEATURE_NAMES] = list(feature_names)

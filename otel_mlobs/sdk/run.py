@@ -123,8 +123,9 @@ def to_event_time(value: Any) -> float:
 
         stamp = pd.Timestamp(value)
         return to_event_time(stamp.to_pydatetime())
-    raise TypeError(f"event_time must be seconds, a datetime or a timestamp, got "
-                    f"{type(value).__name__}")
+    raise TypeError(
+        f"event_time must be seconds, a datetime or a timestamp, got {type(value).__name__}"
+    )
 
 
 def normalize_stage(stage: str | None) -> str:
@@ -136,10 +137,22 @@ def normalize_stage(stage: str | None) -> str:
 class Run:
     """A component run in progress: log what it reads and writes, record checks."""
 
-    def __init__(self, *, pipeline: str, component: str, stage: str, run_id: str,
-                 event_time: float, code_version: str, span: trace.Span,
-                 sensitive: Collection[str], sample_rows: int, before: Sequence[Check],
-                 after: Sequence[Check], stop_on_check_failure: bool) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        component: str,
+        stage: str,
+        run_id: str,
+        event_time: float,
+        code_version: str,
+        span: trace.Span,
+        sensitive: Collection[str],
+        sample_rows: int,
+        before: Sequence[Check],
+        after: Sequence[Check],
+        stop_on_check_failure: bool,
+    ) -> None:
         self.pipeline = pipeline
         self.component = component
         self.stage = stage
@@ -188,9 +201,16 @@ class Run:
 
     # --- data -----------------------------------------------------------------------------------
 
-    def log_input(self, name: str, data: Any, *, sensitive: Collection[str] = (),
-                  sample_rows: int | None = None, pointer: str | None = None,
-                  sketch_rows: int | None = DEFAULT_SKETCH_ROWS) -> str:
+    def log_input(
+        self,
+        name: str,
+        data: Any,
+        *,
+        sensitive: Collection[str] = (),
+        sample_rows: int | None = None,
+        pointer: str | None = None,
+        sketch_rows: int | None = DEFAULT_SKETCH_ROWS,
+    ) -> str:
         """Summarize a dataset the run reads; returns its pointer (``pointer`` or a content hash).
 
         ``sketch_rows`` bounds the rows the quantile sketch is built from (``None``: every row;
@@ -202,9 +222,16 @@ class Run:
         self.add_input(ptr)
         return ptr
 
-    def log_output(self, name: str, data: Any, *, sensitive: Collection[str] = (),
-                   sample_rows: int | None = None, pointer: str | None = None,
-                   sketch_rows: int | None = DEFAULT_SKETCH_ROWS) -> str:
+    def log_output(
+        self,
+        name: str,
+        data: Any,
+        *,
+        sensitive: Collection[str] = (),
+        sample_rows: int | None = None,
+        pointer: str | None = None,
+        sketch_rows: int | None = DEFAULT_SKETCH_ROWS,
+    ) -> str:
         """Summarize a dataset the run writes; returns its pointer. Runs pending ``before``
         checks first (see the module docs)."""
         self._run_before_checks()
@@ -231,14 +258,26 @@ class Run:
             if self._recording:
                 _producers.put(pointer, self.span.get_span_context())
 
-    def _log(self, role: str, name: str, data: Any, sensitive: Collection[str],
-             sample_rows: int | None, pointer: str | None, sketch_rows: int | None) -> str:
+    def _log(
+        self,
+        role: str,
+        name: str,
+        data: Any,
+        sensitive: Collection[str],
+        sample_rows: int | None,
+        pointer: str | None,
+        sketch_rows: int | None,
+    ) -> str:
         table: Table | Columns = as_table(data, name)
         deferred = self._background
         if pointer is None or deferred:  # the fingerprint and the summary share one pass
             try:
-                rows = plan(table.rows, sketch_rows,
-                            self.sample_rows if sample_rows is None else sample_rows, None)
+                rows = plan(
+                    table.rows,
+                    sketch_rows,
+                    self.sample_rows if sample_rows is None else sample_rows,
+                    None,
+                )
             except ValueError:  # bad sampling arguments: reported by the summary below
                 rows = None
             table = prepare(table, rows)
@@ -250,8 +289,10 @@ class Run:
         # caller's arrays, so the caller may change its data as soon as this returns.
         if deferred and table.detach(DETACH_COPY_ROWS):
             stamp = time.time_ns()
-            _worker.submit(lambda: self._summary_steps(*args, timestamp=stamp),
-                           lambda exc: self._summary_fault(role, name, exc))
+            _worker.submit(
+                lambda: self._summary_steps(*args, timestamp=stamp),
+                lambda exc: self._summary_fault(role, name, exc),
+            )
             return ptr
         try:
             for _ in self._summary_steps(*args):
@@ -263,19 +304,29 @@ class Run:
     def _summary_fault(self, role: str, name: str, exc: BaseException) -> None:
         """Count and log data the SDK could not summarize."""
         _emit.count("errors")
-        _LOG.error("could not summarize %s %r of component %r", role, name, self.component,
-                   exc_info=exc)
+        _LOG.error(
+            "could not summarize %s %r of component %r", role, name, self.component, exc_info=exc
+        )
 
-    def _summary_steps(self, role: str, name: str, table: Any, ptr: str,
-                       sensitive: Collection[str], sample_rows: int | None,
-                       sketch_rows: int | None, timestamp: int | None = None
-                       ) -> Iterator[None]:
+    def _summary_steps(
+        self,
+        role: str,
+        name: str,
+        table: Any,
+        ptr: str,
+        sensitive: Collection[str],
+        sample_rows: int | None,
+        sketch_rows: int | None,
+        timestamp: int | None = None,
+    ) -> Iterator[None]:
         """Summarize and add the events, yielding between steps (the worker paces itself there;
         see :mod:`otel_mlobs.sdk._worker`)."""
         summary = yield from summarize_steps(
-            table, sensitive=self.sensitive | set(sensitive),
+            table,
+            sensitive=self.sensitive | set(sensitive),
             sample_rows=self.sample_rows if sample_rows is None else sample_rows,
-            sketch_rows=sketch_rows, name=name,
+            sketch_rows=sketch_rows,
+            name=name,
         )
         self.shed += summary.shed
         _emit.count("shed", summary.shed)
@@ -296,8 +347,9 @@ class Run:
             raise ValueError(f"phase must be one of {semconv.CHECK_PHASES}, got {phase!r}")
         self._record_check(name, phase, bool(passed), "" if passed else str(message))
 
-    def _record_check(self, name: str, phase: str, passed: bool, message: str,
-                      raise_on_failure: bool = True) -> None:
+    def _record_check(
+        self, name: str, phase: str, passed: bool, message: str, raise_on_failure: bool = True
+    ) -> None:
         if self._recording:
             event = _emit.check_event(name, phase, passed, message)
             if self._background:  # after the summaries still being made, like every event
@@ -313,19 +365,26 @@ class Run:
             raise failure
         warnings.warn(str(failure), CheckFailedWarning, stacklevel=4)
 
-    def _run_checks(self, checks: Sequence[Check], phase: str, data: dict[str, Any],
-                    raise_on_failure: bool = True) -> None:
+    def _run_checks(
+        self,
+        checks: Sequence[Check],
+        phase: str,
+        data: dict[str, Any],
+        raise_on_failure: bool = True,
+    ) -> None:
         for check in checks:
             passed, message = evaluate(check, data)
             self._record_check(check_name(check), phase, passed, message, raise_on_failure)
 
-    def _run_before_checks(self, data: dict[str, Any] | None = None,
-                           raise_on_failure: bool = True) -> None:
+    def _run_before_checks(
+        self, data: dict[str, Any] | None = None, raise_on_failure: bool = True
+    ) -> None:
         if self._before_done:
             return
         self._before_done = True
-        self._run_checks(self._before, "before", self._input_data if data is None else data,
-                         raise_on_failure)
+        self._run_checks(
+            self._before, "before", self._input_data if data is None else data, raise_on_failure
+        )
 
     # --- spans ----------------------------------------------------------------------------------
 
@@ -335,9 +394,11 @@ class Run:
         attrs[semconv.PART_INDEX] = index
         _emit.count("spans")
         _emit.count("part_spans")
-        return get_tracer().start_span(f"{self.component} part {index}",
-                                       context=trace.set_span_in_context(self.span),
-                                       attributes=attrs)
+        return get_tracer().start_span(
+            f"{self.component} part {index}",
+            context=trace.set_span_in_context(self.span),
+            attributes=attrs,
+        )
 
     def _finish(self, exc: BaseException | None, outputs: dict[str, Any] | None = None) -> None:
         """Run pending checks, set the pointers and end the span. Raises CheckFailed (after
@@ -346,8 +407,9 @@ class Run:
         try:
             if exc is None:
                 self._run_before_checks()
-                self._run_checks(self._after, "after",
-                                 self._output_data if outputs is None else outputs)
+                self._run_checks(
+                    self._after, "after", self._output_data if outputs is None else outputs
+                )
             else:
                 self._run_before_checks(raise_on_failure=False)
         except CheckFailed as err:
@@ -356,23 +418,26 @@ class Run:
         if self._background:  # ended by the worker after its pending summaries, at this time
             stamp = time.time_ns()
             inputs, outputs = list(self.inputs), list(self.outputs)
-            _worker.submit(lambda: self._end_span(error, inputs, outputs, stamp),
-                           self._event_fault)
+            _worker.submit(lambda: self._end_span(error, inputs, outputs, stamp), self._event_fault)
         else:
             self._end_span(error, list(self.inputs), list(self.outputs), None)
         if failure is not None:
             raise failure
 
-    def _end_span(self, error: BaseException | None, inputs: list[str], outputs: list[str],
-                  stamp: int | None) -> None:
+    def _end_span(
+        self, error: BaseException | None, inputs: list[str], outputs: list[str], stamp: int | None
+    ) -> None:
         """Record ``error``, set the pointers and end the span (at ``stamp`` if given)."""
         try:
             if error is not None and self._recording:
                 self.span.record_exception(error, timestamp=stamp)
                 text = str(error)
-                self.span.set_status(Status(StatusCode.ERROR,
-                                            f"{type(error).__name__}: {text}" if text else
-                                            type(error).__name__))
+                self.span.set_status(
+                    Status(
+                        StatusCode.ERROR,
+                        f"{type(error).__name__}: {text}" if text else type(error).__name__,
+                    )
+                )
             if self._recording:
                 self.span.set_attribute(semconv.RUN_INPUTS, inputs)
                 self.span.set_attribute(semconv.RUN_OUTPUTS, outputs)
@@ -390,60 +455,105 @@ class Run:
 
 def _check_pointer(pointer: Any) -> str:
     if not isinstance(pointer, str) or not pointer:
-        raise TypeError(f"a pointer must be a non-empty string (URI or content hash), got "
-                        f"{pointer!r}")
+        raise TypeError(
+            f"a pointer must be a non-empty string (URI or content hash), got {pointer!r}"
+        )
     return pointer
 
 
-def _start_run(component: str, *, pipeline: str | None, stage: str, run_id: str | None,
-               event_time: Any, code_version: str | None, sensitive: Collection[str],
-               sample_rows: int, before: Sequence[Check], after: Sequence[Check],
-               stop_on_check_failure: bool) -> Run:
+def _start_run(
+    component: str,
+    *,
+    pipeline: str | None,
+    stage: str,
+    run_id: str | None,
+    event_time: Any,
+    code_version: str | None,
+    sensitive: Collection[str],
+    sample_rows: int,
+    before: Sequence[Check],
+    after: Sequence[Check],
+    stop_on_check_failure: bool,
+) -> Run:
     if not isinstance(component, str) or not component:
         raise TypeError(f"component must be a non-empty string, got {component!r}")
     pipe = pipeline_name(pipeline)
     when = to_event_time(event_time)
     rid = run_id or uuid.uuid4().hex
-    version = code_version if code_version is not None else os.environ.get(
-        "MLOBS_CODE_VERSION", "")
+    version = code_version if code_version is not None else os.environ.get("MLOBS_CODE_VERSION", "")
     norm_stage = normalize_stage(stage)
     attrs = {
-        semconv.SCHEMA: semconv.SCHEMA_VERSION, semconv.SPAN_ROLE: semconv.SPAN_ROLE_RUN,
-        semconv.PIPELINE: pipe, semconv.COMPONENT: component, semconv.STAGE: norm_stage,
-        semconv.RUN_ID: rid, semconv.RUN_EVENT_TIME: when, semconv.CODE_VERSION: version,
+        semconv.SCHEMA: semconv.SCHEMA_VERSION,
+        semconv.SPAN_ROLE: semconv.SPAN_ROLE_RUN,
+        semconv.PIPELINE: pipe,
+        semconv.COMPONENT: component,
+        semconv.STAGE: norm_stage,
+        semconv.RUN_ID: rid,
+        semconv.RUN_EVENT_TIME: when,
+        semconv.CODE_VERSION: version,
     }
     span = get_tracer().start_span(component, attributes=attrs)
     _emit.count("spans")
-    return Run(pipeline=pipe, component=component, stage=norm_stage, run_id=rid,
-               event_time=when, code_version=version, span=span, sensitive=sensitive,
-               sample_rows=sample_rows, before=before, after=after,
-               stop_on_check_failure=stop_on_check_failure)
+    return Run(
+        pipeline=pipe,
+        component=component,
+        stage=norm_stage,
+        run_id=rid,
+        event_time=when,
+        code_version=version,
+        span=span,
+        sensitive=sensitive,
+        sample_rows=sample_rows,
+        before=before,
+        after=after,
+        stop_on_check_failure=stop_on_check_failure,
+    )
 
 
 @contextmanager
-def observe(component: str, *, pipeline: str | None = None, stage: str = "other",
-            run_id: str | None = None, event_time: Any = None, code_version: str | None = None,
-            inputs: Sequence[str] = (), outputs: Sequence[str] = (),
-            before: Sequence[Check] = (), after: Sequence[Check] = (),
-            stop_on_check_failure: bool = False, sensitive: Collection[str] = (),
-            sample_rows: int = DEFAULT_SAMPLE_ROWS) -> Iterator[Run]:
+def observe(
+    component: str,
+    *,
+    pipeline: str | None = None,
+    stage: str = "other",
+    run_id: str | None = None,
+    event_time: Any = None,
+    code_version: str | None = None,
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    before: Sequence[Check] = (),
+    after: Sequence[Check] = (),
+    stop_on_check_failure: bool = False,
+    sensitive: Collection[str] = (),
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+) -> Iterator[Run]:
     """Observe one run of ``component``: a ``run`` span around the block, yielding the Run.
 
     An exception inside the block is recorded on the span (status ERROR) and re-raised
     unchanged. ``inputs``/``outputs`` are pointers known up front.
     """
-    run = _start_run(component, pipeline=pipeline, stage=stage, run_id=run_id,
-                     event_time=event_time, code_version=code_version, sensitive=sensitive,
-                     sample_rows=sample_rows, before=before, after=after,
-                     stop_on_check_failure=stop_on_check_failure)
+    run = _start_run(
+        component,
+        pipeline=pipeline,
+        stage=stage,
+        run_id=run_id,
+        event_time=event_time,
+        code_version=code_version,
+        sensitive=sensitive,
+        sample_rows=sample_rows,
+        before=before,
+        after=after,
+        stop_on_check_failure=stop_on_check_failure,
+    )
     for pointer in inputs:
         run.add_input(pointer)
     for pointer in outputs:
         run.add_output(pointer)
     token = _current.set(run)
     try:
-        with trace.use_span(run.span, end_on_exit=False, record_exception=False,
-                            set_status_on_exception=False):
+        with trace.use_span(
+            run.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
             yield run
     except BaseException as exc:
         run._finish(exc)
@@ -454,11 +564,18 @@ def observe(component: str, *, pipeline: str | None = None, stage: str = "other"
         _current.reset(token)
 
 
-def component(name: str | Callable | None = None, *, pipeline: str | None = None,
-              stage: str = "other", code_version: str | None = None,
-              before: Sequence[Check] = (), after: Sequence[Check] = (),
-              stop_on_check_failure: bool = False, sensitive: Collection[str] = (),
-              output_names: Sequence[str] | None = None) -> Any:
+def component(
+    name: str | Callable | None = None,
+    *,
+    pipeline: str | None = None,
+    stage: str = "other",
+    code_version: str | None = None,
+    before: Sequence[Check] = (),
+    after: Sequence[Check] = (),
+    stop_on_check_failure: bool = False,
+    sensitive: Collection[str] = (),
+    output_names: Sequence[str] | None = None,
+) -> Any:
     """Decorator: each call of the function is one observed run.
 
     Tabular arguments are logged as inputs under their parameter names; a tabular return value
@@ -483,10 +600,17 @@ def component(name: str | Callable | None = None, *, pipeline: str | None = None
                 arguments = _flatten_arguments(signature, bound.arguments)
             except TypeError:
                 arguments = {}
-            with observe(comp, pipeline=pipeline, stage=stage, event_time=event_time,
-                         code_version=code_version, before=before, after=after,
-                         stop_on_check_failure=stop_on_check_failure,
-                         sensitive=sensitive) as run:
+            with observe(
+                comp,
+                pipeline=pipeline,
+                stage=stage,
+                event_time=event_time,
+                code_version=code_version,
+                before=before,
+                after=after,
+                stop_on_check_failure=stop_on_check_failure,
+                sensitive=sensitive,
+            ) as run:
                 for arg_name, value in arguments.items():
                     if is_tabular(value):
                         _auto_log(run.log_input, arg_name, value)
@@ -515,8 +639,7 @@ def _auto_log(log: Callable[..., str], name: str, value: Any) -> None:
         _LOG.warning("not logging %r: %s", name, exc)
 
 
-def _flatten_arguments(signature: inspect.Signature, arguments: dict[str, Any]
-                       ) -> dict[str, Any]:
+def _flatten_arguments(signature: inspect.Signature, arguments: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for arg_name, value in arguments.items():
         kind = signature.parameters[arg_name].kind

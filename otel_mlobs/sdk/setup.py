@@ -147,8 +147,13 @@ def background() -> bool:
 
 def pipeline_name(explicit: str | None = None) -> str:
     """Pipeline of a run or batch: explicit, configured, ``MLOBS_PIPELINE``, service, "default"."""
-    return (explicit or _state.pipeline or os.environ.get("MLOBS_PIPELINE")
-            or os.environ.get("OTEL_SERVICE_NAME") or "default")
+    return (
+        explicit
+        or _state.pipeline
+        or os.environ.get("MLOBS_PIPELINE")
+        or os.environ.get("OTEL_SERVICE_NAME")
+        or "default"
+    )
 
 
 def get_tracer() -> trace.Tracer:
@@ -204,9 +209,13 @@ def shutdown() -> None:
         provider.force_flush()
 
 
-def _build_provider(pipeline: str, service_name: str | None, endpoint: str | None,
-                    protocol: str | None, headers: Mapping[str, str] | str | None
-                    ) -> TracerProvider:
+def _build_provider(
+    pipeline: str,
+    service_name: str | None,
+    endpoint: str | None,
+    protocol: str | None,
+    headers: Mapping[str, str] | str | None,
+) -> TracerProvider:
     attrs: dict[str, Any] = {}
     if service_name:
         attrs["service.name"] = service_name
@@ -216,15 +225,24 @@ def _build_provider(pipeline: str, service_name: str | None, endpoint: str | Non
     provider.add_span_processor(DrainFirst())  # before the exporter's processor: runs first
     exporter = make_exporter(endpoint=endpoint, protocol=protocol, headers=headers)
     queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else DEFAULT_MAX_QUEUE_SIZE
-    provider.add_span_processor(BatchSpanProcessor(SizeCappedExporter(exporter),
-                                                   max_queue_size=queue))
+    provider.add_span_processor(
+        BatchSpanProcessor(SizeCappedExporter(exporter), max_queue_size=queue)
+    )
     return provider
 
 
 def resolve_protocol(protocol: str | None = None) -> str:
     """The OTLP protocol to use: argument, then the standard variables, then ``grpc``."""
-    chosen = (protocol or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-              or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
+    chosen = (
+        (
+            protocol
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "grpc"
+        )
+        .strip()
+        .lower()
+    )
     if chosen not in PROTOCOLS:
         raise ValueError(f"unknown OTLP protocol {chosen!r}; expected one of {PROTOCOLS}")
     if chosen == "http/json":
@@ -233,8 +251,12 @@ def resolve_protocol(protocol: str | None = None) -> str:
     return chosen
 
 
-def make_exporter(*, endpoint: str | None = None, protocol: str | None = None,
-                  headers: Mapping[str, str] | str | None = None) -> SpanExporter:
+def make_exporter(
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | str | None = None,
+) -> SpanExporter:
     """An OTLP span exporter for ``protocol``; None arguments are left to the exporter's env."""
     chosen = resolve_protocol(protocol)
     header_map = parse_headers(headers) if headers is not None else None

@@ -157,11 +157,17 @@ class FrameSummary:
         """All statistics of the first column called ``name``, for reading and tests."""
         i = self.columns.index(name)
         return {
-            "kind": self.kinds[i], "count": int(self.count[i]), "nulls": int(self.nulls[i]),
-            "mean": float(self.mean[i]), "std": float(self.std[i]),
-            "min": float(self.min[i]), "max": float(self.max[i]),
-            "quantiles": self.quantiles[i], "sketch": self.sketches[i],
-            "distinct": float(self.distinct[i]), "top_values": self.top_values[i],
+            "kind": self.kinds[i],
+            "count": int(self.count[i]),
+            "nulls": int(self.nulls[i]),
+            "mean": float(self.mean[i]),
+            "std": float(self.std[i]),
+            "min": float(self.min[i]),
+            "max": float(self.max[i]),
+            "quantiles": self.quantiles[i],
+            "sketch": self.sketches[i],
+            "distinct": float(self.distinct[i]),
+            "top_values": self.top_values[i],
         }
 
 
@@ -208,9 +214,16 @@ def summarize_frame(
     >>> s.column("x")["count"], s.column("x")["nulls"], s.column("x")["mean"]
     (3, 1, 1.5)
     """
-    steps = summarize_steps(data, sensitive=sensitive, sample_rows=sample_rows, seed=seed,
-                            quantile_levels=quantile_levels, sketch_k=sketch_k,
-                            sketch_rows=sketch_rows, name=name)
+    steps = summarize_steps(
+        data,
+        sensitive=sensitive,
+        sample_rows=sample_rows,
+        seed=seed,
+        quantile_levels=quantile_levels,
+        sketch_k=sketch_k,
+        sketch_rows=sketch_rows,
+        name=name,
+    )
     while True:
         try:
             next(steps)
@@ -252,10 +265,20 @@ def summarize_steps(
     moments = np.full((4, ncols), np.nan)  # mean, std, min, max
     counts = np.zeros((2, ncols), np.int64)  # count, nulls
     out = FrameSummary(
-        rows=n, columns=list(cols.names), kinds=list(cols.kinds), count=counts[0],
-        nulls=counts[1], mean=moments[0], std=moments[1], min=moments[2], max=moments[3],
-        quantile_levels=levels, quantiles=np.full((ncols, levels.size), np.nan),
-        sketches=[b""] * ncols, distinct=np.zeros(ncols), top_values=[{}] * ncols,
+        rows=n,
+        columns=list(cols.names),
+        kinds=list(cols.kinds),
+        count=counts[0],
+        nulls=counts[1],
+        mean=moments[0],
+        std=moments[1],
+        min=moments[2],
+        max=moments[3],
+        quantile_levels=levels,
+        quantiles=np.full((ncols, levels.size), np.nan),
+        sketches=[b""] * ncols,
+        distinct=np.zeros(ncols),
+        top_values=[{}] * ncols,
         sample_size=len(sample_idx),
     )
     samples: list[Any] = [None] * ncols
@@ -275,8 +298,11 @@ def summarize_steps(
             continue
         if sample is _OVERSIZED or sample.nbytes > MAX_SAMPLE_COLUMN_BYTES:
             out.shed += 1
-            _LOG.warning("sample of column %r left out: its packed array would exceed %d "
-                         "bytes", col_name, MAX_SAMPLE_COLUMN_BYTES)
+            _LOG.warning(
+                "sample of column %r left out: its packed array would exceed %d bytes",
+                col_name,
+                MAX_SAMPLE_COLUMN_BYTES,
+            )
             continue
         out.sample_columns.append(col_name)
         out.sample_values.append(sample)
@@ -296,9 +322,16 @@ def _levels(levels: tuple[float, ...]) -> np.ndarray:
 # --- numeric, datetime and boolean columns ---------------------------------------------------
 
 
-def _floats(out: FrameSummary, cols: Columns, levels: np.ndarray, sketch_k: int,
-            sketch_rows: int | None, sketch_idx: np.ndarray | None, sample_idx: np.ndarray,
-            samples: list[Any]) -> None:
+def _floats(
+    out: FrameSummary,
+    cols: Columns,
+    levels: np.ndarray,
+    sketch_k: int,
+    sketch_rows: int | None,
+    sketch_idx: np.ndarray | None,
+    sample_idx: np.ndarray,
+    samples: list[Any],
+) -> None:
     at = cols.float_index
     if not len(at):
         return
@@ -315,8 +348,9 @@ def _floats(out: FrameSummary, cols: Columns, levels: np.ndarray, sketch_k: int,
     for j in np.flatnonzero(boolean).tolist():
         i = int(at[j])
         trues = int(round(cols.total[j]))
-        ordered = sorted({"True": trues, "False": int(cols.count[j]) - trues}.items(),
-                         key=lambda kv: -kv[1])
+        ordered = sorted(
+            {"True": trues, "False": int(cols.count[j]) - trues}.items(), key=lambda kv: -kv[1]
+        )
         out.top_values[i] = {k: v for k, v in ordered if v}
         out.distinct[i] = float(len(out.top_values[i]))
     if not len(sketched):
@@ -324,12 +358,24 @@ def _floats(out: FrameSummary, cols: Columns, levels: np.ndarray, sketch_k: int,
     if drawn is None:
         _floats_every_row(out, cols, sketched, levels, sketch_k)
     else:
-        _floats_sampled(out, cols, sketched,
-                        drawn if len(sketched) == len(at) else drawn[sketched], levels, sketch_k)
+        _floats_sampled(
+            out,
+            cols,
+            sketched,
+            drawn if len(sketched) == len(at) else drawn[sketched],
+            levels,
+            sketch_k,
+        )
 
 
-def _floats_sampled(out: FrameSummary, cols: Columns, rows: np.ndarray, drawn: np.ndarray,
-                    levels: np.ndarray, sketch_k: int) -> None:
+def _floats_sampled(
+    out: FrameSummary,
+    cols: Columns,
+    rows: np.ndarray,
+    drawn: np.ndarray,
+    levels: np.ndarray,
+    sketch_k: int,
+) -> None:
     """Sketches, quantiles and distinct estimates of float rows ``rows`` from their sample."""
     ordered = _sort_rows(drawn)
     k, m = ordered.shape
@@ -346,13 +392,14 @@ def _floats_sampled(out: FrameSummary, cols: Columns, rows: np.ndarray, drawn: n
     quantiles = _kll.nearest_rank(ordered, neg, finite, levels)
     plain = (finite == m) & (m >= 2) & (m <= EXACT_SKETCH_MAX)
     if bool(plain.any()):
-        for i, sketch in zip(at[plain].tolist(), _kll.exact_sketches(ordered[plain], sketch_k),
-                             strict=True):
+        for i, sketch in zip(
+            at[plain].tolist(), _kll.exact_sketches(ordered[plain], sketch_k), strict=True
+        ):
             out.sketches[i] = sketch
     level_list = levels.tolist()
     for j in np.flatnonzero(~plain & (finite > 0)).tolist():
         lo, size = int(neg[j]), int(finite[j])
-        values = ordered[j, lo:lo + size]
+        values = ordered[j, lo : lo + size]
         if size <= EXACT_SKETCH_MAX:
             out.sketches[at[j]] = _kll.exact_sketch(values, sketch_k)
         else:
@@ -360,14 +407,23 @@ def _floats_sampled(out: FrameSummary, cols: Columns, rows: np.ndarray, drawn: n
     out.quantiles[at] = quantiles
     d, f1, f2 = _run_counts(ordered, present)
     varied = (cols.min[rows] < cols.max[rows]).tolist()  # then at least two distinct values
-    out.distinct[at] = [max(_chao_lin_one(*args), 2.0) if more else _chao_lin_one(*args)
-                        for *args, more in zip(d.tolist(), f1.tolist(), f2.tolist(),
-                                               present.tolist(), cols.count[rows].tolist(),
-                                               varied, strict=True)]
+    out.distinct[at] = [
+        max(_chao_lin_one(*args), 2.0) if more else _chao_lin_one(*args)
+        for *args, more in zip(
+            d.tolist(),
+            f1.tolist(),
+            f2.tolist(),
+            present.tolist(),
+            cols.count[rows].tolist(),
+            varied,
+            strict=True,
+        )
+    ]
 
 
-def _floats_every_row(out: FrameSummary, cols: Columns, rows: np.ndarray, levels: np.ndarray,
-                      sketch_k: int) -> None:
+def _floats_every_row(
+    out: FrameSummary, cols: Columns, rows: np.ndarray, levels: np.ndarray, sketch_k: int
+) -> None:
     """Sketches over every finite value and hash-based distinct counts (``sketch_rows=None``)."""
     level_list = levels.tolist()
     wanted = set(rows.tolist())
@@ -383,11 +439,12 @@ def _floats_every_row(out: FrameSummary, cols: Columns, rows: np.ndarray, levels
                     finite = np.sort(finite)
                     out.sketches[i] = _kll.exact_sketch(finite, sketch_k)
                     out.quantiles[i] = _kll.nearest_rank(
-                        finite[None, :], np.zeros(1, np.int64), np.array([len(finite)]),
-                        levels)[0]
+                        finite[None, :], np.zeros(1, np.int64), np.array([len(finite)]), levels
+                    )[0]
                 elif len(finite):
                     out.sketches[i], out.quantiles[i] = _kll.library_sketch(
-                        finite, sketch_k, level_list)
+                        finite, sketch_k, level_list
+                    )
             j += 1
 
 
@@ -412,8 +469,9 @@ def _sort_rows(x: np.ndarray) -> np.ndarray:
     return np.sort(out, axis=1, kind="stable")
 
 
-def _run_counts(ordered: np.ndarray, present: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _run_counts(
+    ordered: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: distinct values among the first ``present[r]`` items of sorted row ``r`` (the
     rest are NaN), and how many of them occur exactly once and exactly twice."""
     k, m = ordered.shape
@@ -424,10 +482,10 @@ def _run_counts(ordered: np.ndarray, present: np.ndarray
     # new[p]: a run starts at p. NaN never equals anything, so each trailing NaN is a run of
     # one of its own; those are taken off below. Two sentinels close the last row.
     new = np.empty(k * m + 2, dtype=bool)
-    np.not_equal(flat[1:], flat[:-1], out=new[1:k * m])
-    new[0:k * m:m] = True
-    new[k * m:] = True
-    here, nxt, after = new[:k * m], new[1:k * m + 1], new[2:]
+    np.not_equal(flat[1:], flat[:-1], out=new[1 : k * m])
+    new[0 : k * m : m] = True
+    new[k * m :] = True
+    here, nxt, after = new[: k * m], new[1 : k * m + 1], new[2:]
     marks = np.empty((3, k * m), dtype=bool)
     marks[0] = here
     np.logical_and(here, nxt, out=marks[1])
@@ -473,8 +531,7 @@ def _distinct_estimate(values: np.ndarray) -> float:
 # --- categorical and text columns -----------------------------------------------------------
 
 
-def _category(out: FrameSummary, cat: CategoryColumn, sample_idx: np.ndarray
-              ) -> np.ndarray | None:
+def _category(out: FrameSummary, cat: CategoryColumn, sample_idx: np.ndarray) -> np.ndarray | None:
     i = cat.index
     out.nulls[i] = int(cat.counts[0])
     counts = cat.counts[1:]
@@ -491,8 +548,14 @@ def _category(out: FrameSummary, cat: CategoryColumn, sample_idx: np.ndarray
     return _text_array(strings, where.reshape(-1), len(sample_idx))
 
 
-def _text(out: FrameSummary, text: TextColumn, n: int, sketch_rows: int | None,
-          sketch_idx: np.ndarray | None, sample_idx: np.ndarray) -> np.ndarray | None:
+def _text(
+    out: FrameSummary,
+    text: TextColumn,
+    n: int,
+    sketch_rows: int | None,
+    sketch_idx: np.ndarray | None,
+    sample_idx: np.ndarray,
+) -> np.ndarray | None:
     i = text.index
     out.nulls[i] = text.nulls
     out.count[i] = count = n - text.nulls
@@ -547,8 +610,7 @@ def _sample_counts(drawn: tuple[list[Any], list[bool] | None]) -> Counter:
         return Counter(map(str, items))
 
 
-def _text_statistics(out: FrameSummary, i: int, seen: Counter, count: int,
-                     sampled: bool) -> None:
+def _text_statistics(out: FrameSummary, i: int, seen: Counter, count: int, sampled: bool) -> None:
     """Distinct estimate and top values of a text column from its sampled counts."""
     m = sum(seen.values())
     if not m:
@@ -583,14 +645,16 @@ def _factorize(col: Any) -> tuple[np.ndarray, np.ndarray]:
         values = np.asarray(col, dtype=object)
         present = ~pd.isna(values)
         text = np.full(len(values), None, dtype=object)
-        text[present] = np.fromiter((str(v) for v in values[present]), dtype=object,
-                                    count=int(present.sum()))  # rare path: Python is fine
+        text[present] = np.fromiter(
+            (str(v) for v in values[present]), dtype=object, count=int(present.sum())
+        )  # rare path: Python is fine
         codes, uniques = pd.factorize(text, use_na_sentinel=True)
     return np.asarray(codes), np.asarray(uniques, dtype=object)
 
 
-def _top_values(out: FrameSummary, counts: np.ndarray, uniques: np.ndarray,
-                nonzero: np.ndarray) -> dict[str, int]:
+def _top_values(
+    out: FrameSummary, counts: np.ndarray, uniques: np.ndarray, nonzero: np.ndarray
+) -> dict[str, int]:
     if len(nonzero) > TOP_VALUES:
         part = np.argpartition(-counts[nonzero], TOP_VALUES - 1)[:TOP_VALUES]
         nonzero = np.sort(nonzero[part])

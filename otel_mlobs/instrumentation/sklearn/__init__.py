@@ -169,8 +169,9 @@ class SklearnInstrumentor(BaseInstrumentor):
         methods = _methods(kwargs.get("methods"))
         settings = Settings(
             pipeline=kwargs.get("pipeline"),
-            log_predictions=_flag(kwargs.get("log_predictions"),
-                                  "MLOBS_SKLEARN_LOG_PREDICTIONS", True),
+            log_predictions=_flag(
+                kwargs.get("log_predictions"), "MLOBS_SKLEARN_LOG_PREDICTIONS", True
+            ),
             sample_rows=_rows(kwargs.get("sample_rows")),
         )
         provider = kwargs.get("tracer_provider")

@@ -27,7 +27,8 @@ import numpy as np
 
 _LOG = logging.getLogger(__name__)
 _NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "mlobs_sklearn_nested", default=False)
+    "mlobs_sklearn_nested", default=False
+)
 
 PREDICT_METHODS = frozenset({"predict", "predict_proba", "predict_log_proba", "decision_function"})
 TRANSFORM_METHODS = frozenset({"transform", "fit_transform"})
@@ -143,8 +144,9 @@ class CallObserver:
         self.settings = settings
         self._warned: set[tuple[str, str]] = set()
 
-    def __call__(self, method: str, estimator: Any, bound: Callable[..., Any], args: tuple,
-                 kwargs: dict) -> Any:
+    def __call__(
+        self, method: str, estimator: Any, bound: Callable[..., Any], args: tuple, kwargs: dict
+    ) -> Any:
         if in_observed_call():
             return bound(*args, **kwargs)
         run_cm, run = self._open(method, estimator)
@@ -202,13 +204,18 @@ class CallObserver:
         key = (method, what)
         level = logging.DEBUG if key in self._warned else logging.WARNING
         self._warned.add(key)
-        _LOG.log(level, "sklearn instrumentation skipped the %s of %s: %s", what, method, message,
-                 exc_info=level == logging.DEBUG)
+        _LOG.log(
+            level,
+            "sklearn instrumentation skipped the %s of %s: %s",
+            what,
+            method,
+            message,
+            exc_info=level == logging.DEBUG,
+        )
 
     # --- inputs and outputs -----------------------------------------------------------------
 
-    def _log_inputs(self, run: Any, method: str, estimator: Any, args: tuple,
-                    kwargs: dict) -> None:
+    def _log_inputs(self, run: Any, method: str, estimator: Any, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else kwargs.get("X")
         loggable = _as_loggable(x)
         if loggable is not None:
@@ -223,8 +230,7 @@ class CallObserver:
             if model is not None:
                 run.add_input(model[0])
 
-    def _log_outputs(self, run: Any, method: str, estimator: Any, args: tuple,
-                     result: Any) -> None:
+    def _log_outputs(self, run: Any, method: str, estimator: Any, args: tuple, result: Any) -> None:
         if method in FIT_METHODS:
             pointer = f"sklearn://{run.pipeline}/{run.component.rsplit('.', 1)[0]}/{run.run_id}"
             with contextlib.suppress(TypeError):  # an unhashable estimator keeps no pointer
@@ -238,8 +244,9 @@ class CallObserver:
         name = "predictions" if method in PREDICT_METHODS else "Xt"
         run.log_output(name, loggable)
         if method in ("predict", "predict_proba") and self.settings.log_predictions:
-            self._log_predictions(run, method, estimator, args[0] if args else None,
-                                  np.asarray(loggable))
+            self._log_predictions(
+                run, method, estimator, args[0] if args else None, np.asarray(loggable)
+            )
 
     def _fitted(self, estimator: Any) -> tuple[str, str] | None:
         try:
@@ -247,8 +254,9 @@ class CallObserver:
         except TypeError:
             return None
 
-    def _log_predictions(self, run: Any, method: str, estimator: Any, x: Any,
-                         result: np.ndarray) -> None:
+    def _log_predictions(
+        self, run: Any, method: str, estimator: Any, x: Any, result: np.ndarray
+    ) -> None:
         from sklearn.base import is_classifier
 
         import otel_mlobs
@@ -257,8 +265,11 @@ class CallObserver:
             return
         ids = prediction_ids(x, run.run_id, len(result))
         model = self._fitted(estimator)
-        kwargs: dict[str, Any] = {"model_version": model[1] if model else None,
-                                  "pipeline": run.pipeline, "component": run.component}
+        kwargs: dict[str, Any] = {
+            "model_version": model[1] if model else None,
+            "pipeline": run.pipeline,
+            "component": run.component,
+        }
         name = run.component.rsplit(".", 1)[0]
         if method == "predict":
             otel_mlobs.log_predictions(name, ids, labels=result, **kwargs)
@@ -268,6 +279,11 @@ class CallObserver:
         if result.ndim == 2 and result.shape[1] == 2:
             otel_mlobs.log_predictions(name, ids, scores=result[:, 1], labels=labels, **kwargs)
         else:
-            otel_mlobs.log_predictions(name, ids, scores=result, labels=labels,
-                                       classes=None if classes is None else list(classes),
-                                       **kwargs)
+            otel_mlobs.log_predictions(
+                name,
+                ids,
+                scores=result,
+                labels=labels,
+                classes=None if classes is None else list(classes),
+                **kwargs,
+            )

@@ -407,8 +407,12 @@ class ModelAccuracyAnalyzer(Analyzer):
         yield self._m("mlobs_model_join_sample_rate", "gauge",
                       "Inclusion probability of an id in the join's sample (1 = exact).",
                       j.sample_rate)  # fmt: skip
-        yield self._m("mlobs_model_pending_predictions", "gauge",
-                      "Predictions in the sample waiting for feedback.", float(j.pending))
+        yield self._m(
+            "mlobs_model_pending_predictions",
+            "gauge",
+            "Predictions in the sample waiting for feedback.",
+            float(j.pending),
+        )
         yield self._m("mlobs_model_held_feedback", "gauge",
                       "Feedback rows held while their prediction may still arrive.",
                       float(j.held))  # fmt: skip
@@ -428,13 +432,23 @@ class ModelAccuracyAnalyzer(Analyzer):
                           float(j.unjoined[reason]), reason=reason)  # fmt: skip
 
     def _window_metrics(self, window: str, f: WindowFigures) -> Iterable[Metric]:
-        yield self._m("mlobs_model_window_joined", "gauge",
-                      "Joined predictions made in the window (sample).", f.joined, window=window)
+        yield self._m(
+            "mlobs_model_window_joined",
+            "gauge",
+            "Joined predictions made in the window (sample).",
+            f.joined,
+            window=window,
+        )
         yield self._m("mlobs_model_window_correct", "gauge",
                       "Correct joined predictions made in the window (sample).", f.correct,
                       window=window)  # fmt: skip
-        yield self._m("mlobs_model_window_predictions", "gauge",
-                      "Live predictions made in the window.", f.predictions, window=window)
+        yield self._m(
+            "mlobs_model_window_predictions",
+            "gauge",
+            "Live predictions made in the window.",
+            f.predictions,
+            window=window,
+        )
         if f.realized is not None:
             yield self._m("mlobs_model_realized_accuracy", "gauge",
                           "Accuracy of the joined predictions made in the window.",
@@ -458,9 +472,13 @@ class ModelAccuracyAnalyzer(Analyzer):
         used, ts = self._join.pending_view()
         overdue = self._delays.overdue(used, ts, self._now)
         if overdue is not None:
-            yield self._m("mlobs_model_overdue_predictions", "gauge",
-                          "Pending predictions older than the historical p95 feedback delay "
-                          "(denominator: mlobs_model_pending_predictions).", float(overdue))
+            yield self._m(
+                "mlobs_model_overdue_predictions",
+                "gauge",
+                "Pending predictions older than the historical p95 feedback delay "
+                "(denominator: mlobs_model_pending_predictions).",
+                float(overdue),
+            )
             yield self._m("mlobs_model_feedback_delay_p95_seconds", "gauge",
                           "Historical p95 feedback delay that defines overdue.",
                           float(self._delays.quantile_value() or 0.0))  # fmt: skip

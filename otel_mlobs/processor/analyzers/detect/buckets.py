@@ -270,6 +270,4 @@ def pair_candidates(
     if bins < 2:
         return []
     top = ranked[:3]
-    return [
-        PairScheme(a, b, bins, min_support) for i, a in enumerate(top) for b in top[i + 1 :]
-    ]
+    return [PairScheme(a, b, bins, min_support) for i, a in enumerate(top) for b in top[i + 1 :]]

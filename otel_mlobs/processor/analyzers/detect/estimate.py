@@ -144,7 +144,11 @@ class ReferenceSet:
     """Bounded store of labelled reference rows; fits the estimator and says why it cannot."""
 
     def __init__(
-        self, max_rows: int = 50_000, min_rows: int = 200, min_support: int = 30, n_folds: int = 4,
+        self,
+        max_rows: int = 50_000,
+        min_rows: int = 200,
+        min_support: int = 30,
+        n_folds: int = 4,
         tolerance: float = 0.0,
     ) -> None:
         if max_rows < min_rows:
@@ -317,7 +321,10 @@ class ReferenceSet:
         use_iso = b_iso < b_raw
         calibrator = CalibratedConfidence().fit(conf, y, isotonic=use_iso)
         report = {
-            "available": True, "isotonic": use_iso, "brier_raw": b_raw, "brier_isotonic": b_iso
+            "available": True,
+            "isotonic": use_iso,
+            "brier_raw": b_raw,
+            "brier_isotonic": b_iso,
         }
         return calibrator, (iso if use_iso else raw), report
 

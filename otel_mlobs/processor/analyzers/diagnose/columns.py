@@ -545,8 +545,12 @@ def _pooled_part(blob: bytes) -> tuple[np.ndarray, np.ndarray, float, float] | N
     m = int(min(sketch.n, 1_024))
     levels = ((np.arange(m) + 0.5) / m).tolist()
     items = np.asarray(sketch.get_quantiles(levels), dtype=np.float64)
-    return (items, np.full(m, sketch.n / m), float(sketch.get_min_value()),
-            float(sketch.get_max_value()))
+    return (
+        items,
+        np.full(m, sketch.n / m),
+        float(sketch.get_min_value()),
+        float(sketch.get_max_value()),
+    )
 
 
 # An exact-mode sketch (every value weighted 1, what producers send for a row sample) answers

@@ -140,8 +140,9 @@ def effect_sizes_numeric(ref_sketch: bytes, ref_std: float, cur_sketch: bytes) -
     return NumericReference.of(ref_sketch, ref_std).sizes(cur_sketch)
 
 
-def psi_categorical(ref_shares: Mapping[str, float], top: Mapping[str, int], count: int
-                    ) -> float | None:
+def psi_categorical(
+    ref_shares: Mapping[str, float], top: Mapping[str, int], count: int
+) -> float | None:
     """PSI alone of one categorical column (``None`` where there is nothing to compare)."""
     if not top or count <= 0:
         return None

@@ -52,8 +52,18 @@ _MAX_LAYOUTS = 1_024
 ColumnId = tuple[str, str, str]  # (role, dataset, column), as the other column analyzers use
 STALE_ESTIMATES: tuple[str, ...] = ("mean", "std", "top_share", "second_share", COUNT)
 
-__all__ = ["DAY_S", "ESTIMATORS", "STALE_ESTIMATES", "ColumnScores", "ComponentSeries",
-           "ScoreParams", "predictive_z", "register_estimator", "score_all", "zeta"]
+__all__ = [
+    "DAY_S",
+    "ESTIMATORS",
+    "STALE_ESTIMATES",
+    "ColumnScores",
+    "ComponentSeries",
+    "ScoreParams",
+    "predictive_z",
+    "register_estimator",
+    "score_all",
+    "zeta",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +133,13 @@ class ComponentSeries:
     collapsed in some estimate are examined further; the others score 0 from two rows.
     """
 
-    def __init__(self, params: ScoreParams, estimators: Iterable[str] = ("mean", "std"),
-                 max_runs: int = 256, max_columns: int = 2048) -> None:
+    def __init__(
+        self,
+        params: ScoreParams,
+        estimators: Iterable[str] = ("mean", "std"),
+        max_runs: int = 256,
+        max_columns: int = 2048,
+    ) -> None:
         if max_runs < params.min_history + params.stale_runs:
             raise ValueError("max_runs must hold at least min_history + stale_runs runs")
         self.params = params
@@ -195,8 +210,12 @@ class ComponentSeries:
         self.est = widen(self.est, np.nan)
 
     def _make_planes(self) -> Planes:
-        return Planes(tuple(self.names), tuple(self._corr_planes), tuple(self._stale_planes),
-                      floors_of(self.names, self._corr_planes, STD_FLOORS, DEFAULT_FLOOR))
+        return Planes(
+            tuple(self.names),
+            tuple(self._corr_planes),
+            tuple(self._stale_planes),
+            floors_of(self.names, self._corr_planes, STD_FLOORS, DEFAULT_FLOOR),
+        )
 
     def _add_plane(self, name: str) -> int:
         """A plane for an estimate fed from outside (scored for corruption, not staleness)."""
@@ -236,8 +255,9 @@ class ComponentSeries:
         self._grow(len(self.ids))
         return idx
 
-    def _layout(self, role: str, dataset: str,
-                names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    def _layout(
+        self, role: str, dataset: str, names: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """(column indices kept, mask of kept positions or None when all are), cached."""
         key = (role, dataset, tuple(names))
         hit = self._layouts.get(key)
@@ -289,16 +309,27 @@ class ComponentSeries:
         self.present[slot, cols] = True
         self.kind[slot, cols] = codes
         if any_cat:
-            tops = rec.top_values if keep is None else \
-                [t for t, k in zip(rec.top_values, keep, strict=True) if k]
+            tops = (
+                rec.top_values
+                if keep is None
+                else [t for t, k in zip(rec.top_values, keep, strict=True) if k]
+            )
             mine = self._tops.setdefault(slot, {})
             for j in np.flatnonzero(categorical):
                 if tops[j]:
                     mine[int(cols[j])] = tops[j]
         self._pending.add(slot)
 
-    def observe(self, run_id: str, event_time: float, role: str, dataset: str, column: str,
-                estimate: str, value: float) -> None:
+    def observe(
+        self,
+        run_id: str,
+        event_time: float,
+        role: str,
+        dataset: str,
+        column: str,
+        estimate: str,
+        value: float,
+    ) -> None:
         """Feed one external scalar estimate (e.g. a likelihood score) for a run's column."""
         if estimate == NOVEL:
             raise ValueError(f"'{NOVEL}' is computed here and cannot be fed")
@@ -327,9 +358,13 @@ class ComponentSeries:
         tp = np.sort(where[np.fromiter(self._pending, dtype=np.int64)])
         ts = self.times[order]
         t = ts[tp]
-        bounds = np.stack([np.searchsorted(ts, t - p.window_s, "left"),
-                           np.searchsorted(ts, t, "left"),
-                           np.searchsorted(ts, t - p.spread_windows * p.window_s, "left")])
+        bounds = np.stack(
+            [
+                np.searchsorted(ts, t - p.window_s, "left"),
+                np.searchsorted(ts, t, "left"),
+                np.searchsorted(ts, t - p.spread_windows * p.window_s, "left"),
+            ]
+        )
         first = int(min(bounds[0].min(), bounds[2].min()))
         return order[first:], tp - first, bounds - first
 
@@ -339,10 +374,15 @@ class ComponentSeries:
             return False
         p = self.params
         order, tp, (lo, hi, lo_long) = self._plan()
-        block = Block(self.est[:, order, :len(self.columns)], tp[:, None], lo[:, None],
-                      hi[:, None], lo_long[:, None])
+        block = Block(
+            self.est[:, order, : len(self.columns)],
+            tp[:, None],
+            lo[:, None],
+            hi[:, None],
+            lo_long[:, None],
+        )
         targets = order[tp]
-        corr = self.corruption[order, :len(self.columns)]  # a copy, in time order
+        corr = self.corruption[order, : len(self.columns)]  # a copy, in time order
         corr[tp] = 0.0  # provisionally clean
         # A run's score depends on which earlier runs were clean, so the pending runs are scored
         # together and rescored until their clean/anomalous split stops changing; each pass
@@ -355,16 +395,14 @@ class ComponentSeries:
             before = corr[tp] >= p.z_threshold
             if self._tops:
                 self._novel_shares(targets, ~before)
-                block.est[novel] = self.est[novel][order, :len(self.columns)]
-            z = corruption(block.part(start), corr < p.z_threshold, self._planes,
-                           p.min_history)
+                block.est[novel] = self.est[novel][order, : len(self.columns)]
+            z = corruption(block.part(start), corr < p.z_threshold, self._planes, p.min_history)
             corr[tp[start:]] = z
             flipped = np.flatnonzero(((z >= p.z_threshold) != before[start:]).any(axis=1))
             if len(flipped) == 0:
                 break
             start += int(flipped[0]) + 1
-        stale = staleness(block, corr >= p.z_threshold, self._planes, p.stale_runs,
-                          p.min_history)
+        stale = staleness(block, corr >= p.z_threshold, self._planes, p.stale_runs, p.min_history)
         self._commit(targets, corr[tp], stale)
         return True
 
@@ -380,9 +418,9 @@ class ComponentSeries:
                     vocab[v] = max(vocab.get(v, -np.inf), when)
         self.corruption[targets, :n] = corr
         self.staleness[targets, :n] = stale
-        self.signature[:, targets, :n] = zeta(np.stack([corr / p.z_threshold,
-                                                        stale / p.stale_threshold]),
-                                              p.zeta_floor)
+        self.signature[:, targets, :n] = zeta(
+            np.stack([corr / p.z_threshold, stale / p.stale_threshold]), p.zeta_floor
+        )
         for s in targets:
             self._tops.pop(int(s), None)
         self._pending.clear()
@@ -411,8 +449,11 @@ class ComponentSeries:
                 total = self.est[count, slot, col]
                 share = np.nan
                 if (base or extra) and total > 0:
-                    unseen = sum(c for v, c in top.items()
-                                 if max(base.get(v, -np.inf), extra.get(v, -np.inf)) < horizon)
+                    unseen = sum(
+                        c
+                        for v, c in top.items()
+                        if max(base.get(v, -np.inf), extra.get(v, -np.inf)) < horizon
+                    )
                     share = unseen / float(total)
                 self.est[plane, slot, col] = share
                 if not clean[j, col]:
@@ -457,8 +498,11 @@ class ComponentSeries:
         logged[ds[now]] = True
         vanished = (seen >= 0.5) & ~now & logged[ds]
         kinds = np.where(pres, self.kind[base, :n], -1)
-        counts = np.stack([(kinds == code).sum(axis=0) for code in range(int(kinds.max()) + 1)]) \
-            if kinds.max() >= 0 else np.zeros((1, n), dtype=np.int64)
+        counts = (
+            np.stack([(kinds == code).sum(axis=0) for code in range(int(kinds.max()) + 1)])
+            if kinds.max() >= 0
+            else np.zeros((1, n), dtype=np.int64)
+        )
         usual = np.where(counts.sum(axis=0) > 0, counts.argmax(axis=0), -1)
         changed = now & (usual >= 0) & (self.kind[last, :n] != usual)
         new = now & (seen == 0)
@@ -546,7 +590,7 @@ def _score_side_by_side(stack: list[tuple[ComponentSeries, np.ndarray, np.ndarra
     c0 = 0
     for s, order, _ in stack:
         n = len(s.columns)
-        s._commit(order[-1:], z[:, c0:c0 + n], stale[:, c0:c0 + n])
+        s._commit(order[-1:], z[:, c0 : c0 + n], stale[:, c0 : c0 + n])
         c0 += n
 
 
@@ -569,14 +613,16 @@ class ColumnScores:
     def schema(self) -> np.ndarray:
         """Schema-change evidence as a score ratio: vanished or re-typed columns weigh most."""
         p = self.params
-        return np.where(self.vanished | self.changed_kind, p.schema_ratio,
-                        np.where(self.new, 1.0, 0.0))
+        return np.where(
+            self.vanished | self.changed_kind, p.schema_ratio, np.where(self.new, 1.0, 0.0)
+        )
 
     @property
     def ratio(self) -> np.ndarray:
         p = self.params
-        return np.maximum.reduce([self.corruption / p.z_threshold,
-                                  self.staleness / p.stale_threshold, self.schema])
+        return np.maximum.reduce(
+            [self.corruption / p.z_threshold, self.staleness / p.stale_threshold, self.schema]
+        )
 
     @property
     def zeta(self) -> np.ndarray:
@@ -594,10 +640,14 @@ class ColumnScores:
         if self.new[i]:
             out.append("new column")
         if self.corruption[i] >= p.z_threshold:
-            out.append(f"{self.corruption[i]:.1f} sd (normal-equivalent) from its rolling "
-                       f"{p.window_s / DAY_S:g}-day baseline")
+            out.append(
+                f"{self.corruption[i]:.1f} sd (normal-equivalent) from its rolling "
+                f"{p.window_s / DAY_S:g}-day baseline"
+            )
         if self.staleness[i] >= p.stale_threshold:
-            out.append(f"frozen: the last {p.stale_runs - 1} run-to-run changes were "
-                       f"{self.staleness[i]:.1f} orders of magnitude below what fresh data "
-                       "moves")
+            out.append(
+                f"frozen: the last {p.stale_runs - 1} run-to-run changes were "
+                f"{self.staleness[i]:.1f} orders of magnitude below what fresh data "
+                "moves"
+            )
         return out

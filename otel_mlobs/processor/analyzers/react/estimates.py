@@ -85,8 +85,13 @@ def _est_top_share(rec: SummaryRecord) -> np.ndarray:
     _, categorical, _, any_cat = kind_masks(rec)
     if not any_cat:
         return np.full(len(rec.columns), np.nan)
-    top = np.array([max(t.values()) if t and c else np.nan
-                    for t, c in zip(rec.top_values, categorical, strict=True)], dtype=np.float64)
+    top = np.array(
+        [
+            max(t.values()) if t and c else np.nan
+            for t, c in zip(rec.top_values, categorical, strict=True)
+        ],
+        dtype=np.float64,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(rec.count > 0, top / rec.count, np.nan)
 
@@ -101,9 +106,13 @@ def _est_second_share(rec: SummaryRecord) -> np.ndarray:
     _, categorical, _, any_cat = kind_masks(rec)
     if not any_cat:
         return np.full(len(rec.columns), np.nan)
-    second = np.array([sorted(t.values())[-2] if len(t) > 1 else 0.0 if t else np.nan
-                       if c else np.nan for t, c in zip(rec.top_values, categorical, strict=True)],
-                      dtype=np.float64)
+    second = np.array(
+        [
+            sorted(t.values())[-2] if len(t) > 1 else 0.0 if t else np.nan if c else np.nan
+            for t, c in zip(rec.top_values, categorical, strict=True)
+        ],
+        dtype=np.float64,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(rec.count > 0, second / rec.count, np.nan)
 
@@ -173,8 +182,9 @@ def _noise_quantile(level: float) -> Noise:
     def noise(e: Mapping[str, np.ndarray]) -> np.ndarray:
         sigma = (e["q75"] - e["q25"]) / 1.349
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(e[COUNT] > 0,
-                            np.sqrt(level * (1 - level) / e[COUNT]) * sigma / dens, np.nan)
+            return np.where(
+                e[COUNT] > 0, np.sqrt(level * (1 - level) / e[COUNT]) * sigma / dens, np.nan
+            )
 
     return noise
 
@@ -217,8 +227,9 @@ STD_FLOORS: dict[str, tuple[float, float]] = {
 DEFAULT_FLOOR = (1e-12, 1e-3)
 
 
-def register_estimator(name: str, fn: Estimator, noise: Noise | None = None,
-                       noise_needs: tuple[str, ...] = ()) -> None:
+def register_estimator(
+    name: str, fn: Estimator, noise: Noise | None = None, noise_needs: tuple[str, ...] = ()
+) -> None:
     """Make ``fn`` available as estimate ``name``, with its sampling noise when known.
 
     ``noise`` receives the stored estimates named in ``noise_needs`` (arrays of one shape) and
@@ -227,8 +238,10 @@ def register_estimator(name: str, fn: Estimator, noise: Noise | None = None,
     snapshots stay picklable.
     """
     if not name or not callable(fn) or name == NOVEL or (noise is not None and not callable(noise)):
-        raise ValueError("an estimator needs a non-empty name (not 'novel_share') and a "
-                         "callable; noise, when given, a callable too")
+        raise ValueError(
+            "an estimator needs a non-empty name (not 'novel_share') and a "
+            "callable; noise, when given, a callable too"
+        )
     unknown = [n for n in noise_needs if n not in ESTIMATORS and n != name]
     if unknown:
         raise ValueError(f"noise_needs names unknown estimates {unknown}")

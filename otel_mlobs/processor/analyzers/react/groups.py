@@ -156,8 +156,9 @@ def co_error_groups(
 
     Groups are returned sorted by their first column name, members by name.
     """
-    labels = group_labels(series, min_corr=min_corr, active=active, max_columns=max_columns,
-                          max_groups=max_groups)
+    labels = group_labels(
+        series, min_corr=min_corr, active=active, max_columns=max_columns, max_groups=max_groups
+    )
     return groups_by_name(labels, names)
 
 

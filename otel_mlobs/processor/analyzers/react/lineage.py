@@ -103,8 +103,9 @@ class Lineage:
         max_runs_per_component: int = 256,
     ) -> None:
         if min(stale_after_s, model_stale_after_s, predictions_stale_after_s) <= 0:
-            raise ValueError("stale_after_s, model_stale_after_s and predictions_stale_after_s "
-                             "must be positive")
+            raise ValueError(
+                "stale_after_s, model_stale_after_s and predictions_stale_after_s must be positive"
+            )
         if min(max_runs, max_flags, max_producers, max_runs_per_component) < 1:
             raise ValueError("bounds must be at least 1")
         self.stale_after_s = stale_after_s
@@ -129,8 +130,17 @@ class Lineage:
         if rec.run_id in self._runs:
             return
         comp = rec.key.component
-        info = RunInfo(rec.run_id, comp, rec.stage, rec.event_time, rec.ok, tuple(rec.inputs),
-                       tuple(rec.outputs), rec.span_id, tuple(s for _, s in rec.links))
+        info = RunInfo(
+            rec.run_id,
+            comp,
+            rec.stage,
+            rec.event_time,
+            rec.ok,
+            tuple(rec.inputs),
+            tuple(rec.outputs),
+            rec.span_id,
+            tuple(s for _, s in rec.links),
+        )
         self._runs[rec.run_id] = info
         self._stages[comp] = rec.stage
         runs = self._by_component.setdefault(comp, [])
@@ -248,16 +258,20 @@ class Lineage:
             limit = self.stale_after(kind)
             age = info.event_time - parent.event_time
             if age > limit:
-                out.append(f"{kind} input from {parent.component} run {parent.run_id} is "
-                           f"{age / 3600:.1f} h old (threshold {limit / 3600:g} h)")
+                out.append(
+                    f"{kind} input from {parent.component} run {parent.run_id} is "
+                    f"{age / 3600:.1f} h old (threshold {limit / 3600:g} h)"
+                )
             if kind == "predictions":
                 continue  # a newer prediction batch does not replace an older one
             runs = self._by_component.get(parent.component, [])
             i = bisect.bisect_right(runs, (parent.event_time, "\uffff"))
             newer = [rid for t, rid in runs[i:] if t <= info.event_time and rid != parent.run_id]
             if newer:
-                out.append(f"{kind} input from {parent.component} run {parent.run_id} was "
-                           f"superseded by run {newer[-1]}")
+                out.append(
+                    f"{kind} input from {parent.component} run {parent.run_id} was "
+                    f"superseded by run {newer[-1]}"
+                )
         return out
 
     def latest_run(self, component: str, at: float | None = None) -> RunInfo | None:
@@ -347,13 +361,18 @@ class Lineage:
         for pointer in self._flags:
             for info in self.ancestry(pointer):
                 counts.setdefault(info.run_id, []).append(pointer)
-        ranked = sorted(counts.items(),
-                        key=lambda kv: (-len(kv[1]), -self._runs[kv[0]].event_time, kv[0]))
+        ranked = sorted(
+            counts.items(), key=lambda kv: (-len(kv[1]), -self._runs[kv[0]].event_time, kv[0])
+        )
         out = []
         for rank, (rid, pointers) in enumerate(ranked[:k], start=1):
             info = self._runs[rid]
             d = info.as_dict()
-            d.update(rank=rank, flagged_outputs=len(pointers), flagged=pointers[:10],
-                     stale=self.stale_reasons(info))
+            d.update(
+                rank=rank,
+                flagged_outputs=len(pointers),
+                flagged=pointers[:10],
+                stale=self.stale_reasons(info),
+            )
             out.append(d)
         return out

@@ -23,8 +23,10 @@ def parse_time(value: Any) -> float | None:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValueError(f"bad time {text!r}: give seconds since the epoch or ISO 8601, "
-                         "e.g. 2024-03-01T12:00:00Z") from exc
+        raise ValueError(
+            f"bad time {text!r}: give seconds since the epoch or ISO 8601, "
+            "e.g. 2024-03-01T12:00:00Z"
+        ) from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

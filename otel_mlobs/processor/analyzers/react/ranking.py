@@ -64,9 +64,16 @@ class Suspect:
 
     __slots__ = ("_columns", "component", "group", "path", "phi", "rank", "zeta")
 
-    def __init__(self, rank: int, component: str, group: str, phi: float, zeta: float,
-                 columns: list[str] | Callable[[], list[str]],
-                 path: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        rank: int,
+        component: str,
+        group: str,
+        phi: float,
+        zeta: float,
+        columns: list[str] | Callable[[], list[str]],
+        path: list[tuple[str, str]],
+    ) -> None:
         self.rank = rank
         self.component = component
         self.group = group
@@ -82,16 +89,25 @@ class Suspect:
         return self._columns
 
     def __getstate__(self) -> dict[str, object]:
-        return {"rank": self.rank, "component": self.component, "group": self.group,
-                "phi": self.phi, "zeta": self.zeta, "_columns": self.columns, "path": self.path}
+        return {
+            "rank": self.rank,
+            "component": self.component,
+            "group": self.group,
+            "phi": self.phi,
+            "zeta": self.zeta,
+            "_columns": self.columns,
+            "path": self.path,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
 
     def __repr__(self) -> str:
-        return (f"Suspect(rank={self.rank}, component={self.component!r}, group={self.group!r}, "
-                f"phi={self.phi:.4g}, zeta={self.zeta:.4g})")
+        return (
+            f"Suspect(rank={self.rank}, component={self.component!r}, group={self.group!r}, "
+            f"phi={self.phi:.4g}, zeta={self.zeta:.4g})"
+        )
 
 
 @dataclass(slots=True)
@@ -126,7 +142,7 @@ def _back_edges(
             if s == 1:
                 back.add((node, nxt))
                 # walking upstream: path[i:] goes consumer → producer; reverse for data flow
-                cycles.append(list(reversed(path[path.index(nxt):])))
+                cycles.append(list(reversed(path[path.index(nxt) :])))
             elif s == 0:
                 state[nxt] = 1
                 path.append(nxt)
@@ -151,11 +167,18 @@ def rank(
         by_comp.setdefault(n.component, []).append(n)
     tables = []
     for comp, members in by_comp.items():
+
         def columns(i: int, members: list[Node] = members) -> list[str]:
             return list(members[i].columns)
 
-        tables.append(GroupTable(comp, [n.group for n in members],
-                                 np.array([n.zeta for n in members], dtype=np.float64), columns))
+        tables.append(
+            GroupTable(
+                comp,
+                [n.group for n in members],
+                np.array([n.zeta for n in members], dtype=np.float64),
+                columns,
+            )
+        )
     return rank_tables(tables, edges, sinks, k)
 
 
@@ -246,8 +269,17 @@ def rank_tables(
         cols: list[str] | Callable[[], list[str]] = []
         if table.columns is not None:
             cols = partial(table.columns, i)
-        suspects.append(Suspect(r, table.component, table.labels[i], float(np.exp(phi[j])),
-                                float(zeta[j]), cols, path))
+        suspects.append(
+            Suspect(
+                r,
+                table.component,
+                table.labels[i],
+                float(np.exp(phi[j])),
+                float(zeta[j]),
+                cols,
+                path,
+            )
+        )
     return Ranking(suspects, cycles, sink_list)
 
 

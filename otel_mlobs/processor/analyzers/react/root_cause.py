@@ -165,17 +165,23 @@ class RootCauseAnalyzer(Analyzer):
         self.stale_estimates = tuple(stale_estimates)
         unknown = [e for e in (*self.estimators, *self.stale_estimates) if e not in ESTIMATORS]
         if unknown:
-            raise ValueError(f"Invalid 'estimators' {unknown}. Valid values are: "
-                             f"{sorted(ESTIMATORS)}")
+            raise ValueError(
+                f"Invalid 'estimators' {unknown}. Valid values are: {sorted(ESTIMATORS)}"
+            )
         if top_k < 1 or group_runs < 3 or max_groups < 1 or max_components < 1:
             raise ValueError("top_k and max_groups must be >= 1, group_runs >= 3")
         if not -1 <= min_corr <= 1:
             raise ValueError("Invalid 'min_corr': must be in [-1, 1]")
-        self.params = ScoreParams(window_s=window_s, min_history=min_history,
-                                  z_threshold=z_threshold, stale_runs=stale_runs,
-                                  stale_threshold=stale_threshold,
-                                  stale_estimates=self.stale_estimates, schema_ratio=schema_ratio,
-                                  zeta_floor=zeta_floor)
+        self.params = ScoreParams(
+            window_s=window_s,
+            min_history=min_history,
+            z_threshold=z_threshold,
+            stale_runs=stale_runs,
+            stale_threshold=stale_threshold,
+            stale_estimates=self.stale_estimates,
+            schema_ratio=schema_ratio,
+            zeta_floor=zeta_floor,
+        )
         self.sink_stages = tuple(sink_stages)
         self.top_k = top_k
         self.group_runs = group_runs
@@ -184,10 +190,12 @@ class RootCauseAnalyzer(Analyzer):
         self.max_components = max_components
         self.max_columns = max_columns
         self.max_runs = max_runs
-        self._lineage = Lineage(stale_after_s=stale_after_s,
-                                model_stale_after_s=model_stale_after_s,
-                                predictions_stale_after_s=predictions_stale_after_s,
-                                max_runs=max_lineage_runs)
+        self._lineage = Lineage(
+            stale_after_s=stale_after_s,
+            model_stale_after_s=model_stale_after_s,
+            predictions_stale_after_s=predictions_stale_after_s,
+            max_runs=max_lineage_runs,
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -211,8 +219,9 @@ class RootCauseAnalyzer(Analyzer):
     # --- ingest (cheap: booking only) ------------------------------------------------------------
     def update(self, record: Record) -> None:
         if isinstance(record, SummaryRecord):
-            series = self._series.get(record.key.component) or \
-                self._series_for(record.key.component)
+            series = self._series.get(record.key.component) or self._series_for(
+                record.key.component
+            )
             if series is None:
                 return
             series.add_summary(record)
@@ -232,12 +241,21 @@ class RootCauseAnalyzer(Analyzer):
                 self._dropped_components += 1
                 return None
             s = self._series[component] = ComponentSeries(
-                self.params, self.estimators, max_runs=self.max_runs,
-                max_columns=self.max_columns)
+                self.params, self.estimators, max_runs=self.max_runs, max_columns=self.max_columns
+            )
         return s
 
-    def observe_estimate(self, component: str, run_id: str, event_time: float, role: str,
-                         dataset: str, column: str, estimate: str, value: float) -> None:
+    def observe_estimate(
+        self,
+        component: str,
+        run_id: str,
+        event_time: float,
+        role: str,
+        dataset: str,
+        column: str,
+        estimate: str,
+        value: float,
+    ) -> None:
         """Feed an external per-run scalar estimate of a column (e.g. a likelihood score).
 
         It is scored like the built-in estimates: its distance from the rolling baseline joins
@@ -283,14 +301,14 @@ class RootCauseAnalyzer(Analyzer):
             return None
         signature = series.error_signature(at, self.group_runs)
         schema = zeta(scores.schema, self.params.zeta_floor)[None, :]  # this run's schema errors
-        raw = group_labels(np.concatenate([signature, schema]), min_corr=self.min_corr,
-                           max_groups=self.max_groups)
+        raw = group_labels(
+            np.concatenate([signature, schema]), min_corr=self.min_corr, max_groups=self.max_groups
+        )
         return ComponentView.build(component, scores, raw)
 
     def _rank(self, views: dict[str, ComponentView]) -> Ranking:
         tables = [GroupTable(c, v.labels, v.group_zeta, v.worst_first) for c, v in views.items()]
-        sinks = [c for c in self._lineage.components
-                 if self._lineage.stage(c) in self.sink_stages]
+        sinks = [c for c in self._lineage.components if self._lineage.stage(c) in self.sink_stages]
         return rank_tables(tables, self._lineage.edges, sinks, k=max(self.top_k, MAX_SUSPECTS))
 
     def _analysis_now(self) -> Analysis:
@@ -306,8 +324,7 @@ class RootCauseAnalyzer(Analyzer):
                 cached = self._views[comp] = (series.version, self._view(comp, None))
             if cached[1] is not None:
                 views[comp] = cached[1]
-        key = (tuple(v for v, _ in self._views.values()), tuple(self._views),
-               self._lineage_version)
+        key = (tuple(v for v, _ in self._views.values()), tuple(self._views), self._lineage_version)
         if self._ranked is None or self._ranked[0] != key:
             self._ranked = (key, self._rank(views))
         result = Analysis(None, views, self._ranked[1])
@@ -335,8 +352,10 @@ class RootCauseAnalyzer(Analyzer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         version = state.get("_state_version")
         if version != STATE_VERSION:
-            raise ValueError(f"root-cause snapshot of layout version {version}, expected "
-                             f"{STATE_VERSION}: it cannot be read, the analyzer starts afresh")
+            raise ValueError(
+                f"root-cause snapshot of layout version {version}, expected "
+                f"{STATE_VERSION}: it cannot be read, the analyzer starts afresh"
+            )
         self.__dict__.update(state)
         self._clear_caches()
 
@@ -363,43 +382,90 @@ class RootCauseAnalyzer(Analyzer):
             s = v.scores
             for i, (role, dataset, col) in enumerate(s.ids):
                 lab = self.labels(component=comp, role=role, dataset=dataset, column=col)
-                out.append(Metric("mlobs_column_corruption_score", "gauge",
-                                  "Standard deviations of the column's scalar estimates from "
-                                  "their rolling baseline (latest run)", lab,
-                                  float(s.corruption[i])))
-                out.append(Metric("mlobs_column_staleness_score", "gauge",
-                                  "Orders of magnitude by which the column's recent run-to-run "
-                                  "changes fell below what fresh data moves (frozen feature)",
-                                  lab,
-                                  float(s.staleness[i])))
-                out.append(Metric("mlobs_column_error_score", "gauge",
-                                  "Column error score zeta: 1 at the alarm threshold", lab,
-                                  float(v.zeta[i])))
+                out.append(
+                    Metric(
+                        "mlobs_column_corruption_score",
+                        "gauge",
+                        "Standard deviations of the column's scalar estimates from "
+                        "their rolling baseline (latest run)",
+                        lab,
+                        float(s.corruption[i]),
+                    )
+                )
+                out.append(
+                    Metric(
+                        "mlobs_column_staleness_score",
+                        "gauge",
+                        "Orders of magnitude by which the column's recent run-to-run "
+                        "changes fell below what fresh data moves (frozen feature)",
+                        lab,
+                        float(s.staleness[i]),
+                    )
+                )
+                out.append(
+                    Metric(
+                        "mlobs_column_error_score",
+                        "gauge",
+                        "Column error score zeta: 1 at the alarm threshold",
+                        lab,
+                        float(v.zeta[i]),
+                    )
+                )
             for gi in v.multi_member_groups():
                 g = v.labels[gi]
                 for i in v.members(gi):
                     role, dataset, col = s.ids[i]
-                    out.append(Metric("mlobs_column_group", "gauge",
-                                      "Membership of a column in a co-erroneous column group",
-                                      self.labels(component=comp, role=role, dataset=dataset,
-                                                  column=col, group=g), 1.0))
+                    out.append(
+                        Metric(
+                            "mlobs_column_group",
+                            "gauge",
+                            "Membership of a column in a co-erroneous column group",
+                            self.labels(
+                                component=comp, role=role, dataset=dataset, column=col, group=g
+                            ),
+                            1.0,
+                        )
+                    )
         for sus in a.ranking.suspects[: self.top_k]:
-            out.append(Metric("mlobs_root_cause_score", "gauge",
-                              "Path score phi of a suspected root cause (top-k)",
-                              self.labels(rank=str(sus.rank), component=sus.component,
-                                          group=sus.group), sus.phi))
+            out.append(
+                Metric(
+                    "mlobs_root_cause_score",
+                    "gauge",
+                    "Path score phi of a suspected root cause (top-k)",
+                    self.labels(rank=str(sus.rank), component=sus.component, group=sus.group),
+                    sus.phi,
+                )
+            )
         for comp in self._lineage.components:
             last = self._lineage.latest_run(comp)
             if last is not None:
-                out.append(Metric("mlobs_run_stale", "gauge",
-                                  "1 when the component's latest run read stale or superseded "
-                                  "inputs", self.labels(component=comp),
-                                  1.0 if self._lineage.stale_reasons(last) else 0.0))
-        out.append(Metric("mlobs_lineage_cycles", "gauge",
-                          "Cycles found in the declared lineage between components",
-                          self.labels(), float(len(a.ranking.cycles))))
-        out.append(Metric("mlobs_flagged_outputs", "gauge", "Outputs flagged as bad by users",
-                          self.labels(), float(len(self._lineage.flags))))
+                out.append(
+                    Metric(
+                        "mlobs_run_stale",
+                        "gauge",
+                        "1 when the component's latest run read stale or superseded inputs",
+                        self.labels(component=comp),
+                        1.0 if self._lineage.stale_reasons(last) else 0.0,
+                    )
+                )
+        out.append(
+            Metric(
+                "mlobs_lineage_cycles",
+                "gauge",
+                "Cycles found in the declared lineage between components",
+                self.labels(),
+                float(len(a.ranking.cycles)),
+            )
+        )
+        out.append(
+            Metric(
+                "mlobs_flagged_outputs",
+                "gauge",
+                "Outputs flagged as bad by users",
+                self.labels(),
+                float(len(self._lineage.flags)),
+            )
+        )
         return out
 
     def query(self, **params: Any) -> dict[str, Any]:
@@ -428,17 +494,26 @@ class RootCauseAnalyzer(Analyzer):
             comps = [comp] if comp else sorted(a.views)
             key = "columns" if view == "scores" else "groups"
             out["components"] = [
-                {"component": c,
-                 key: self._columns(a.views[c]) if view == "scores" else self._groups(a.views[c])}
-                for c in comps]
+                {
+                    "component": c,
+                    key: self._columns(a.views[c])
+                    if view == "scores"
+                    else self._groups(a.views[c]),
+                }
+                for c in comps
+            ]
         elif view == "graph":
             out.update(self._graph())
         elif view == "trace":
             pointer = params.get("pointer") or ""
             out["trace"] = self._lineage.trace(pointer)
         elif view == "history":
-            out.update(self._history(params.get("of") or params.get("component") or "",
-                                     parse_int(params.get("limit"), 20, "limit")))
+            out.update(
+                self._history(
+                    params.get("of") or params.get("component") or "",
+                    parse_int(params.get("limit"), 20, "limit"),
+                )
+            )
         elif view == "review":
             out["flags"] = self._lineage.flags
             out["review"] = self._lineage.review(parse_int(params.get("k"), 10, "k"))
@@ -446,26 +521,46 @@ class RootCauseAnalyzer(Analyzer):
             out["flags"] = self._lineage.flags
         elif view == "stale":
             out["stale"] = [
-                {"component": c, "run_id": r.run_id, "event_time": r.event_time,
-                 "reasons": self._lineage.stale_reasons(r)}
+                {
+                    "component": c,
+                    "run_id": r.run_id,
+                    "event_time": r.event_time,
+                    "reasons": self._lineage.stale_reasons(r),
+                }
                 for c in self._lineage.components
                 if (r := self._lineage.latest_run(c, at)) is not None
-                and self._lineage.stale_reasons(r)]
+                and self._lineage.stale_reasons(r)
+            ]
         return out
 
     # --- views ----------------------------------------------------------------------------------
     def _columns(self, v: ComponentView, only: list[str] | None = None) -> list[dict[str, Any]]:
         s = v.scores
         idx = range(len(s.columns)) if only is None else [s.columns.index(c) for c in only]
-        return [{"column": s.columns[i], "role": s.ids[i][0], "dataset": s.ids[i][1],
-                 "name": s.ids[i][2], "zeta": float(v.zeta[i]),
-                 "corruption": float(s.corruption[i]), "staleness": float(s.staleness[i]),
-                 "evidence": s.evidence(i)} for i in idx]
+        return [
+            {
+                "column": s.columns[i],
+                "role": s.ids[i][0],
+                "dataset": s.ids[i][1],
+                "name": s.ids[i][2],
+                "zeta": float(v.zeta[i]),
+                "corruption": float(s.corruption[i]),
+                "staleness": float(s.staleness[i]),
+                "evidence": s.evidence(i),
+            }
+            for i in idx
+        ]
 
     def _groups(self, v: ComponentView) -> list[dict[str, Any]]:
         # v.groups lists the groups in the order of v.labels (by first member's name)
-        return [{"group": v.labels[g], "columns": [v.scores.columns[i] for i in m],
-                 "zeta": float(v.group_zeta[g])} for g, m in enumerate(v.groups)]
+        return [
+            {
+                "group": v.labels[g],
+                "columns": [v.scores.columns[i] for i in m],
+                "zeta": float(v.group_zeta[g]),
+            }
+            for g, m in enumerate(v.groups)
+        ]
 
     def _suspects(self, at: float | None, k: int) -> dict[str, Any]:
         a = self.analysis(at)
@@ -475,37 +570,62 @@ class RootCauseAnalyzer(Analyzer):
             v = a.views.get(sus.component)
             cols = self._columns(v, sus.columns[:5]) if v is not None else []
             last = self._lineage.latest_run(sus.component, at)
-            suspects.append({
-                "rank": sus.rank, "component": sus.component, "group": sus.group,
-                "score": sus.phi, "zeta": sus.zeta, "group_size": len(sus.columns),
-                "columns": cols,
-                "path": [{"component": c, "group": g} for c, g in sus.path],
-                "run_id": v.scores.run_id if v is not None else None,
-                "event_time": v.scores.event_time if v is not None else None,
-                "stale": self._lineage.stale_reasons(last) if last is not None else [],
-            })
-        return {"at": at, "at_iso": iso(at), "suspects": suspects, "cycles": ranking.cycles,
-                "sinks": ranking.sinks}
+            suspects.append(
+                {
+                    "rank": sus.rank,
+                    "component": sus.component,
+                    "group": sus.group,
+                    "score": sus.phi,
+                    "zeta": sus.zeta,
+                    "group_size": len(sus.columns),
+                    "columns": cols,
+                    "path": [{"component": c, "group": g} for c, g in sus.path],
+                    "run_id": v.scores.run_id if v is not None else None,
+                    "event_time": v.scores.event_time if v is not None else None,
+                    "stale": self._lineage.stale_reasons(last) if last is not None else [],
+                }
+            )
+        return {
+            "at": at,
+            "at_iso": iso(at),
+            "suspects": suspects,
+            "cycles": ranking.cycles,
+            "sinks": ranking.sinks,
+        }
 
     def _graph(self) -> dict[str, Any]:
         a = self.analysis()
         comps = []
         for c in self.components():
             last = self._lineage.latest_run(c)
-            comps.append({"component": c, "stage": self._lineage.stage(c),
-                          "latest_run": last.run_id if last else None,
-                          "stale": self._lineage.stale_reasons(last) if last else []})
-        return {"components": comps,
-                "edges": [{"from": s, "to": d, "runs": n}
-                          for (s, d), n in sorted(self._lineage.edges.items())],
-                "cycles": a.ranking.cycles, "sinks": a.ranking.sinks}
+            comps.append(
+                {
+                    "component": c,
+                    "stage": self._lineage.stage(c),
+                    "latest_run": last.run_id if last else None,
+                    "stale": self._lineage.stale_reasons(last) if last else [],
+                }
+            )
+        return {
+            "components": comps,
+            "edges": [
+                {"from": s, "to": d, "runs": n} for (s, d), n in sorted(self._lineage.edges.items())
+            ],
+            "cycles": a.ranking.cycles,
+            "sinks": a.ranking.sinks,
+        }
 
     def _history(self, component: str, limit: int) -> dict[str, Any]:
         known = self.components()
         if component not in known:
             raise UnknownName("component", component, known)
-        runs = self._lineage.history(component, limit) if component in \
-            self._lineage.components else []
+        runs = (
+            self._lineage.history(component, limit) if component in self._lineage.components else []
+        )
         v = self.analysis().views.get(component)
-        return {"component": component, "stage": self._lineage.stage(component),
-                "runs": runs, "columns": self._columns(v) if v is not None else []}
+        return {
+            "component": component,
+            "stage": self._lineage.stage(component),
+            "runs": runs,
+            "columns": self._columns(v) if v is not None else [],
+        }

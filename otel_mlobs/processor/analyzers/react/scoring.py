@@ -44,8 +44,9 @@ class Block:
 
     def part(self, start: int) -> Block:
         """The same block with only the targets from ``start`` on."""
-        return Block(self.est, self.target[start:], self.lo[start:], self.hi[start:],
-                     self.lo_long[start:])
+        return Block(
+            self.est, self.target[start:], self.lo[start:], self.hi[start:], self.lo_long[start:]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,9 @@ class Planes:
         return {n: i for i, n in enumerate(self.names)}
 
 
-def predictive_z(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray,
-                 n_mean: np.ndarray | None = None) -> np.ndarray:
+def predictive_z(
+    x: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray, n_mean: np.ndarray | None = None
+) -> np.ndarray:
     """Distance of ``x`` from a baseline of ``n`` points, in normal-equivalent standard deviations.
 
     Seven daily points estimate a spread poorly, and a plain z-score over them fires on noise
@@ -103,8 +105,9 @@ class _Series:
         stack = est[list(planes)]
         live = ~np.isnan(stack).all(axis=1)
         pe, pc = np.nonzero(live)
-        return cls(pe, pc, np.ascontiguousarray(stack[pe, :, pc].T),
-                   (stack.shape[0], stack.shape[2]))
+        return cls(
+            pe, pc, np.ascontiguousarray(stack[pe, :, pc].T), (stack.shape[0], stack.shape[2])
+        )
 
     def subset(self, keep: np.ndarray) -> _Series:
         return _Series(self.plane[keep], self.column[keep], self.x[:, keep], self.shape)
@@ -120,8 +123,7 @@ class _Series:
         return out.max(axis=1)
 
 
-def corruption(block: Block, clean: np.ndarray, planes: Planes,
-               min_history: int) -> np.ndarray:
+def corruption(block: Block, clean: np.ndarray, planes: Planes, min_history: int) -> np.ndarray:
     """Corruption of every target: (targets, columns); ``clean`` marks usable history rows."""
     sr = _Series.of(block.est, planes.corruption)
     x = sr.x
@@ -137,8 +139,9 @@ def corruption(block: Block, clean: np.ndarray, planes: Planes,
     # Five window sums from one pass; step i (joining rows i - 1 and i) sits on row i, so
     # "both rows in [lo_long, hi)" is rows [lo_long + 1, hi) of the step planes.
     cnt, s1, s2 = window_sums(np.stack([ok, dev, dev * dev]), lo, hi)
-    n_steps, ss = window_sums(np.stack([step_ok, step * step]),
-                              np.minimum(sr.bounds(block.lo_long) + 1, hi), hi)
+    n_steps, ss = window_sums(
+        np.stack([step_ok, step * step]), np.minimum(sr.bounds(block.lo_long) + 1, hi), hi
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_dev = s1 / cnt
         var = np.maximum(s2 - cnt * mean_dev * mean_dev, 0.0) / np.maximum(cnt - 1, 1)
@@ -154,8 +157,9 @@ def corruption(block: Block, clean: np.ndarray, planes: Planes,
     return sr.max_by_column(z)
 
 
-def noise_at(est: np.ndarray, planes: Planes, sr: _Series,
-             rows: np.ndarray | None = None) -> np.ndarray:
+def noise_at(
+    est: np.ndarray, planes: Planes, sr: _Series, rows: np.ndarray | None = None
+) -> np.ndarray:
     """Sampling noise of the staleness series: (rows, series) in every row, or (targets, series)
     at ``rows`` (targets, b) as :func:`rows_at` takes them; NaN when unknown."""
     index = planes.index
@@ -168,8 +172,12 @@ def noise_at(est: np.ndarray, planes: Planes, sr: _Series,
             continue  # no model of its noise: judged against history alone
         cols = sr.column[mine]
         at = rows if rows is None or rows.shape[1] == 1 else rows[:, mine]
-        needed = {need: est[index[need]][:, cols] if at is None
-                  else rows_at(est[index[need]][:, cols], at) for need in model[0]}
+        needed = {
+            need: est[index[need]][:, cols]
+            if at is None
+            else rows_at(est[index[need]][:, cols], at)
+            for need in model[0]
+        }
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, mine] = model[1](needed)
     return out
@@ -182,8 +190,9 @@ def _collapsed(change: np.ndarray, noise: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(noise), change == 0, change < 0.1 * noise)
 
 
-def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
-              min_history: int) -> np.ndarray:
+def staleness(
+    block: Block, bad: np.ndarray, planes: Planes, stale_runs: int, min_history: int
+) -> np.ndarray:
     """Staleness of every target: (targets, columns); ``bad`` marks corrupted history rows."""
     k = stale_runs - 1
     out = np.zeros((block.target.shape[0], block.est.shape[2]))
@@ -193,10 +202,14 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
         return out
     # Only a column whose latest change some estimate could not have made from fresh data can
     # be stale: the rest are settled from their target rows alone.
-    own = np.abs(rows_at(sr.x, sr.bounds(block.target))
-                 - rows_at(sr.x, np.maximum(sr.bounds(block.hi) - 1, 0)))
-    own_noise = np.hypot(noise_at(block.est, planes, sr, sr.bounds(block.target)),
-                         noise_at(block.est, planes, sr, np.maximum(sr.bounds(block.hi) - 1, 0)))
+    own = np.abs(
+        rows_at(sr.x, sr.bounds(block.target))
+        - rows_at(sr.x, np.maximum(sr.bounds(block.hi) - 1, 0))
+    )
+    own_noise = np.hypot(
+        noise_at(block.est, planes, sr, sr.bounds(block.target)),
+        noise_at(block.est, planes, sr, np.maximum(sr.bounds(block.hi) - 1, 0)),
+    )
     # a series that never changed (a fixed batch size) has no history of change to compare with
     varied = np.nanmax(sr.x, axis=0) > np.nanmin(sr.x, axis=0)
     candidate = np.zeros(sr.shape[1], dtype=bool)
@@ -241,8 +254,12 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     usual = 10.0 ** (log_sum / np.maximum(n_pos, 1))
     ref = np.fmin(usual[None], rn)
     scale = np.fmax(np.abs(xt), np.abs(xp))
-    usable = ((n_h >= min_history) & (low > 1e-9 * np.nan_to_num(scale))
-              & ~np.isnan(rd).any(axis=0) & (ref > 0).all(axis=0))
+    usable = (
+        (n_h >= min_history)
+        & (low > 1e-9 * np.nan_to_num(scale))
+        & ~np.isnan(rd).any(axis=0)
+        & (ref > 0).all(axis=0)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         terms = -np.log10(rd / np.where(ref > 0, ref, 1.0))
     terms = np.clip(np.nan_to_num(terms, nan=0.0, posinf=STALE_TERM_CAP), 0.0, STALE_TERM_CAP)
@@ -257,9 +274,13 @@ def staleness(block: Block, bad: np.ndarray, planes: Planes, stale_runs: int,
     return np.where(used > 0, total / np.maximum(used, 1), out)
 
 
-def floors_of(names: Sequence[str], corruption_planes: Sequence[int],
-              floors: Mapping[str, tuple[float, float]],
-              default: tuple[float, float]) -> np.ndarray:
+def floors_of(
+    names: Sequence[str],
+    corruption_planes: Sequence[int],
+    floors: Mapping[str, tuple[float, float]],
+    default: tuple[float, float],
+) -> np.ndarray:
     """(absolute, relative) floor of each corruption estimate's spread: (planes, 2, 1, 1)."""
-    return np.array([floors.get(names[i], default) for i in corruption_planes],
-                    dtype=np.float64).reshape(len(corruption_planes), 2, 1, 1)
+    return np.array(
+        [floors.get(names[i], default) for i in corruption_planes], dtype=np.float64
+    ).reshape(len(corruption_planes), 2, 1, 1)

@@ -288,8 +288,9 @@ class StuckFeedbackAnalyzer(Analyzer):
         return int((self._state == OVERDUE).sum())
 
     # --- count tables ---------------------------------------------------------------------------
-    def _tables(self, slots: np.ndarray, weights: np.ndarray | float, one: np.ndarray,
-                two: np.ndarray) -> None:
+    def _tables(
+        self, slots: np.ndarray, weights: np.ndarray | float, one: np.ndarray, two: np.ndarray
+    ) -> None:
         """Add ``weights`` of ``slots`` to the single and pair tables ``one`` and ``two``."""
         f = len(self._features)
         codes = self._codes[slots, :f].astype(np.int64)
@@ -334,8 +335,9 @@ class StuckFeedbackAnalyzer(Analyzer):
         if self._features or not features:
             return
         self._features = sorted(features)[: self.max_features]
-        self._enc = [_Encoder(features[n], self.max_values, self.numeric_bins)
-                     for n in self._features]
+        self._enc = [
+            _Encoder(features[n], self.max_values, self.numeric_bins) for n in self._features
+        ]
         self._pairs = list(combinations(range(len(self._features)), 2))
 
     def _add_predictions(self, rec: PredictionBatch) -> None:
@@ -356,7 +358,7 @@ class StuckFeedbackAnalyzer(Analyzer):
             return
         if len(self._free) < len(rows):
             rows = self._make_room(h, rows)
-        slots = self._free[len(self._free) - len(rows):]
+        slots = self._free[len(self._free) - len(rows) :]
         self._free = self._free[: len(self._free) - len(rows)]
         self._hash[slots] = h[rows]
         self._ts[slots] = np.asarray(rec.timestamps, dtype=np.float64)[rows]
@@ -407,11 +409,10 @@ class StuckFeedbackAnalyzer(Analyzer):
         slots, ts = slots[fresh], ts[fresh]
         self._feedback_matched_total += len(slots)
         # overdue as of now, whether or not the last pass over the sample has marked it yet
-        late = (self._state[slots] == OVERDUE) | (self._ts[slots] + self.overdue_after
-                                                  <= self._now)
+        late = (self._state[slots] == OVERDUE) | (self._ts[slots] + self.overdue_after <= self._now)
         self._late_total += int(late.sum())
         delays = np.maximum(ts - self._ts[slots], 0.0)
-        delays = delays[-len(self._delays):]  # a ring of recent delays, bounded
+        delays = delays[-len(self._delays) :]  # a ring of recent delays, bounded
         ring = (self._delay_pos + np.arange(len(delays))) % len(self._delays)
         self._delays[ring] = delays
         self._delay_pos = int((self._delay_pos + len(delays)) % len(self._delays))
@@ -484,8 +485,11 @@ class StuckFeedbackAnalyzer(Analyzer):
         n_od = np.bincount(b[self._state[due] == OVERDUE], minlength=_AGE_BUCKETS)
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(n_due > 0, n_od / np.maximum(n_due, 1), np.nan)
-        w = 1.0 if not np.isfinite(self._rho_time) else \
-            1.0 - np.exp(-(self._now - self._rho_time) / self.window_s)
+        w = (
+            1.0
+            if not np.isfinite(self._rho_time)
+            else 1.0 - np.exp(-(self._now - self._rho_time) / self.window_s)
+        )
         seen = ~np.isnan(frac)
         fresh = seen & np.isnan(self._rho)
         self._rho[fresh] = frac[fresh]
@@ -523,8 +527,7 @@ class StuckFeedbackAnalyzer(Analyzer):
                 self._tables(due, w, exp1, exp2)
             f = len(self._features)
             tables = [(self._od1[i], exp1[i], [(i,)]) for i in range(f)]
-            tables += [(self._od2[p], exp2[p], [(i, j)])
-                       for p, (i, j) in enumerate(self._pairs)]
+            tables += [(self._od2[p], exp2[p], [(i, j)]) for p, (i, j) in enumerate(self._pairs)]
             excess_total = self._excess(tables)
             if excess_total >= max(self.min_count, self.min_excess_share * total_od):
                 for od, exp, (feats,) in tables:
@@ -548,8 +551,16 @@ class StuckFeedbackAnalyzer(Analyzer):
         for rank, (_, cov, lift, od, parts) in enumerate(chosen, start=1):
             preds = self._predicates(parts)
             text = " ∧ ".join(f"{p['feature']} {p['op']} {p['value']}" for p in preds)
-            out.append({"rank": rank, "pattern": text, "predicates": preds,
-                        "coverage": min(cov, 1.0), "lift": lift, "overdue_sampled": od})
+            out.append(
+                {
+                    "rank": rank,
+                    "pattern": text,
+                    "predicates": preds,
+                    "coverage": min(cov, 1.0),
+                    "lift": lift,
+                    "overdue_sampled": od,
+                }
+            )
         self._cache = out
         return out
 
@@ -582,36 +593,74 @@ class StuckFeedbackAnalyzer(Analyzer):
     def restore(self, blob: bytes) -> None:
         state = pickle.loads(blob)  # noqa: S301 - our own snapshots only
         if "_keys" not in state:
-            raise ValueError("stuck-feedback snapshot of an earlier layout (no hash index): it "
-                             "cannot be read, the analyzer starts afresh")
+            raise ValueError(
+                "stuck-feedback snapshot of an earlier layout (no hash index): it "
+                "cannot be read, the analyzer starts afresh"
+            )
         self.__dict__.update(state)
 
     def metrics(self) -> list[Metric]:
         self.settle()
         lab = self.labels()
         out = [
-            Metric("mlobs_stuck_feedback_sampled", "gauge",
-                   "Predictions in the stuck-feedback sample (within the window)", lab,
-                   float(self.sampled)),
-            Metric("mlobs_stuck_feedback_overdue_sampled", "gauge",
-                   "Sampled predictions overdue for feedback", lab, float(self.overdue)),
-            Metric("mlobs_stuck_feedback_sample_rate_ratio", "gauge",
-                   "Share of prediction ids the hashed sample keeps", lab, self.sample_rate),
-            Metric("mlobs_stuck_feedback_overdue_after_seconds", "gauge",
-                   "Feedback delay after which a prediction counts as overdue", lab,
-                   float(self.overdue_after), unit="seconds"),
-            Metric("mlobs_stuck_feedback_late_total", "counter",
-                   "Sampled predictions whose feedback arrived after they were overdue", lab,
-                   float(self._late_total)),
+            Metric(
+                "mlobs_stuck_feedback_sampled",
+                "gauge",
+                "Predictions in the stuck-feedback sample (within the window)",
+                lab,
+                float(self.sampled),
+            ),
+            Metric(
+                "mlobs_stuck_feedback_overdue_sampled",
+                "gauge",
+                "Sampled predictions overdue for feedback",
+                lab,
+                float(self.overdue),
+            ),
+            Metric(
+                "mlobs_stuck_feedback_sample_rate_ratio",
+                "gauge",
+                "Share of prediction ids the hashed sample keeps",
+                lab,
+                self.sample_rate,
+            ),
+            Metric(
+                "mlobs_stuck_feedback_overdue_after_seconds",
+                "gauge",
+                "Feedback delay after which a prediction counts as overdue",
+                lab,
+                float(self.overdue_after),
+                unit="seconds",
+            ),
+            Metric(
+                "mlobs_stuck_feedback_late_total",
+                "counter",
+                "Sampled predictions whose feedback arrived after they were overdue",
+                lab,
+                float(self._late_total),
+            ),
         ]
         for p in self.patterns():
             pl = self.labels(rank=str(p["rank"]), pattern=p["pattern"])
-            out.append(Metric("mlobs_stuck_feedback_pattern_coverage", "gauge",
-                              "Share of overdue predictions the pattern matches (top-k)", pl,
-                              p["coverage"]))
-            out.append(Metric("mlobs_stuck_feedback_pattern_lift", "gauge",
-                              "How many times more of the pattern's predictions are overdue "
-                              "than usual for their age (top-k)", pl, p["lift"]))
+            out.append(
+                Metric(
+                    "mlobs_stuck_feedback_pattern_coverage",
+                    "gauge",
+                    "Share of overdue predictions the pattern matches (top-k)",
+                    pl,
+                    p["coverage"],
+                )
+            )
+            out.append(
+                Metric(
+                    "mlobs_stuck_feedback_pattern_lift",
+                    "gauge",
+                    "How many times more of the pattern's predictions are overdue "
+                    "than usual for their age (top-k)",
+                    pl,
+                    p["lift"],
+                )
+            )
         return out
 
     def query(self, **params: Any) -> dict[str, Any]:

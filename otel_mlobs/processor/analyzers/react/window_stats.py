@@ -75,7 +75,7 @@ def window_sums(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
             out[..., j, :] = np.einsum("...rc,rc->...c", x, m.astype(np.float64))
         return out
     for j, (a, b) in enumerate(zip(lo[:, 0].tolist(), hi[:, 0].tolist(), strict=True)):
-        out[..., j, :] = x[..., a:max(a, b), :].sum(axis=-2)
+        out[..., j, :] = x[..., a : max(a, b), :].sum(axis=-2)
     return out
 
 
@@ -90,7 +90,7 @@ def window_mins(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
             out[..., j, :] = np.where(m, x, np.inf).min(axis=-2)
         return out
     for j, (a, b) in enumerate(zip(lo[:, 0].tolist(), hi[:, 0].tolist(), strict=True)):
-        out[..., j, :] = x[..., a:max(a, b), :].min(axis=-2, initial=np.inf)
+        out[..., j, :] = x[..., a : max(a, b), :].min(axis=-2, initial=np.inf)
     return out
 
 
@@ -123,12 +123,14 @@ def range_min(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         table[0] = block
         for j in range(1, levels):
             step = 1 << (j - 1)
-            table[j, :, : r - step] = np.minimum(table[j - 1, :, : r - step],
-                                                 table[j - 1, :, step:])
+            table[j, :, : r - step] = np.minimum(
+                table[j - 1, :, : r - step], table[j - 1, :, step:]
+            )
         col = np.arange(w)[None, :]
         ev = np.arange(e)[:, None, None]
         lv, aa, bb = level[:, cols], a[:, cols], b[:, cols]
-        m = np.minimum(table[lv[None], ev, aa[None], col[None]],
-                       table[lv[None], ev, bb[None], col[None]])
+        m = np.minimum(
+            table[lv[None], ev, aa[None], col[None]], table[lv[None], ev, bb[None], col[None]]
+        )
         out[:, :, cols] = np.where(nonempty[None, :, cols], m, np.inf)
     return out
