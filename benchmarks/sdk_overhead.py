@@ -445,6 +445,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def text_pass(w: Workload, calls: int) -> dict[str, Any]:
+    """The cheapest C-level passes over the call's Python string objects (the frame's text
+    columns), warm: what any Python SDK pays at least once per text value it reads."""
+    text = [
+        w.frame[c].to_numpy(dtype=object)
+        for c in w.frame.columns
+        if w.frame[c].dtype == object or pd.api.types.is_string_dtype(w.frame[c].dtype)
+    ]
+    objects = sum(len(a) for a in text)
+
+    def timed(fn: Callable[[np.ndarray], object]) -> float:
+        times = []
+        for i in range(calls + 3):
+            t = time.thread_time()
+            for a in text:
+                fn(a)
+            if i >= 3:
+                times.append(time.thread_time() - t)
+        return _ms(times)
+
+    return {
+        "columns": len(text),
+        "objects": objects,
+        "isna_ms": timed(pd.isna),
+        "factorize_ms": timed(pd.factorize),
+    }
+
+
 def _scaling(w: Workload, flush: Callable[[], None], args: argparse.Namespace) -> list[dict]:
     if args.scaling_calls <= 0:
         return []
@@ -468,6 +496,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush, memory = configure_sdk("memory", None, args.background)
         result = measure(workload, flush, args.repeats, args.warmup, args.block)
         result["scaling"] = _scaling(workload, flush, args)
+        result["text_pass"] = text_pass(workload, max(args.scaling_calls, 1))
         export["spans_exported"] = len(memory.get_finished_spans())
     else:
         with processor as proc:
@@ -479,6 +508,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 workload, flush, args.repeats, args.warmup, args.block, settle=proc.status
             )
             result["scaling"] = _scaling(workload, flush, args)
+            result["text_pass"] = text_pass(workload, max(args.scaling_calls, 1))
             counters = proc.status()["counters"]
         export.update(
             {
@@ -578,6 +608,20 @@ def _scaling_lines(p: dict[str, Any]) -> list[str]:
         "three log calls, each planning its columns and building its events; OpenTelemetry's "
         f"part of it is in the last column) is {verdict} the "
         f"{p['target_overhead_ratio_max']:.0%} target before any value is read.",
+        "",
+        *_text_pass_lines(r.get("text_pass")),
+    ]
+
+
+def _text_pass_lines(tp: dict[str, Any] | None) -> list[str]:
+    if not tp or not tp["objects"]:
+        return []
+    per = 1e6 / tp["objects"]
+    return [
+        f"The frame's {tp['columns']} text columns hold {tp['objects']:,} Python string objects. "
+        f"The cheapest C-level passes over them, warm: `pandas.isna` {tp['isna_ms']:.2f} ms "
+        f"({tp['isna_ms'] * per:.0f} ns per object), `pandas.factorize` "
+        f"{tp['factorize_ms']:.2f} ms ({tp['factorize_ms'] * per:.0f} ns per object).",
         "",
     ]
 

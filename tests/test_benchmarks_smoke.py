@@ -112,6 +112,9 @@ def test_sdk_overhead_benchmark_exports_to_a_real_processor(tmp_path):
     assert all(x["sdk_median_ms"] > 0 and x["bare_median_ms"] > 0 for x in scaling[:2])
     # OpenTelemetry's own share of the same spans and events: real, and below the SDK's steps
     assert all(0 < x["otel_median_ms"] < x["sdk_median_ms"] for x in scaling[:2])
+    text = payload["results"]["text_pass"]
+    assert text["columns"] == 3 and text["objects"] == 3 * 300  # ids, zone, payment type
+    assert text["isna_ms"] > 0 and text["factorize_ms"] > 0
     assert "## What every call pays" in (tmp_path / "sdk_overhead.md").read_text()
     export = payload["export"]
     assert export["exporter"] == "otlp-grpc"
