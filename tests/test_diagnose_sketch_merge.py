@@ -75,6 +75,9 @@ def test_exact_up_to_raises_what_is_kept_whole():
     assert len(colmod.exact_values(colmod.merge_sketches(blobs))) == colmod.MERGED_VALUES
     whole = colmod.merge_sketches(blobs, exact_up_to=10_000)
     np.testing.assert_array_equal(colmod.exact_values(whole), np.sort(np.concatenate(parts)))
+    # past the exact limit the reference is bounded again, not as large as the limit
+    over = colmod.merge_sketches(blobs, exact_up_to=5_000)
+    assert len(colmod.exact_values(over)) == colmod.MERGED_VALUES
 
 
 def test_single_item_and_empty_inputs():

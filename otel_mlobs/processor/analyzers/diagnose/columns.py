@@ -503,11 +503,11 @@ def merge_sketches(blobs: Sequence[bytes], exact_up_to: int = 0) -> bytes:
 
     The inputs' values (each retained item with its weight) are pooled. When there are at most
     ``max(exact_up_to, MERGED_VALUES)`` of them (and the sketch library's largest ``k``), the
-    result keeps every one; otherwise it keeps that many evenly spaced order statistics of the
-    pool, the pool's minimum and maximum among them. Either way it is an exact-mode sketch:
-    the library's own merge compacts with its process-wide random generator, so merged
-    references (and everything judged against them) would differ from run to run and from
-    shard to shard on the same stream.
+    result keeps every one; otherwise it keeps ``MERGED_VALUES`` evenly spaced order statistics
+    of the pool, the pool's minimum and maximum among them, so a reference over a long window
+    stays at 32 KiB a column. Either way it is an exact-mode sketch. The library's own merge
+    compacts with its process-wide random generator, so merged references (and everything
+    judged against them) would differ from run to run and from shard to shard on one stream.
     """
     parts = [p for p in (_pooled_part(blob) for blob in blobs) if p is not None]
     if not parts:
@@ -516,10 +516,11 @@ def merge_sketches(blobs: Sequence[bytes], exact_up_to: int = 0) -> bytes:
     weights = np.concatenate([p[1] for p in parts])
     low, high = min(p[2] for p in parts), max(p[3] for p in parts)
     total = float(weights.sum())
-    keep = max(1, min(max(exact_up_to, MERGED_VALUES), _MAX_K, round(total)))
-    if total <= keep and (weights == np.round(weights)).all():
+    whole = min(max(exact_up_to, MERGED_VALUES), _MAX_K)
+    if total <= whole and (weights == np.round(weights)).all():
         values = np.repeat(items, weights.astype(np.int64))
     else:
+        keep = max(1, min(MERGED_VALUES, round(total)))
         order = np.argsort(items, kind="stable")
         items, cum = items[order], np.cumsum(weights[order], dtype=np.float64)
         ranks = (np.arange(keep) + 0.5) * (cum[-1] / keep)
